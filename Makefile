@@ -1,0 +1,18 @@
+# personalize: plain PGXS build (see README.md)
+EXTENSION   = personalize
+MODULE_big  = personalize
+OBJS        = src/personalize.o src/guc.o
+DATA        = sql/personalize--0.1.0.sql
+
+# pg_regress inputs in sql/, outputs in expected/ (its defaults)
+REGRESS     = install
+REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
+
+# -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
+SHLIB_LINK  = -lcurl
+EXTRA_CLEAN = results/ regression.diffs regression.out
+
+PG_CONFIG  ?= pg_config
+PGXS       := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,18 @@
+/*
+ * personalize.c: module entry point. Defines the settings and nothing else;
+ * each concern lives in its own file (see src/README in docs/architecture.md).
+ */
+#include "personalize.h"
+
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Called once per backend when the library is loaded. */
+void
+_PG_init(void)
+{
+	personalize_define_gucs();
+}

@@ -1,0 +1,21 @@
+#!/bin/bash
+# Install what personalize needs on Debian 12 (PostgreSQL 15 from Debian), then build
+# and install the extension. Idempotent; used by both README commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
+          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
+          postgresql-contrib gnuplot-nox python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: building personalize"
+make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
+$SUDO make -s install PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
