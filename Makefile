@@ -5,7 +5,7 @@ OBJS        = src/personalize.o src/guc.o
 DATA        = sql/personalize--0.1.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install
+REGRESS     = install schema errors privileges search_path loader
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters
