@@ -117,10 +117,531 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.marketing_campaigns_camp
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_types',
     $$WHERE event_type NOT IN ('view', 'click', 'cart', 'purchase')$$);
 
+
 ------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC but the schema's name. Applications get the
--- grants listed in docs/reference.md ("Privileges").
+-- The co-occurrence model. Derived from interactions (never dumped: a restore
+-- streams interactions through the trigger, or run personalize.rebuild()).
+------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.model_settings (
+    singleton              boolean PRIMARY KEY DEFAULT true,
+    max_items_per_customer integer NOT NULL DEFAULT 100,
+    rebuilt_at             timestamptz,
+    CONSTRAINT model_settings_singleton CHECK (singleton),
+    CONSTRAINT model_settings_cap_check CHECK (max_items_per_customer OPERATOR(pg_catalog.>=) 2
+                                               AND max_items_per_customer OPERATOR(pg_catalog.<=) 10000)
+);
+COMMENT ON TABLE @extschema@.model_settings IS 'Model parameters the trigger and rebuild() share; change them only through rebuild().';
+INSERT INTO @extschema@.model_settings DEFAULT VALUES;
+
+CREATE TABLE @extschema@.customer_items (
+    customer_id          bigint NOT NULL,
+    product_id           bigint NOT NULL,
+    events               integer NOT NULL,
+    purchases            integer NOT NULL,
+    weight               double precision NOT NULL,
+    first_interaction_id bigint NOT NULL,
+    last_at              timestamptz NOT NULL,
+    in_model             boolean NOT NULL,
+    PRIMARY KEY (customer_id, product_id),
+    CONSTRAINT customer_items_events_check CHECK (events OPERATOR(pg_catalog.>) 0 AND purchases OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE @extschema@.customer_items IS 'One row per (customer, product) with at least one interaction: the customer''s history as recommend() reads it. in_model marks the first max_items_per_customer products (by first interaction id) that take part in co-occurrence.';
+
+CREATE TABLE @extschema@.customer_state (
+    customer_id        bigint PRIMARY KEY,
+    items              integer NOT NULL DEFAULT 0,
+    model_items        integer NOT NULL DEFAULT 0,
+    max_model_first_id bigint,
+    CONSTRAINT customer_state_items_check CHECK (model_items OPERATOR(pg_catalog.>=) 0 AND items OPERATOR(pg_catalog.>=) model_items)
+);
+COMMENT ON TABLE @extschema@.customer_state IS 'Per-customer model bookkeeping; its row is the lock that serialises concurrent writers of one customer''s history.';
+
+CREATE TABLE @extschema@.item_counts (
+    product_id bigint PRIMARY KEY,
+    customers  bigint NOT NULL,
+    CONSTRAINT item_counts_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product.';
+
+CREATE TABLE @extschema@.pair_counts (
+    product_a bigint NOT NULL,
+    product_b bigint NOT NULL,
+    customers bigint NOT NULL,
+    PRIMARY KEY (product_a, product_b),
+    CONSTRAINT pair_counts_order CHECK (product_a OPERATOR(pg_catalog.<) product_b),
+    CONSTRAINT pair_counts_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+);
+CREATE INDEX pair_counts_b_idx ON @extschema@.pair_counts (product_b);
+COMMENT ON TABLE @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b).';
+
+CREATE TABLE @extschema@.customer_totals (
+    shard     smallint PRIMARY KEY,
+    customers bigint NOT NULL,
+    CONSTRAINT customer_totals_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE @extschema@.customer_totals IS 'Customers with at least one in-model product, in 16 shards (customer_id % 16) so that new customers do not all wait on one row.';
+INSERT INTO @extschema@.customer_totals SELECT s, 0 FROM pg_catalog.generate_series(0, 15) AS s;
+
+CREATE TABLE @extschema@.dirty_products (
+    product_id bigint PRIMARY KEY,
+    since      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.dirty_products IS 'Products whose counts changed since their neighbour lists were last refreshed.';
+
+CREATE TABLE @extschema@.neighbors (
+    measure      text NOT NULL,
+    product_id   bigint NOT NULL,
+    neighbor_ids bigint[] NOT NULL,
+    scores       double precision[] NOT NULL,
+    counts       bigint[] NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (measure, product_id)
+);
+COMMENT ON TABLE @extschema@.neighbors IS 'Serving lists: the top neighbours of each product under one similarity measure, best first.';
+
+CREATE TABLE @extschema@.popular (
+    rank       integer PRIMARY KEY,
+    product_id bigint NOT NULL UNIQUE,
+    customers  bigint NOT NULL,
+    source     text NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
+    CONSTRAINT popular_source_check CHECK (source OPERATOR(pg_catalog.=) ANY (ARRAY['window', 'all_time']))
+);
+COMMENT ON TABLE @extschema@.popular IS 'Popularity list for fill-up and anonymous visitors: products by distinct customers in the recent window, then all-time.';
+
+CREATE INDEX interactions_occurred_at_brin ON @extschema@.interactions USING brin (occurred_at);
+
+CREATE TABLE @extschema@.variants (
+    name       text PRIMARY KEY,
+    algorithm  text NOT NULL,
+    params     jsonb NOT NULL DEFAULT '{}',
+    builtin    boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT variants_name_check CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT variants_algorithm_check CHECK (algorithm OPERATOR(pg_catalog.=) ANY (ARRAY['popular', 'cooccurrence', 'hybrid']))
+);
+COMMENT ON TABLE @extschema@.variants IS 'Named algorithm configurations recommend() can serve (A/B arms).';
+INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
+    ('popular', 'popular', '{}', true),
+    ('cooccurrence', 'cooccurrence', '{"measure": "llr"}', true),
+    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.1}', true);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
+
+CREATE TABLE @extschema@.maintenance_runs (
+    run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job         text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    items       bigint NOT NULL,
+    details     jsonb
+);
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per completed rebuild() and refresh_neighbors()/refresh_popular() run.';
+
+------------------------------------------------------------------------------
+-- C functions
+------------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@._interactions_trigger() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'personalize_interactions_trigger';
+CREATE TRIGGER interactions_model_insert AFTER INSERT ON @extschema@.interactions
+    REFERENCING NEW TABLE AS personalize_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_delete AFTER DELETE ON @extschema@.interactions
+    REFERENCING OLD TABLE AS personalize_old
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_update AFTER UPDATE ON @extschema@.interactions
+    REFERENCING OLD TABLE AS personalize_old NEW TABLE AS personalize_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_truncate AFTER TRUNCATE ON @extschema@.interactions
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+
+CREATE FUNCTION @extschema@.similarity(measure text, ab bigint, a bigint, b bigint, n bigint)
+    RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_similarity';
+COMMENT ON FUNCTION @extschema@.similarity(text, bigint, bigint, bigint, bigint) IS
+    'Similarity of a product pair from its co-occurrence ab, the product counts a and b and the customer count n: count, jaccard, cosine, lift or llr (Dunning).';
+
+CREATE FUNCTION @extschema@._validate_variant(name text, algorithm text, params jsonb)
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_validate_variant';
+
+CREATE FUNCTION @extschema@.recommend(customer_id bigint, variant text DEFAULT NULL, k integer DEFAULT 10)
+    RETURNS TABLE (product_id bigint, score double precision, reason text)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_recommend';
+COMMENT ON FUNCTION @extschema@.recommend(bigint, text, integer) IS
+    'Top k products for a customer under a variant (NULL: the default), best first, with a reason a person can read. Read-only.';
+
+------------------------------------------------------------------------------
+-- SQL functions of the engine
+------------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.cooccurrence_count(a bigint, b bigint) RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT CASE WHEN a = b
+                THEN coalesce((SELECT ic.customers FROM @extschema@.item_counts ic WHERE ic.product_id = a), 0)
+                ELSE coalesce((SELECT pc.customers FROM @extschema@.pair_counts pc
+                               WHERE pc.product_a = least(a, b) AND pc.product_b = greatest(a, b)), 0)
+           END;
+END;
+COMMENT ON FUNCTION @extschema@.cooccurrence_count(bigint, bigint) IS
+    'Distinct customers whose in-model history holds both products (for a = b: customers with the product).';
+
+CREATE VIEW @extschema@.cooccurrence AS
+    SELECT pc.product_a, pc.product_b, pc.customers,
+           ia.customers AS customers_a, ib.customers AS customers_b
+    FROM @extschema@.pair_counts pc
+    JOIN @extschema@.item_counts ia ON ia.product_id = pc.product_a
+    JOIN @extschema@.item_counts ib ON ib.product_id = pc.product_b;
+COMMENT ON VIEW @extschema@.cooccurrence IS 'Every co-occurring product pair once (product_a < product_b) with both products'' counts.';
+
+CREATE VIEW @extschema@.model_stats AS
+    SELECT (SELECT sum(t.customers) FROM @extschema@.customer_totals t)::bigint AS customers,
+           (SELECT count(*) FROM @extschema@.item_counts) AS products,
+           (SELECT count(*) FROM @extschema@.pair_counts) AS pairs,
+           (SELECT count(*) FROM @extschema@.dirty_products) AS dirty_products,
+           (SELECT s.max_items_per_customer FROM @extschema@.model_settings s) AS max_items_per_customer,
+           (SELECT s.rebuilt_at FROM @extschema@.model_settings s) AS rebuilt_at;
+COMMENT ON VIEW @extschema@.model_stats IS 'Size and freshness of the co-occurrence model at a glance.';
+
+CREATE VIEW @extschema@.neighbor_list AS
+    SELECT n.measure, n.product_id, u.rank, u.neighbor_id, u.score, u.customers, n.refreshed_at
+    FROM @extschema@.neighbors n,
+         LATERAL unnest(n.neighbor_ids, n.scores, n.counts) WITH ORDINALITY AS u(neighbor_id, score, customers, rank);
+COMMENT ON VIEW @extschema@.neighbor_list IS 'The neighbour lists, one row per (measure, product, rank), for BI tools.';
+
+-- Recompute the top-K neighbour lists of dirty products (all products with full).
+CREATE FUNCTION @extschema@.refresh_neighbors(max_products integer DEFAULT NULL, all_products boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measures text[];
+    n_total bigint;
+    k integer := coalesce(current_setting('personalize.neighbors_k', true), '50')::integer;
+    min_count integer := coalesce(current_setting('personalize.neighbors_min_count', true), '2')::integer;
+    batch bigint[];
+    done bigint := 0;
+    started timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'Pass NULL to refresh every dirty product.';
+    END IF;
+    IF all_products THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        ON CONFLICT (product_id) DO NOTHING;
+        DELETE FROM @extschema@.neighbors n
+        WHERE NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+    END IF;
+    SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
+    FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS m
+          FROM @extschema@.variants v) s
+    WHERE m IS NOT NULL;
+    SELECT coalesce(sum(t.customers), 0) INTO n_total FROM @extschema@.customer_totals t;
+    LOOP
+        WITH d AS (
+            DELETE FROM @extschema@.dirty_products dp
+            WHERE dp.product_id IN (SELECT x.product_id FROM @extschema@.dirty_products x
+                                    ORDER BY x.product_id
+                                    LIMIT least(500, coalesce(max_products - done, 500))
+                                    FOR UPDATE SKIP LOCKED)
+            RETURNING dp.product_id)
+        SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
+        EXIT WHEN batch IS NULL;
+
+        DELETE FROM @extschema@.neighbors n WHERE n.product_id = ANY (batch);
+        IF measures IS NOT NULL THEN
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
+            FROM (
+                SELECT s.measure, s.p, s.q, s.ab, s.s,
+                       row_number() OVER (PARTITION BY s.measure, s.p ORDER BY s.s DESC, s.ab DESC, s.q) AS rn
+                FROM (
+                    SELECT m.measure, pr.p, pr.q, pr.ab,
+                           @extschema@.similarity(m.measure, pr.ab, ia.customers, ib.customers, greatest(n_total, ia.customers, ib.customers)) AS s
+                    FROM (SELECT pc.product_a AS p, pc.product_b AS q, pc.customers AS ab
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_a = ANY (batch) AND pc.customers >= min_count
+                          UNION ALL
+                          SELECT pc.product_b, pc.product_a, pc.customers
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_b = ANY (batch) AND pc.customers >= min_count) pr
+                    JOIN @extschema@.item_counts ia ON ia.product_id = pr.p
+                    JOIN @extschema@.item_counts ib ON ib.product_id = pr.q
+                    CROSS JOIN unnest(measures) AS m(measure)
+                ) s
+                WHERE s.s > 0
+            ) r
+            WHERE r.rn <= k
+            GROUP BY r.measure, r.p;
+        END IF;
+        done := done + cardinality(batch);
+        IF clock_timestamp() - last_notice > interval '5 seconds' THEN
+            RAISE NOTICE 'refresh_neighbors: % products refreshed, % still dirty', done,
+                (SELECT count(*) FROM @extschema@.dirty_products);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN max_products IS NOT NULL AND done >= max_products;
+    END LOOP;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products, 'k', k));
+    RETURN done;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_neighbors(integer, boolean) IS
+    'Recompute the neighbour lists of products whose counts changed (all products with all_products => true); returns how many.';
+
+-- Recompute the popularity list as of a time.
+CREATE FUNCTION @extschema@.refresh_popular(window_length interval DEFAULT '7 days', as_of timestamptz DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t_end timestamptz := coalesce(as_of, now());
+    started timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    IF window_length IS NULL OR window_length <= interval '0' THEN
+        RAISE EXCEPTION 'window_length must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(window_length::text, 'NULL')),
+                  HINT = 'For example interval ''7 days''.';
+    END IF;
+    DELETE FROM @extschema@.popular;
+    INSERT INTO @extschema@.popular (rank, product_id, customers, source, window_start, window_end)
+    SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id), y.product_id, y.n,
+           CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END, t_end - window_length, t_end
+    FROM (
+        SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
+        FROM (
+            SELECT 1 AS src, w.product_id, w.n FROM (
+                SELECT i.product_id, count(DISTINCT i.customer_id) AS n
+                FROM @extschema@.interactions i
+                JOIN @extschema@.products p ON p.product_id = i.product_id AND p.active
+                WHERE i.occurred_at > t_end - window_length AND i.occurred_at <= t_end
+                GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
+            UNION ALL
+            SELECT 2, a.product_id, a.customers FROM (
+                SELECT ic.product_id, ic.customers FROM @extschema@.item_counts ic
+                JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
+                ORDER BY ic.customers DESC, ic.product_id LIMIT 1000) a
+        ) x
+        ORDER BY x.product_id, x.src
+    ) y
+    ORDER BY 1 LIMIT 1000;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh_popular', started, n, jsonb_build_object('window', window_length, 'as_of', t_end));
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_popular(interval, timestamptz) IS
+    'Recompute the popularity list: products by distinct customers in the window ending at as_of (default now()), then all-time.';
+
+-- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
+CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
+    RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cap integer;
+    started timestamptz := clock_timestamp();
+    phase_at timestamptz;
+    n_customers bigint;
+    n_products bigint;
+    n_pairs bigint;
+    n_lists bigint;
+BEGIN
+    IF max_items_per_customer IS NOT NULL AND (max_items_per_customer < 2 OR max_items_per_customer > 10000) THEN
+        RAISE EXCEPTION 'max_items_per_customer must be between 2 and 10000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
+                  HINT = 'Pass NULL to keep the current value.';
+    END IF;
+    -- writers of interactions wait; readers keep the old model until the TRUNCATE below
+    LOCK TABLE @extschema@.interactions IN SHARE MODE;
+    UPDATE @extschema@.model_settings s
+       SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
+           rebuilt_at = now()
+    RETURNING s.max_items_per_customer INTO cap;
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
+    phase_at := clock_timestamp();
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
+             @extschema@.pair_counts, @extschema@.dirty_products, @extschema@.neighbors;
+    INSERT INTO @extschema@.customer_items
+        (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
+    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
+           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
+    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
+                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
+                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
+          FROM @extschema@.interactions i
+          JOIN @extschema@.event_types e ON e.event_type = i.event_type
+          GROUP BY i.customer_id, i.product_id) g;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 2/5 customers and products', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.customer_state (customer_id, items, model_items, max_model_first_id)
+    SELECT ci.customer_id, count(*), count(*) FILTER (WHERE ci.in_model),
+           max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
+    FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    INSERT INTO @extschema@.item_counts (product_id, customers)
+    SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
+    GET DIAGNOSTICS n_products = ROW_COUNT;
+    UPDATE @extschema@.customer_totals t SET customers = coalesce(
+        (SELECT count(*) FROM @extschema@.customer_state s
+         WHERE s.model_items > 0 AND ((s.customer_id % 16) + 16) % 16 = t.shard), 0);
+    RAISE NOTICE 'rebuild: 2/5 % customers, % products (% s)', n_customers, n_products,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    SELECT a.product_id, b.product_id, count(*)
+    FROM @extschema@.customer_items a
+    JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
+    WHERE a.in_model AND b.in_model
+    GROUP BY a.product_id, b.product_id;
+    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
+    phase_at := clock_timestamp();
+    n_lists := @extschema@.refresh_neighbors(NULL, true);
+    RAISE NOTICE 'rebuild: 4/5 neighbour lists for % products (% s)', n_lists,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
+    PERFORM @extschema@.refresh_popular();
+    RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('rebuild', started, n_pairs, jsonb_build_object('customers', n_customers, 'products', n_products,
+            'pairs', n_pairs, 'max_items_per_customer', cap));
+    RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
+END $$;
+COMMENT ON FUNCTION @extschema@.rebuild(integer) IS
+    'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs.';
+
+-- Right to erasure: remove everything the extension holds about a customer.
+CREATE FUNCTION @extschema@.forget_customer(customer_id bigint)
+    RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n_i bigint;
+    n_f bigint;
+    n_c bigint;
+BEGIN
+    IF customer_id IS NULL THEN
+        RAISE EXCEPTION 'customer_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the id of the customer to forget.';
+    END IF;
+    DELETE FROM @extschema@.interactions i WHERE i.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_i = ROW_COUNT;
+    DELETE FROM @extschema@.customer_feedback f WHERE f.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_f = ROW_COUNT;
+    DELETE FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_c = ROW_COUNT;
+    RETURN QUERY SELECT n_i, n_f, n_c > 0;
+END $$;
+COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
+    'Erase a customer: their interactions (the model subtracts exactly their contribution), feedback and customer row.';
+
+-- Variants
+CREATE FUNCTION @extschema@.create_variant(name text, algorithm text, params jsonb DEFAULT '{}')
+    RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measure text;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
+                  HINT = 'For example ''cooc_jaccard''.';
+    END IF;
+    measure := @extschema@._validate_variant(name, algorithm, coalesce(params, '{}'));
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = create_variant.name) THEN
+        RAISE EXCEPTION 'variant "%" already exists', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
+    END IF;
+    IF measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = create_variant.measure LIMIT 1)
+       AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT ic.product_id FROM @extschema@.item_counts ic ORDER BY ic.product_id ON CONFLICT (product_id) DO NOTHING;
+        RAISE NOTICE 'no neighbour lists exist yet for measure "%"', measure
+            USING HINT = 'Every product was marked for refresh: run SELECT personalize.refresh_neighbors(), or wait for the scheduled refresh.';
+    END IF;
+    INSERT INTO @extschema@.variants (name, algorithm, params) VALUES (name, algorithm, coalesce(params, '{}'));
+    RETURN name;
+END $$;
+COMMENT ON FUNCTION @extschema@.create_variant(text, text, jsonb) IS
+    'Create a named variant (popular, cooccurrence or hybrid with parameters), validated; see docs/reference.md for the parameters.';
+
+CREATE FUNCTION @extschema@.drop_variant(name text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
+        RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence and hybrid.';
+    END IF;
+    DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown variant "%"', name USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+COMMENT ON FUNCTION @extschema@.drop_variant(text) IS 'Drop a user-created variant.';
+
+-- Periodic upkeep: neighbour lists of dirty products, then popularity.
+CREATE PROCEDURE @extschema@.refresh()
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@.refresh_neighbors();
+    PERFORM @extschema@.refresh_popular();
+END $$;
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists and the popularity list; what the scheduled job runs.';
+
+CREATE FUNCTION @extschema@.schedule_refresh(schedule text DEFAULT '* * * * *') RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'The refresh is scheduled as a pg_cron job.',
+                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, run CREATE EXTENSION pg_cron; or run CALL personalize.refresh() from your own scheduler.';
+    END IF;
+    RETURN cron.schedule('personalize-refresh', schedule, 'CALL personalize.refresh()');
+END $$;
+COMMENT ON FUNCTION @extschema@.schedule_refresh(text) IS 'Schedule CALL personalize.refresh() with pg_cron (job name personalize-refresh); returns the job id.';
+
+CREATE FUNCTION @extschema@.unschedule_refresh() RETURNS boolean
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'pg_cron is not installed in this database'
+            USING ERRCODE = 'feature_not_supported', HINT = 'Nothing is scheduled without pg_cron.';
+    END IF;
+    RETURN cron.unschedule('personalize-refresh');
+END $$;
+COMMENT ON FUNCTION @extschema@.unschedule_refresh() IS 'Remove the pg_cron job that schedule_refresh() created.';
+
+------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC but the schema's name and the read-only
+-- serving functions. Applications get the grants in docs/reference.md.
 ------------------------------------------------------------------------------
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@._touch_updated_at() FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.recommend(bigint, text, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.cooccurrence_count(bigint, bigint) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.similarity(text, bigint, bigint, bigint, bigint) TO PUBLIC;

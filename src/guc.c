@@ -6,6 +6,8 @@
 #include "utils/guc.h"
 
 int			personalize_neighbors_k = 50;
+int			personalize_neighbors_min_count = 2;
+char	   *personalize_as_of = NULL;
 
 /* Define every personalize.* GUC and reserve the prefix. */
 void
@@ -19,5 +21,33 @@ personalize_define_gucs(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("personalize.neighbors_min_count",
+							"Fewest co-occurring customers a pair needs to enter a neighbour list.",
+							"Pairs seen by one customer only are mostly noise.",
+							&personalize_neighbors_min_count,
+							2, 1, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("personalize.as_of",
+							   "Time recommend() treats as now (recency decay, active campaigns); empty means now().",
+							   "For evaluation on historical data and for tests.",
+							   &personalize_as_of,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("personalize");
+}
+
+/* The time recommend() scores against: personalize.as_of, or the transaction start. */
+TimestampTz
+personalize_now(void)
+{
+	if (personalize_as_of == NULL || personalize_as_of[0] == '\0')
+		return GetCurrentTransactionStartTimestamp();
+	return DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+												   CStringGetDatum(personalize_as_of),
+												   ObjectIdGetDatum(InvalidOid),
+												   Int32GetDatum(-1)));
 }

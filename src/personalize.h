@@ -6,7 +6,13 @@
 #define PERSONALIZE_H
 
 #include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #if PG_VERSION_NUM < 150000
 #error "personalize needs PostgreSQL 15 or later"
@@ -14,6 +20,33 @@
 
 /* guc.c */
 extern int	personalize_neighbors_k;
+extern int	personalize_neighbors_min_count;
+extern char *personalize_as_of;
 extern void personalize_define_gucs(void);
+extern TimestampTz personalize_now(void);
+
+/* similarity.c: the measures a neighbour list can be ranked by */
+typedef enum SimilarityMeasure
+{
+	SIM_COUNT,
+	SIM_JACCARD,
+	SIM_COSINE,
+	SIM_LIFT,
+	SIM_LLR
+} SimilarityMeasure;
+
+extern bool similarity_measure_from_name(const char *name, SimilarityMeasure *measure);
+extern const char *similarity_measure_names(void);
+extern double similarity_score(SimilarityMeasure measure, int64 ab, int64 a, int64 b, int64 n);
+
+/* spiutil.c: small SPI helpers shared by the trigger, rebuild and recommend */
+extern SPIPlanPtr spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern Datum int8_array_datum(const int64 *values, int n);
+extern Datum int4_array_datum(const int32 *values, int n);
+extern Datum float8_array_datum(const double *values, int n);
+extern Datum bool_array_datum(const bool *values, int n);
+extern Datum timestamptz_array_datum(const TimestampTz *values, int n);
+extern int64 spi_int8(int row, int col, int64 if_null);
+extern double spi_float8(int row, int col, double if_null);
 
 #endif							/* PERSONALIZE_H */

@@ -1,0 +1,524 @@
+/*
+ * recommend.c: personalize.recommend(customer_id, variant, k), read-only.
+ *
+ * Candidates come from the neighbour lists of the customer's most relevant
+ * history products (weight by event type, decayed by the age of the latest
+ * event), from the popularity list, and from active campaigns. Scores:
+ *   co-occurrence candidates  1 + (1 - w) * cooc / max_cooc + w * pop
+ *   popularity candidates     pop (customers / the top product's customers)
+ *   campaign-only candidates  max(pop, 0.01)
+ * each multiplied by the best active campaign boost of the product, w being
+ * the variant's popularity_weight. So a filled-in popular product never ranks
+ * above a co-occurrence one unless a campaign lifts it.
+ */
+#include "personalize.h"
+
+#include <math.h>
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "variant.h"
+
+PG_FUNCTION_INFO_V1(personalize_recommend);
+
+typedef struct Candidate
+{
+	int64		product_id;		/* hash key */
+	double		cooc;			/* summed weighted similarity */
+	double		best;			/* largest single contribution */
+	int64		best_from;		/* history product that gave it */
+	bool		best_from_bought;
+	double		pop;			/* 0..1 */
+	int			pop_source;		/* 0 none, 1 window, 2 all-time */
+	double		boost;			/* 1 without campaign */
+	char	   *campaign;
+	bool		excluded;
+	double		score;
+} Candidate;
+
+typedef struct HistoryItem
+{
+	int64		product_id;
+	double		weight;
+	bool		bought;
+} HistoryItem;
+
+static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
+			plan_popular, plan_campaigns, plan_products;
+
+static int
+cmp_history(const void *pa, const void *pb)
+{
+	const HistoryItem *a = pa;
+	const HistoryItem *b = pb;
+
+	if (a->weight != b->weight)
+		return a->weight > b->weight ? -1 : 1;
+	return a->product_id < b->product_id ? -1 : (a->product_id > b->product_id ? 1 : 0);
+}
+
+static int
+cmp_candidate(const void *pa, const void *pb)
+{
+	const Candidate *a = *(Candidate *const *) pa;
+	const Candidate *b = *(Candidate *const *) pb;
+
+	if (a->score != b->score)
+		return a->score > b->score ? -1 : 1;
+	return a->product_id < b->product_id ? -1 : (a->product_id > b->product_id ? 1 : 0);
+}
+
+static Candidate *
+candidate(HTAB *h, int64 product_id)
+{
+	bool		found;
+	Candidate  *c = hash_search(h, &product_id, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		memset(((char *) c) + sizeof(int64), 0, sizeof(Candidate) - sizeof(int64));
+		c->boost = 1.0;
+	}
+	return c;
+}
+
+/* The variant's row, or an error that lists the known ones. */
+static void
+load_variant(const char *name, VariantConfig *cfg)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+	char	   *algorithm;
+	Datum		params;
+
+	spi_prepare_kept(&plan_variant,
+					 "SELECT algorithm, params FROM personalize.variants WHERE name = $1", 1, t);
+	if (SPI_execute_plan(plan_variant, v, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read variants");
+	if (SPI_processed == 0)
+	{
+		char	   *known = "";
+
+		spi_prepare_kept(&plan_variant_names,
+						 "SELECT string_agg(name, ', ' ORDER BY name COLLATE \"C\") FROM personalize.variants",
+						 0, NULL);
+		if (SPI_execute_plan(plan_variant_names, NULL, NULL, true, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+		{
+			char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			if (s != NULL)
+				known = s;
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown variant \"%s\"", name),
+				 errdetail("Known variants: %s.", known),
+				 errhint("Pass NULL for the default variant, or create one with personalize.create_variant().")));
+	}
+	algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	variant_parse(name, algorithm, isnull ? NULL : DatumGetJsonbP(params), cfg);
+}
+
+/* The customer's history, most relevant first; *nbought counts purchased products. */
+static HistoryItem *
+load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *n_out)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		v[1] = {Int64GetDatum(customer_id)};
+	HistoryItem *h;
+	int			n;
+
+	spi_prepare_kept(&plan_history,
+					 "SELECT product_id, weight, last_at, purchases > 0 FROM personalize.customer_items "
+					 "WHERE customer_id = $1",
+					 1, t);
+	if (SPI_execute_plan(plan_history, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read the customer's history");
+	n = (int) SPI_processed;
+	h = palloc(sizeof(HistoryItem) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+		TimestampTz last = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		double		age_days = (double) (now - last) / (double) USECS_PER_DAY;
+
+		h[i].product_id = spi_int8(i, 1, 0);
+		h[i].weight = spi_float8(i, 2, 1.0);
+		if (cfg->half_life_days > 0.0)
+			h[i].weight *= pow(0.5, Max(age_days, 0.0) / cfg->half_life_days);
+		h[i].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+	}
+	qsort(h, n, sizeof(HistoryItem), cmp_history);
+	*n_out = n;
+	return h;
+}
+
+/* Add the neighbour lists of the top history products to the candidates. */
+static void
+score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
+{
+	static const char *const names[] = {"count", "jaccard", "cosine", "lift", "llr"};
+	Oid			t[2] = {TEXTOID, INT8ARRAYOID};
+	int			use = Min(nhist, cfg->history_items);
+	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
+	Datum		v[2];
+
+	if (use == 0)
+		return;
+	for (int i = 0; i < use; i++)
+		ids[i] = hist[i].product_id;
+	spi_prepare_kept(&plan_neighbors,
+					 "SELECT product_id, neighbor_ids, scores FROM personalize.neighbors "
+					 "WHERE measure = $1 AND product_id = ANY($2)",
+					 2, t);
+	v[0] = CStringGetTextDatum(names[cfg->measure]);
+	v[1] = int8_array_datum(ids, use);
+	if (SPI_execute_plan(plan_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read neighbour lists");
+
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		int64		from = spi_int8(r, 1, 0);
+		bool		isnull;
+		ArrayType  *na = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+		ArrayType  *sa = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
+		int			len = Min(ArrayGetNItems(ARR_NDIM(na), ARR_DIMS(na)), cfg->neighbors);
+		int64	   *nid;
+		double	   *nsc;
+		HistoryItem *h = NULL;
+
+		if (ARR_HASNULL(na) || ARR_HASNULL(sa) ||
+			ArrayGetNItems(ARR_NDIM(sa), ARR_DIMS(sa)) < len)
+			continue;
+		/* no null bitmap (checked above): the values follow the fixed header */
+		nid = (int64 *) ((char *) na + ARR_OVERHEAD_NONULLS(ARR_NDIM(na)));
+		nsc = (double *) ((char *) sa + ARR_OVERHEAD_NONULLS(ARR_NDIM(sa)));
+		for (int i = 0; i < use; i++)
+			if (hist[i].product_id == from)
+			{
+				h = &hist[i];
+				break;
+			}
+		if (h == NULL)
+			continue;
+		for (int j = 0; j < len; j++)
+		{
+			Candidate  *c = candidate(cands, nid[j]);
+			double		contrib = h->weight * nsc[j];
+
+			c->cooc += contrib;
+			if (contrib > c->best)
+			{
+				c->best = contrib;
+				c->best_from = h->product_id;
+				c->best_from_bought = h->bought;
+			}
+		}
+	}
+}
+
+/* Popularity scores for up to limit products; returns the window length in days (0 if none). */
+static double
+score_popular(HTAB *cands, int limit)
+{
+	Oid			t[1] = {INT4OID};
+	Datum		v[1] = {Int32GetDatum(limit)};
+	double		top = 0.0;
+	double		window_days = 0.0;
+
+	spi_prepare_kept(&plan_popular,
+					 "SELECT product_id, customers::float8, source = 'window', "
+					 "extract(epoch FROM window_end - window_start)::float8 / 86400 "
+					 "FROM personalize.popular ORDER BY rank LIMIT $1",
+					 1, t);
+	if (SPI_execute_plan(plan_popular, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read the popularity list");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
+		double		n = spi_float8(r, 2, 0.0);
+		bool		in_window = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
+
+		if (r == 0)
+			top = Max(n, 1.0);
+		c->pop = n / top;
+		c->pop_source = in_window ? 1 : 2;
+		if (in_window)
+			window_days = spi_float8(r, 4, 7.0);
+	}
+	return window_days;
+}
+
+/* Active campaigns: boost (the largest per product) and bring the products in. */
+static void
+apply_campaigns(HTAB *cands, TimestampTz now)
+{
+	Oid			t[1] = {TIMESTAMPTZOID};
+	Datum		v[1] = {TimestampTzGetDatum(now)};
+
+	spi_prepare_kept(&plan_campaigns,
+					 "SELECT product_id, name, boost FROM personalize.marketing_campaigns "
+					 "WHERE ends_at > $1 AND starts_at <= $1 ORDER BY product_id, boost DESC, campaign_id",
+					 1, t);
+	if (SPI_execute_plan(plan_campaigns, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read campaigns");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
+		double		boost = spi_float8(r, 3, 1.0);
+
+		if (c->campaign == NULL)
+		{
+			c->boost = boost;
+			c->campaign = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		}
+	}
+}
+
+typedef struct NameEntry
+{
+	int64		product_id;		/* hash key */
+	char	   *name;
+} NameEntry;
+
+static char *
+quoted_name(HTAB *names, int64 id)
+{
+	bool		found;
+	NameEntry  *e = hash_search(names, &id, HASH_FIND, &found);
+
+	return found ? e->name : "another product";
+}
+
+/* personalize.recommend(customer_id bigint, variant text, k integer) */
+Datum
+personalize_recommend(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		customer_id;
+	int			k;
+	char	   *variant_name;
+	VariantConfig cfg;
+	TimestampTz now;
+	HASHCTL		ctl;
+	HTAB	   *cands;
+	HTAB	   *names;
+	HistoryItem *hist = NULL;
+	int			nhist = 0;
+	int			nbought = 0;
+	double		window_days = 0.0;
+	double		max_cooc = 0.0;
+	Candidate **order;
+	int			ncand = 0;
+	int			emitted = 0;
+	HASH_SEQ_STATUS seq;
+	Candidate  *c;
+	typedef struct CategoryCount
+	{
+		char	   *category;
+		int			n;
+	}			CategoryCount;
+	CategoryCount *cats = NULL;
+	int			ncats = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("customer_id must not be null"),
+				 errhint("For an anonymous visitor pass any id without history, for example 0: they get popular products.")));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("k must not be null"),
+				 errhint("k is how many products to return, from 1 to 1000.")));
+	customer_id = PG_GETARG_INT64(0);
+	k = PG_GETARG_INT32(2);
+	if (k < 1 || k > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must be between 1 and 1000"),
+				 errdetail("Got k = %d.", k),
+				 errhint("k is how many products to return.")));
+	variant_name = PG_ARGISNULL(1) ? "hybrid" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	load_variant(variant_name, &cfg);
+	now = personalize_now();
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(Candidate);
+	ctl.hcxt = CurrentMemoryContext;
+	cands = hash_create("personalize candidates", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	hist = load_history(customer_id, &cfg, now, &nhist);
+	if (cfg.algorithm != ALG_POPULAR)
+		score_cooccurrence(cands, hist, nhist, &cfg);
+	for (int i = 0; i < nhist; i++)
+		if (hist[i].bought)
+			nbought++;
+	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
+		window_days = score_popular(cands, Min(k + nbought + 100, 2000));
+	if (cfg.campaigns)
+		apply_campaigns(cands, now);
+
+	/* exclusions: what the customer bought, unless repeats are allowed */
+	if (!cfg.allow_repeat)
+		for (int i = 0; i < nhist; i++)
+			if (hist[i].bought)
+			{
+				bool		found;
+
+				c = hash_search(cands, &hist[i].product_id, HASH_FIND, &found);
+				if (found)
+					c->excluded = true;
+			}
+
+	/* final scores */
+	hash_seq_init(&seq, cands);
+	while ((c = hash_seq_search(&seq)) != NULL)
+		max_cooc = Max(max_cooc, c->cooc);
+	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(cands), 1));
+	hash_seq_init(&seq, cands);
+	while ((c = hash_seq_search(&seq)) != NULL)
+	{
+		double		base;
+
+		if (c->excluded)
+			continue;
+		if (c->cooc > 0.0 && max_cooc > 0.0)
+			base = 1.0 + (1.0 - cfg.popularity_weight) * c->cooc / max_cooc + cfg.popularity_weight * c->pop;
+		else if (c->pop > 0.0 && (cfg.algorithm == ALG_POPULAR || cfg.popular_fill))
+			base = c->pop;
+		else if (c->campaign != NULL)
+			base = Max(c->pop, 0.01);
+		else
+			continue;
+		c->score = base * c->boost;
+		order[ncand++] = c;
+	}
+	qsort(order, ncand, sizeof(Candidate *), cmp_candidate);
+
+	/* walk the ranking in chunks: drop inactive products, apply the category cap */
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(NameEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	names = hash_create("personalize names", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int start = 0; start < ncand && emitted < k;)
+	{
+		int			chunk = Min(ncand - start, Max(2 * (k - emitted), 32));
+		int64	   *ids = palloc(sizeof(int64) * chunk * 2);
+		int			nids = 0;
+		Oid			t[1] = {INT8ARRAYOID};
+		Datum		v[1];
+		typedef struct ProductInfo
+		{
+			int64		id;
+			char	   *category;
+			bool		active;
+		}			ProductInfo;
+		ProductInfo *info;
+		int			ninfo;
+
+		CHECK_FOR_INTERRUPTS();
+		for (int i = start; i < start + chunk; i++)
+		{
+			ids[nids++] = order[i]->product_id;
+			if (order[i]->best_from != 0)
+				ids[nids++] = order[i]->best_from;
+		}
+		spi_prepare_kept(&plan_products,
+						 "SELECT product_id, name, category, active FROM personalize.products "
+						 "WHERE product_id = ANY($1)",
+						 1, t);
+		v[0] = int8_array_datum(ids, nids);
+		if (SPI_execute_plan(plan_products, v, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "personalize: could not read products");
+		ninfo = (int) SPI_processed;
+		info = palloc(sizeof(ProductInfo) * Max(ninfo, 1));
+		for (int r = 0; r < ninfo; r++)
+		{
+			bool		isnull;
+			bool		found;
+			NameEntry  *slot;
+
+			info[r].id = spi_int8(r, 1, 0);
+			info[r].category = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
+			info[r].active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4, &isnull));
+			slot = hash_search(names, &info[r].id, HASH_ENTER, &found);
+			if (!found)
+				slot->name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+		}
+
+		for (int i = start; i < start + chunk && emitted < k; i++)
+		{
+			ProductInfo *p = NULL;
+			StringInfoData reason;
+			Datum		values[3];
+			bool		nulls[3] = {false, false, false};
+
+			c = order[i];
+			for (int r = 0; r < ninfo; r++)
+				if (info[r].id == c->product_id)
+				{
+					p = &info[r];
+					break;
+				}
+			if (p == NULL || !p->active)
+				continue;
+			if (cfg.category_cap > 0 && p->category != NULL)
+			{
+				int			j;
+
+				for (j = 0; j < ncats; j++)
+					if (strcmp(cats[j].category, p->category) == 0)
+						break;
+				if (j < ncats && cats[j].n >= cfg.category_cap)
+					continue;
+				if (j == ncats)
+				{
+					cats = ncats == 0 ? palloc(sizeof(CategoryCount) * (k + 1))
+						: repalloc(cats, sizeof(CategoryCount) * (ncats + 1));
+					cats[ncats].category = p->category;
+					cats[ncats++].n = 0;
+				}
+				cats[j].n++;
+			}
+
+			initStringInfo(&reason);
+			if (c->cooc > 0.0 && max_cooc > 0.0)
+				appendStringInfo(&reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
+								 quoted_name(names, c->best_from));
+			else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))
+				appendStringInfoString(&reason, "popular this week");
+			else if (c->pop_source == 1)
+				appendStringInfo(&reason, "popular in the last %.0f days", window_days);
+			else if (c->pop_source == 2)
+				appendStringInfoString(&reason, "bestseller");
+			if (c->campaign != NULL)
+				appendStringInfo(&reason, "%scampaign: %s", reason.len > 0 ? "; " : "", c->campaign);
+
+			values[0] = Int64GetDatum(c->product_id);
+			values[1] = Float8GetDatum(c->score);
+			values[2] = CStringGetTextDatum(reason.data);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			emitted++;
+		}
+		start += chunk;
+	}
+
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,110 @@
+/*
+ * spiutil.c: small SPI and array helpers shared by the trigger and recommend().
+ */
+#include "personalize.h"
+
+#include "access/xact.h"
+#include "utils/lsyscache.h"
+
+/* Prepare a statement once per backend and keep it; *cache holds it. */
+SPIPlanPtr
+spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "personalize: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "personalize: SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+static Datum
+make_array(Datum *elems, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_array(elems, n, elemtype, typlen, typbyval, typalign));
+}
+
+/* int8[] from a C array */
+Datum
+int8_array_datum(const int64 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(values[i]);
+	return make_array(d, n, INT8OID);
+}
+
+/* int4[] from a C array */
+Datum
+int4_array_datum(const int32 *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int32GetDatum(values[i]);
+	return make_array(d, n, INT4OID);
+}
+
+/* float8[] from a C array */
+Datum
+float8_array_datum(const double *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(values[i]);
+	return make_array(d, n, FLOAT8OID);
+}
+
+/* bool[] from a C array */
+Datum
+bool_array_datum(const bool *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = BoolGetDatum(values[i]);
+	return make_array(d, n, BOOLOID);
+}
+
+/* timestamptz[] from a C array */
+Datum
+timestamptz_array_datum(const TimestampTz *values, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = TimestampTzGetDatum(values[i]);
+	return make_array(d, n, TIMESTAMPTZOID);
+}
+
+/* Column col (1-based) of SPI result row as int8 */
+int64
+spi_int8(int row, int col, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? if_null : DatumGetInt64(d);
+}
+
+/* Column col (1-based) of SPI result row as float8 */
+double
+spi_float8(int row, int col, double if_null)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? if_null : DatumGetFloat8(d);
+}

@@ -1,0 +1,716 @@
+/*
+ * trigger.c: keeps the co-occurrence model exactly up to date with
+ * personalize.interactions, one statement at a time (statement-level AFTER
+ * triggers with transition tables).
+ *
+ * INSERT is incremental: the statement's events are added to the stored
+ * per-(customer, product) rows. DELETE and UPDATE recompute the affected
+ * (customer, product) rows from interactions itself. Either way the set of
+ * in-model products of each affected customer is re-derived (model_delta.c)
+ * and the pair/item/customer counts receive the difference.
+ *
+ * Locking order (no deadlocks between single-statement writers): customer_state
+ * rows by customer_id, then pair_counts by (a, b), item_counts by product_id,
+ * customer_totals by shard, dirty_products by product_id. Every write is one
+ * set-wise statement whose input is sorted by that key. The customer_state row
+ * is updated (not only locked) so that REPEATABLE READ writers get a
+ * serialization failure rather than a stale history.
+ */
+#include "personalize.h"
+
+#include "commands/trigger.h"
+#include "miscadmin.h"
+
+#include "model_delta.h"
+
+PG_FUNCTION_INFO_V1(personalize_interactions_trigger);
+
+#define NUM_SHARDS 16
+
+/* per-customer bookkeeping of the statement */
+typedef struct CustomerWork
+{
+	int64		customer_id;
+	int32		items;			/* customer_state before */
+	int32		model_items;
+	int64		max_model_first_id;
+	bool		load_model;		/* its in-model rows take part */
+} CustomerWork;
+
+static SPIPlanPtr plan_cap, plan_lock, plan_model_rows, plan_all_rows, plan_pair_rows,
+			plan_truth, plan_upsert_items, plan_delete_items, plan_update_state,
+			plan_delete_state, plan_pairs, plan_pairs_zero, plan_singles, plan_singles_zero,
+			plan_totals, plan_dirty;
+
+#define ITEM_COLS "customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model"
+#define ITEM_COLS_READ "customer_id, product_id, events::int8, purchases::int8, weight, first_interaction_id, last_at, in_model"
+
+/* customer_totals shard of a customer */
+static int
+shard_of(int64 customer_id)
+{
+	int64		s = customer_id % NUM_SHARDS;
+
+	return (int) (s < 0 ? s + NUM_SHARDS : s);
+}
+
+static int
+cmp_item(const void *pa, const void *pb)
+{
+	const CustomerItem *a = pa;
+	const CustomerItem *b = pb;
+
+	if (a->customer_id != b->customer_id)
+		return a->customer_id < b->customer_id ? -1 : 1;
+	if (a->product_id != b->product_id)
+		return a->product_id < b->product_id ? -1 : 1;
+	return 0;
+}
+
+static int
+cmp_int64(const void *pa, const void *pb)
+{
+	int64		a = *(const int64 *) pa;
+	int64		b = *(const int64 *) pb;
+
+	return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+/* Read (customer, product, events, purchases, weight, first id, last at) rows of SPI_tuptable. */
+static CustomerItem *
+read_changes(int *n_out)
+{
+	int			n = (int) SPI_processed;
+	CustomerItem *c = palloc0(sizeof(CustomerItem) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		c[i].customer_id = spi_int8(i, 1, 0);
+		c[i].product_id = spi_int8(i, 2, 0);
+		c[i].events = (int32) spi_int8(i, 3, 0);
+		c[i].purchases = (int32) spi_int8(i, 4, 0);
+		c[i].weight = spi_float8(i, 5, 0.0);
+		c[i].first_id = spi_int8(i, 6, 0);
+		c[i].last_at = (TimestampTz) spi_int8(i, 7, 0);
+	}
+	*n_out = n;
+	return c;
+}
+
+/* Append the customer_items rows of SPI_tuptable to *rows (as stored: old values). */
+static void
+append_stored(CustomerItem **rows, int *n, int *cap)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		CustomerItem *r;
+		bool		isnull;
+
+		if (*n >= *cap)
+		{
+			*cap = Max(*cap * 2, 256);
+			*rows = repalloc_huge(*rows, sizeof(CustomerItem) * *cap);
+		}
+		r = &(*rows)[(*n)++];
+		memset(r, 0, sizeof(CustomerItem));
+		r->customer_id = spi_int8(i, 1, 0);
+		r->product_id = spi_int8(i, 2, 0);
+		r->events = (int32) spi_int8(i, 3, 0);
+		r->purchases = (int32) spi_int8(i, 4, 0);
+		r->weight = spi_float8(i, 5, 0.0);
+		r->first_id = spi_int8(i, 6, 0);
+		r->last_at = (TimestampTz) spi_int8(i, 7, 0);
+		r->in_model_old = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 8, &isnull));
+		r->present_old = true;
+	}
+}
+
+static void
+exec_plan(SPIPlanPtr plan, Datum *values, int expect)
+{
+	int			rc = SPI_execute_plan(plan, values, NULL, false, 0);
+
+	if (rc != expect)
+		elog(ERROR, "personalize: model statement failed: %s", SPI_result_code_string(rc));
+}
+
+/* The whole model is emptied with interactions (TRUNCATE). */
+static void
+truncate_model(void)
+{
+	if (SPI_execute("TRUNCATE personalize.customer_items, personalize.customer_state, "
+					"personalize.item_counts, personalize.pair_counts, personalize.dirty_products, "
+					"personalize.neighbors, personalize.popular", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "personalize: could not truncate the model");
+	if (SPI_execute("UPDATE personalize.customer_totals SET customers = 0", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "personalize: could not reset customer totals");
+}
+
+/* Apply a merged delta buffer of pairs (a < b) or singles (a == b). */
+static void
+apply_deltas(DeltaBuffer *buf, bool is_pairs)
+{
+	int64	   *a,
+			   *b,
+			   *d,
+			   *za,
+			   *zb;
+	int			nz = 0;
+
+	if (buf->n == 0)
+		return;
+	a = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
+	b = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
+	d = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
+	za = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
+	zb = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
+	for (Size i = 0; i < buf->n; i++)
+	{
+		a[i] = buf->items[i].a;
+		b[i] = buf->items[i].b;
+		d[i] = buf->items[i].d;
+		if (d[i] < 0)
+		{
+			za[nz] = a[i];
+			zb[nz++] = b[i];
+		}
+	}
+	if (is_pairs)
+	{
+		Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
+		Datum		v[3];
+
+		spi_prepare_kept(&plan_pairs,
+						 "INSERT INTO personalize.pair_counts AS pc (product_a, product_b, customers) "
+						 "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b "
+						 "ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers",
+						 3, t3);
+		v[0] = int8_array_datum(a, (int) buf->n);
+		v[1] = int8_array_datum(b, (int) buf->n);
+		v[2] = int8_array_datum(d, (int) buf->n);
+		exec_plan(plan_pairs, v, SPI_OK_INSERT);
+		if (nz > 0)
+		{
+			spi_prepare_kept(&plan_pairs_zero,
+							 "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
+							 "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
+							 2, t2);
+			v[0] = int8_array_datum(za, nz);
+			v[1] = int8_array_datum(zb, nz);
+			exec_plan(plan_pairs_zero, v, SPI_OK_DELETE);
+		}
+	}
+	else
+	{
+		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
+		Oid			t1[1] = {INT8ARRAYOID};
+		Datum		v[2];
+
+		spi_prepare_kept(&plan_singles,
+						 "INSERT INTO personalize.item_counts AS ic (product_id, customers) "
+						 "SELECT u.p, u.d FROM unnest($1, $2) AS u(p, d) ORDER BY u.p "
+						 "ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers",
+						 2, t2);
+		v[0] = int8_array_datum(a, (int) buf->n);
+		v[1] = int8_array_datum(d, (int) buf->n);
+		exec_plan(plan_singles, v, SPI_OK_INSERT);
+		if (nz > 0)
+		{
+			spi_prepare_kept(&plan_singles_zero,
+							 "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
+							 1, t1);
+			v[0] = int8_array_datum(za, nz);
+			exec_plan(plan_singles_zero, v, SPI_OK_DELETE);
+		}
+	}
+}
+
+/* customer_state rows for the customers, created if missing, locked in id order. */
+static void
+lock_customers(CustomerWork *cw, int ncust)
+{
+	Oid			t1[1] = {INT8ARRAYOID};
+	int64	   *ids = palloc(sizeof(int64) * Max(ncust, 1));
+	Datum		v[1];
+
+	for (int i = 0; i < ncust; i++)
+		ids[i] = cw[i].customer_id;
+	spi_prepare_kept(&plan_lock,
+					 "INSERT INTO personalize.customer_state AS s (customer_id) "
+					 "SELECT c FROM unnest($1) AS c ORDER BY c "
+					 "ON CONFLICT (customer_id) DO UPDATE SET items = s.items "
+					 "RETURNING s.customer_id, s.items, s.model_items, s.max_model_first_id",
+					 1, t1);
+	v[0] = int8_array_datum(ids, ncust);
+	exec_plan(plan_lock, v, SPI_OK_INSERT_RETURNING);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		int64		id = spi_int8(i, 1, 0);
+		CustomerWork *w = bsearch(&id, cw, ncust, sizeof(CustomerWork), cmp_int64);
+
+		if (w == NULL)
+			elog(ERROR, "personalize: customer_state returned an unknown customer");
+		w->items = (int32) spi_int8(i, 2, 0);
+		w->model_items = (int32) spi_int8(i, 3, 0);
+		w->max_model_first_id = spi_int8(i, 4, PG_INT64_MAX);
+	}
+}
+
+/*
+ * The statement's work: changes[] are per-(customer, product) deltas (insert)
+ * or the recomputed truth (recompute), sorted by (customer, product).
+ */
+static void
+apply_changes(CustomerItem *changes, int nchanges, bool recompute)
+{
+	int			cap;
+	int			ncust = 0;
+	CustomerWork *cw;
+	CustomerItem *rows;
+	int			nrows = 0,
+				rowcap = 256;
+	DeltaBuffer pairs = {0},
+				singles = {0};
+	int64		shard_delta[NUM_SHARDS] = {0};
+	int64	   *dirty = NULL;
+	int			ndirty = 0;
+	/* write buffers */
+	int			nup = 0,
+				ndel = 0;
+	CustomerItem **up;
+	int64	   *del_c,
+			   *del_p;
+	int64	   *st_c,
+			   *st_x;
+	int32	   *st_i,
+			   *st_m;
+	int			nst = 0;
+
+	if (nchanges == 0)
+		return;
+
+	if (SPI_execute_plan(spi_prepare_kept(&plan_cap,
+										  "SELECT max_items_per_customer FROM personalize.model_settings",
+										  0, NULL), NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "personalize: model_settings has no row");
+	cap = (int) spi_int8(0, 1, 100);
+
+	/* distinct customers, in id order */
+	cw = palloc0(sizeof(CustomerWork) * nchanges);
+	for (int i = 0; i < nchanges; i++)
+		if (ncust == 0 || cw[ncust - 1].customer_id != changes[i].customer_id)
+			cw[ncust++].customer_id = changes[i].customer_id;
+	lock_customers(cw, ncust);
+
+	/* which customers' in-model rows take part */
+	{
+		int			ci = 0;
+
+		for (int i = 0; i < nchanges; i++)
+		{
+			while (cw[ci].customer_id != changes[i].customer_id)
+				ci++;
+			if (recompute || cw[ci].model_items < cap ||
+				changes[i].first_id < cw[ci].max_model_first_id)
+				cw[ci].load_model = true;
+		}
+	}
+
+	/* load stored rows: changed pairs, plus in-model rows (insert) or all rows (recompute) */
+	rows = palloc(sizeof(CustomerItem) * rowcap);
+	{
+		Oid			t1[1] = {INT8ARRAYOID};
+		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
+		int64	   *lc = palloc(sizeof(int64) * ncust);
+		int64	   *pc = palloc(sizeof(int64) * nchanges);
+		int64	   *pp = palloc(sizeof(int64) * nchanges);
+		int			nl = 0;
+		Datum		v[2];
+
+		for (int i = 0; i < ncust; i++)
+			if (cw[i].load_model)
+				lc[nl++] = cw[i].customer_id;
+		if (nl > 0)
+		{
+			SPIPlanPtr	p = recompute
+				? spi_prepare_kept(&plan_all_rows,
+								   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1)",
+								   1, t1)
+				: spi_prepare_kept(&plan_model_rows,
+								   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1) AND in_model",
+								   1, t1);
+
+			v[0] = int8_array_datum(lc, nl);
+			exec_plan(p, v, SPI_OK_SELECT);
+			append_stored(&rows, &nrows, &rowcap);
+		}
+		for (int i = 0; i < nchanges; i++)
+		{
+			pc[i] = changes[i].customer_id;
+			pp[i] = changes[i].product_id;
+		}
+		spi_prepare_kept(&plan_pair_rows,
+						 "SELECT ci.customer_id, ci.product_id, ci.events::int8, ci.purchases::int8, ci.weight, "
+						 "ci.first_interaction_id, ci.last_at, ci.in_model "
+						 "FROM unnest($1, $2) AS u(c, p) JOIN personalize.customer_items ci "
+						 "ON ci.customer_id = u.c AND ci.product_id = u.p",
+						 2, t2);
+		v[0] = int8_array_datum(pc, nchanges);
+		v[1] = int8_array_datum(pp, nchanges);
+		exec_plan(plan_pair_rows, v, SPI_OK_SELECT);
+		append_stored(&rows, &nrows, &rowcap);
+	}
+
+	/* merge stored rows (deduplicated) and changes into one sorted item list */
+	qsort(rows, nrows, sizeof(CustomerItem), cmp_item);
+	{
+		int			out = 0;
+
+		for (int i = 0; i < nrows; i++)
+			if (out == 0 || cmp_item(&rows[out - 1], &rows[i]) != 0)
+				rows[out++] = rows[i];
+		nrows = out;
+	}
+	{
+		CustomerItem *merged = MemoryContextAllocHuge(CurrentMemoryContext,
+													  sizeof(CustomerItem) * (nrows + nchanges + 1));
+		int			i = 0,
+					j = 0,
+					m = 0;
+
+		while (i < nrows || j < nchanges)
+		{
+			int			c = (i >= nrows) ? 1 : (j >= nchanges) ? -1 : cmp_item(&rows[i], &changes[j]);
+
+			if (c < 0)
+				merged[m++] = rows[i++];
+			else
+			{
+				CustomerItem *x = &merged[m++];
+				CustomerItem *d = &changes[j++];
+
+				if (c == 0)
+				{
+					*x = rows[i++];
+					if (recompute)
+					{
+						x->changed = x->events != d->events || x->purchases != d->purchases ||
+							x->weight != d->weight || x->first_id != d->first_id || x->last_at != d->last_at;
+						x->events = d->events;
+						x->purchases = d->purchases;
+						x->weight = d->weight;
+						x->first_id = d->first_id;
+						x->last_at = d->last_at;
+					}
+					else
+					{
+						x->events += d->events;
+						x->purchases += d->purchases;
+						x->weight += d->weight;
+						x->first_id = Min(x->first_id, d->first_id);
+						x->last_at = Max(x->last_at, d->last_at);
+						x->changed = true;
+					}
+				}
+				else
+				{
+					*x = *d;
+					x->present_old = false;
+					x->in_model_old = false;
+					x->changed = x->events > 0;
+				}
+			}
+		}
+		rows = merged;
+		nrows = m;
+	}
+
+	/* per customer: the model set and its deltas */
+	up = palloc(sizeof(CustomerItem *) * Max(nrows, 1));
+	del_c = palloc(sizeof(int64) * Max(nrows, 1));
+	del_p = palloc(sizeof(int64) * Max(nrows, 1));
+	st_c = palloc(sizeof(int64) * ncust);
+	st_x = palloc(sizeof(int64) * ncust);
+	st_i = palloc(sizeof(int32) * ncust);
+	st_m = palloc(sizeof(int32) * ncust);
+	for (int ci = 0, r = 0; ci < ncust; ci++)
+	{
+		CustomerWork *w = &cw[ci];
+		int			start = r;
+		int			items = w->items;
+		int			model_items = w->model_items;
+		int64		max_first = w->max_model_first_id;
+		Size		pairs_before = pairs.n;
+		Size		singles_before = singles.n;
+
+		CHECK_FOR_INTERRUPTS();
+		while (r < nrows && rows[r].customer_id == w->customer_id)
+			r++;
+
+		if (w->load_model)
+		{
+			model_items = customer_model_delta(&rows[start], r - start, cap,
+											   &pairs, &singles, &max_first);
+			if (model_items == 0)
+				max_first = PG_INT64_MAX;
+		}
+		else
+		{
+			/* model full and every change ranks after it: flags stay */
+			for (int i = start; i < r; i++)
+				rows[i].in_model_new = rows[i].in_model_old;
+		}
+
+		for (int i = start; i < r; i++)
+		{
+			CustomerItem *x = &rows[i];
+
+			if (x->events == 0)
+			{
+				if (x->present_old)
+				{
+					del_c[ndel] = x->customer_id;
+					del_p[ndel++] = x->product_id;
+					items--;
+				}
+			}
+			else
+			{
+				if (!x->present_old)
+					items++;
+				if (x->changed || x->in_model_new != x->in_model_old || !x->present_old)
+					up[nup++] = x;
+			}
+		}
+		if (w->model_items == 0 && model_items > 0)
+			shard_delta[shard_of(w->customer_id)]++;
+		else if (w->model_items > 0 && model_items == 0)
+			shard_delta[shard_of(w->customer_id)]--;
+
+		/* products whose neighbour lists this customer changed */
+		if (pairs.n > pairs_before || singles.n > singles_before)
+		{
+			int			need = (int) (singles.n - singles_before) + (int) (pairs.n - pairs_before) * 2;
+
+			if (ndirty == 0)
+				dirty = palloc(sizeof(int64) * (need + 64));
+			else
+				dirty = repalloc_huge(dirty, sizeof(int64) * (ndirty + need + 64));
+			for (Size k = singles_before; k < singles.n; k++)
+				dirty[ndirty++] = singles.items[k].a;
+			for (Size k = pairs_before; k < pairs.n; k++)
+			{
+				dirty[ndirty++] = pairs.items[k].a;
+				dirty[ndirty++] = pairs.items[k].b;
+			}
+			if (ndirty > 1)
+			{
+				/* keep the buffer from growing with repeats */
+				int			out = 1;
+
+				qsort(dirty, ndirty, sizeof(int64), cmp_int64);
+				for (int k = 1; k < ndirty; k++)
+					if (dirty[k] != dirty[out - 1])
+						dirty[out++] = dirty[k];
+				ndirty = out;
+			}
+		}
+
+		st_c[nst] = w->customer_id;
+		st_i[nst] = items;
+		st_m[nst] = model_items;
+		st_x[nst++] = (model_items > 0) ? max_first : 0;
+	}
+
+	/* writes, each one statement in key order */
+	if (nup > 0)
+	{
+		Oid			t[8] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+		FLOAT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+		int64	   *c = palloc(sizeof(int64) * nup);
+		int64	   *p = palloc(sizeof(int64) * nup);
+		int32	   *ev = palloc(sizeof(int32) * nup);
+		int32	   *pu = palloc(sizeof(int32) * nup);
+		double	   *we = palloc(sizeof(double) * nup);
+		int64	   *fi = palloc(sizeof(int64) * nup);
+		TimestampTz *la = palloc(sizeof(TimestampTz) * nup);
+		bool	   *im = palloc(sizeof(bool) * nup);
+		Datum		v[8];
+
+		for (int i = 0; i < nup; i++)
+		{
+			c[i] = up[i]->customer_id;
+			p[i] = up[i]->product_id;
+			ev[i] = up[i]->events;
+			pu[i] = up[i]->purchases;
+			we[i] = up[i]->weight;
+			fi[i] = up[i]->first_id;
+			la[i] = up[i]->last_at;
+			im[i] = up[i]->in_model_new;
+		}
+		spi_prepare_kept(&plan_upsert_items,
+						 "INSERT INTO personalize.customer_items AS ci (" ITEM_COLS ") "
+						 "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+						 "ON CONFLICT (customer_id, product_id) DO UPDATE SET events = EXCLUDED.events, "
+						 "purchases = EXCLUDED.purchases, weight = EXCLUDED.weight, "
+						 "first_interaction_id = EXCLUDED.first_interaction_id, last_at = EXCLUDED.last_at, "
+						 "in_model = EXCLUDED.in_model",
+						 8, t);
+		v[0] = int8_array_datum(c, nup);
+		v[1] = int8_array_datum(p, nup);
+		v[2] = int4_array_datum(ev, nup);
+		v[3] = int4_array_datum(pu, nup);
+		v[4] = float8_array_datum(we, nup);
+		v[5] = int8_array_datum(fi, nup);
+		v[6] = timestamptz_array_datum(la, nup);
+		v[7] = bool_array_datum(im, nup);
+		exec_plan(plan_upsert_items, v, SPI_OK_INSERT);
+	}
+	if (ndel > 0)
+	{
+		Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
+		Datum		v[2];
+
+		spi_prepare_kept(&plan_delete_items,
+						 "DELETE FROM personalize.customer_items ci USING unnest($1, $2) AS u(c, p) "
+						 "WHERE ci.customer_id = u.c AND ci.product_id = u.p",
+						 2, t);
+		v[0] = int8_array_datum(del_c, ndel);
+		v[1] = int8_array_datum(del_p, ndel);
+		exec_plan(plan_delete_items, v, SPI_OK_DELETE);
+	}
+	{
+		Oid			t[4] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
+		Oid			t1[1] = {INT8ARRAYOID};
+		Datum		v[4];
+
+		spi_prepare_kept(&plan_update_state,
+						 "UPDATE personalize.customer_state s SET items = u.i, model_items = u.m, "
+						 "max_model_first_id = nullif(u.x, 0) "
+						 "FROM unnest($1, $2, $3, $4) AS u(c, i, m, x) WHERE s.customer_id = u.c",
+						 4, t);
+		v[0] = int8_array_datum(st_c, nst);
+		v[1] = int4_array_datum(st_i, nst);
+		v[2] = int4_array_datum(st_m, nst);
+		v[3] = int8_array_datum(st_x, nst);
+		exec_plan(plan_update_state, v, SPI_OK_UPDATE);
+		if (ndel > 0)
+		{
+			spi_prepare_kept(&plan_delete_state,
+							 "DELETE FROM personalize.customer_state WHERE customer_id = ANY($1) AND items = 0",
+							 1, t1);
+			v[0] = int8_array_datum(st_c, nst);
+			exec_plan(plan_delete_state, v, SPI_OK_DELETE);
+		}
+	}
+
+	delta_buffer_merge(&pairs);
+	apply_deltas(&pairs, true);
+	delta_buffer_merge(&singles);
+	apply_deltas(&singles, false);
+
+	for (int s = 0; s < NUM_SHARDS; s++)
+	{
+		Oid			t[2] = {INT2OID, INT8OID};
+		Datum		v[2];
+
+		if (shard_delta[s] == 0)
+			continue;
+		spi_prepare_kept(&plan_totals,
+						 "UPDATE personalize.customer_totals SET customers = customers + $2 WHERE shard = $1",
+						 2, t);
+		v[0] = Int16GetDatum(s);
+		v[1] = Int64GetDatum(shard_delta[s]);
+		exec_plan(plan_totals, v, SPI_OK_UPDATE);
+	}
+
+	if (ndirty > 0)
+	{
+		Oid			t[1] = {INT8ARRAYOID};
+		Datum		v[1];
+
+		spi_prepare_kept(&plan_dirty,
+						 "INSERT INTO personalize.dirty_products (product_id) "
+						 "SELECT p FROM unnest($1) AS p ORDER BY p ON CONFLICT (product_id) DO NOTHING",
+						 1, t);
+		v[0] = int8_array_datum(dirty, ndirty);
+		exec_plan(plan_dirty, v, SPI_OK_INSERT);
+	}
+}
+
+/* Statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE trigger on interactions. */
+Datum
+personalize_interactions_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	CustomerItem *changes;
+	int			nchanges;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("personalize_interactions_trigger must be an AFTER ... FOR EACH STATEMENT trigger")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "personalize: could not register transition tables");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		truncate_model();
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		if (SPI_execute("SELECT n.customer_id, n.product_id, count(*), "
+						"count(*) FILTER (WHERE n.event_type = 'purchase'), sum(e.weight), "
+						"min(n.interaction_id), max(n.occurred_at)::timestamptz "
+						"FROM personalize_new n JOIN personalize.event_types e ON e.event_type = n.event_type "
+						"GROUP BY n.customer_id, n.product_id ORDER BY n.customer_id, n.product_id",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "personalize: could not read the inserted events");
+		changes = read_changes(&nchanges);
+		apply_changes(changes, nchanges, false);
+	}
+	else
+	{
+		/* DELETE or UPDATE: recompute the affected (customer, product) rows from interactions */
+		const char *keys = TRIGGER_FIRED_BY_DELETE(td->tg_event)
+			? "SELECT DISTINCT customer_id, product_id FROM personalize_old"
+			: "SELECT customer_id, product_id FROM personalize_old UNION "
+			  "SELECT customer_id, product_id FROM personalize_new";
+		Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
+		int64	   *c,
+				   *p;
+		int			n;
+		Datum		v[2];
+
+		if (SPI_execute(keys, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "personalize: could not read the changed events");
+		n = (int) SPI_processed;
+		c = palloc(sizeof(int64) * Max(n, 1));
+		p = palloc(sizeof(int64) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+		{
+			c[i] = spi_int8(i, 1, 0);
+			p[i] = spi_int8(i, 2, 0);
+		}
+		spi_prepare_kept(&plan_truth,
+						 "SELECT u.c, u.p, count(i.interaction_id), "
+						 "count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
+						 "min(i.interaction_id), max(i.occurred_at) "
+						 "FROM unnest($1, $2) AS u(c, p) "
+						 "LEFT JOIN personalize.interactions i ON i.customer_id = u.c AND i.product_id = u.p "
+						 "LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
+						 "GROUP BY u.c, u.p ORDER BY u.c, u.p",
+						 2, t);
+		v[0] = int8_array_datum(c, n);
+		v[1] = int8_array_datum(p, n);
+		exec_plan(plan_truth, v, SPI_OK_SELECT);
+		changes = read_changes(&nchanges);
+		apply_changes(changes, nchanges, true);
+	}
+
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}

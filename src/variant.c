@@ -1,0 +1,172 @@
+/*
+ * variant.c: a variant's algorithm and parameters (personalize.variants),
+ * parsed and validated in one place for create_variant() and recommend().
+ */
+#include "personalize.h"
+
+#include "utils/jsonb.h"
+
+#include "variant.h"
+
+static const char *const param_names =
+"measure, history_items, neighbors, half_life_days, category_cap, allow_repeat, popular_fill, popularity_weight, campaigns";
+
+static void
+bad_param(const char *variant, const char *key, const char *want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid parameter \"%s\" for variant \"%s\"", key, variant),
+			 errdetail("\"%s\" must be %s.", key, want),
+			 errhint("Known parameters: %s.", param_names)));
+}
+
+static double
+numeric_value(JsonbValue *v, const char *variant, const char *key, const char *want)
+{
+	if (v->type != jbvNumeric)
+		bad_param(variant, key, want);
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+static int
+int_value(JsonbValue *v, const char *variant, const char *key, int lo, int hi)
+{
+	char		want[64];
+	double		d;
+
+	snprintf(want, sizeof(want), "an integer from %d to %d", lo, hi);
+	d = numeric_value(v, variant, key, want);
+	if (d != (double) (int64) d || d < lo || d > hi)
+		bad_param(variant, key, want);
+	return (int) d;
+}
+
+static bool
+bool_value(JsonbValue *v, const char *variant, const char *key)
+{
+	if (v->type != jbvBool)
+		bad_param(variant, key, "true or false");
+	return v->val.boolean;
+}
+
+/* Parse algorithm + params into *cfg, raising a clear error on anything wrong. */
+void
+variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantConfig *cfg)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+
+	memset(cfg, 0, sizeof(*cfg));
+	strlcpy(cfg->name, name, sizeof(cfg->name));
+	if (strcmp(algorithm, "popular") == 0)
+		cfg->algorithm = ALG_POPULAR;
+	else if (strcmp(algorithm, "cooccurrence") == 0)
+		cfg->algorithm = ALG_COOCCURRENCE;
+	else if (strcmp(algorithm, "hybrid") == 0)
+		cfg->algorithm = ALG_HYBRID;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown algorithm \"%s\" for variant \"%s\"", algorithm, name),
+				 errhint("Known algorithms: popular, cooccurrence, hybrid.")));
+
+	cfg->measure = SIM_LLR;
+	cfg->history_items = 50;
+	cfg->neighbors = 1000;
+	cfg->half_life_days = 30.0;
+	cfg->category_cap = 0;
+	cfg->allow_repeat = false;
+	cfg->popular_fill = true;
+	cfg->popularity_weight = (cfg->algorithm == ALG_HYBRID) ? 0.1 : 0.0;
+	cfg->campaigns = true;
+
+	if (params == NULL)
+		return;
+	if (!JB_ROOT_IS_OBJECT(params))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parameters of variant \"%s\" must be a JSON object", name),
+				 errhint("Known parameters: %s.", param_names)));
+
+	it = JsonbIteratorInit(&params->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE || key == NULL)
+			continue;
+		if (strcmp(key, "measure") == 0)
+		{
+			char	   *m;
+
+			if (v.type != jbvString)
+				bad_param(name, key, "one of count, jaccard, cosine, lift, llr");
+			m = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!similarity_measure_from_name(m, &cfg->measure))
+				bad_param(name, key, "one of count, jaccard, cosine, lift, llr");
+		}
+		else if (strcmp(key, "history_items") == 0)
+			cfg->history_items = int_value(&v, name, key, 1, 1000);
+		else if (strcmp(key, "neighbors") == 0)
+			cfg->neighbors = int_value(&v, name, key, 1, 1000);
+		else if (strcmp(key, "half_life_days") == 0)
+		{
+			if (v.type == jbvNull)
+				cfg->half_life_days = 0.0;
+			else
+			{
+				cfg->half_life_days = numeric_value(&v, name, key, "a number of days above 0, or null for no decay");
+				if (!(cfg->half_life_days > 0.0) || cfg->half_life_days > 36500.0)
+					bad_param(name, key, "a number of days above 0, or null for no decay");
+			}
+		}
+		else if (strcmp(key, "category_cap") == 0)
+			cfg->category_cap = (v.type == jbvNull) ? 0 : int_value(&v, name, key, 1, 1000);
+		else if (strcmp(key, "allow_repeat") == 0)
+			cfg->allow_repeat = bool_value(&v, name, key);
+		else if (strcmp(key, "popular_fill") == 0)
+			cfg->popular_fill = bool_value(&v, name, key);
+		else if (strcmp(key, "campaigns") == 0)
+			cfg->campaigns = bool_value(&v, name, key);
+		else if (strcmp(key, "popularity_weight") == 0)
+		{
+			cfg->popularity_weight = numeric_value(&v, name, key, "a number from 0 to 1");
+			if (!(cfg->popularity_weight >= 0.0 && cfg->popularity_weight <= 1.0))
+				bad_param(name, key, "a number from 0 to 1");
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown parameter \"%s\" for variant \"%s\"", key, name),
+					 errhint("Known parameters: %s.", param_names)));
+		key = NULL;
+	}
+	if (cfg->algorithm == ALG_POPULAR && cfg->popularity_weight != 0.0)
+		cfg->popularity_weight = 1.0;
+}
+
+PG_FUNCTION_INFO_V1(personalize_validate_variant);
+
+/* personalize._validate_variant(name, algorithm, params): error or the measure it needs (NULL for none) */
+Datum
+personalize_validate_variant(PG_FUNCTION_ARGS)
+{
+	VariantConfig cfg;
+	static const char *const names[] = {"count", "jaccard", "cosine", "lift", "llr"};
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("variant name and algorithm must not be null")));
+	variant_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				  PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &cfg);
+	if (cfg.algorithm == ALG_POPULAR)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(names[cfg.measure]));
+}
