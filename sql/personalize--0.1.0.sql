@@ -163,9 +163,10 @@ COMMENT ON TABLE @extschema@.customer_state IS 'Per-customer model bookkeeping; 
 
 CREATE TABLE @extschema@.item_counts (
     product_id bigint PRIMARY KEY,
-    customers  bigint NOT NULL,
-    CONSTRAINT item_counts_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+    customers  bigint NOT NULL
 );
+-- no CHECK on customers: INSERT ... ON CONFLICT checks constraints on the proposed row, and the
+-- trigger proposes negative deltas; it checks the result itself and deletes rows that reach 0
 COMMENT ON TABLE @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product.';
 
 CREATE TABLE @extschema@.pair_counts (
@@ -173,9 +174,9 @@ CREATE TABLE @extschema@.pair_counts (
     product_b bigint NOT NULL,
     customers bigint NOT NULL,
     PRIMARY KEY (product_a, product_b),
-    CONSTRAINT pair_counts_order CHECK (product_a OPERATOR(pg_catalog.<) product_b),
-    CONSTRAINT pair_counts_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+    CONSTRAINT pair_counts_order CHECK (product_a OPERATOR(pg_catalog.<) product_b)
 );
+-- no CHECK on customers, for the same reason as item_counts
 CREATE INDEX pair_counts_b_idx ON @extschema@.pair_counts (product_b);
 COMMENT ON TABLE @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b).';
 

@@ -146,84 +146,81 @@ truncate_model(void)
 		elog(ERROR, "personalize: could not reset customer totals");
 }
 
-/* Apply a merged delta buffer of pairs (a < b) or singles (a == b). */
+/*
+ * Apply a merged delta buffer of pairs (a < b) or singles (a == b): one upsert
+ * in key order that returns the new counts; a count below zero means the model
+ * and interactions disagree (an error), a count of zero is deleted.
+ */
 static void
 apply_deltas(DeltaBuffer *buf, bool is_pairs)
 {
+	Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
 	int64	   *a,
 			   *b,
-			   *d,
-			   *za,
-			   *zb;
+			   *d;
 	int			nz = 0;
+	Datum		v[3];
 
 	if (buf->n == 0)
 		return;
 	a = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
 	b = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
 	d = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
-	za = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
-	zb = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
 	for (Size i = 0; i < buf->n; i++)
 	{
 		a[i] = buf->items[i].a;
 		b[i] = buf->items[i].b;
 		d[i] = buf->items[i].d;
-		if (d[i] < 0)
-		{
-			za[nz] = a[i];
-			zb[nz++] = b[i];
-		}
 	}
+	v[0] = int8_array_datum(a, (int) buf->n);
+	v[1] = int8_array_datum(b, (int) buf->n);
+	v[2] = int8_array_datum(d, (int) buf->n);
 	if (is_pairs)
-	{
-		Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		Datum		v[3];
-
-		spi_prepare_kept(&plan_pairs,
-						 "INSERT INTO personalize.pair_counts AS pc (product_a, product_b, customers) "
-						 "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b "
-						 "ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers",
-						 3, t3);
-		v[0] = int8_array_datum(a, (int) buf->n);
-		v[1] = int8_array_datum(b, (int) buf->n);
-		v[2] = int8_array_datum(d, (int) buf->n);
-		exec_plan(plan_pairs, v, SPI_OK_INSERT);
-		if (nz > 0)
-		{
-			spi_prepare_kept(&plan_pairs_zero,
-							 "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
-							 "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
-							 2, t2);
-			v[0] = int8_array_datum(za, nz);
-			v[1] = int8_array_datum(zb, nz);
-			exec_plan(plan_pairs_zero, v, SPI_OK_DELETE);
-		}
-	}
+		exec_plan(spi_prepare_kept(&plan_pairs,
+								   "INSERT INTO personalize.pair_counts AS pc (product_a, product_b, customers) "
+								   "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b "
+								   "ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers "
+								   "RETURNING pc.product_a, pc.product_b, pc.customers",
+								   3, t3), v, SPI_OK_INSERT_RETURNING);
 	else
-	{
-		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		Oid			t1[1] = {INT8ARRAYOID};
-		Datum		v[2];
+		exec_plan(spi_prepare_kept(&plan_singles,
+								   "INSERT INTO personalize.item_counts AS ic (product_id, customers) "
+								   "SELECT u.a, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a "
+								   "ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers "
+								   "RETURNING ic.product_id, ic.product_id, ic.customers",
+								   3, t3), v, SPI_OK_INSERT_RETURNING);
 
-		spi_prepare_kept(&plan_singles,
-						 "INSERT INTO personalize.item_counts AS ic (product_id, customers) "
-						 "SELECT u.p, u.d FROM unnest($1, $2) AS u(p, d) ORDER BY u.p "
-						 "ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers",
-						 2, t2);
-		v[0] = int8_array_datum(a, (int) buf->n);
-		v[1] = int8_array_datum(d, (int) buf->n);
-		exec_plan(plan_singles, v, SPI_OK_INSERT);
-		if (nz > 0)
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		int64		n = spi_int8(i, 3, 0);
+
+		if (n < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("personalize model is out of step with interactions"),
+					 errdetail("The %s count of products " INT64_FORMAT " and " INT64_FORMAT " would become " INT64_FORMAT ".",
+							   is_pairs ? "pair" : "product", spi_int8(i, 1, 0), spi_int8(i, 2, 0), n),
+					 errhint("Events were changed while the triggers were off; run SELECT personalize.rebuild().")));
+		if (n == 0)
 		{
-			spi_prepare_kept(&plan_singles_zero,
-							 "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
-							 1, t1);
-			v[0] = int8_array_datum(za, nz);
-			exec_plan(plan_singles_zero, v, SPI_OK_DELETE);
+			a[nz] = spi_int8(i, 1, 0);
+			b[nz++] = spi_int8(i, 2, 0);
 		}
 	}
+	if (nz == 0)
+		return;
+	v[0] = int8_array_datum(a, nz);
+	v[1] = int8_array_datum(b, nz);
+	if (is_pairs)
+		exec_plan(spi_prepare_kept(&plan_pairs_zero,
+								   "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
+								   "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
+								   2, t2), v, SPI_OK_DELETE);
+	else
+		exec_plan(spi_prepare_kept(&plan_singles_zero,
+								   "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
+								   2, t2), v, SPI_OK_DELETE);
 }
 
 /* customer_state rows for the customers, created if missing, locked in id order. */
