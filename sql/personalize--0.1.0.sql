@@ -566,7 +566,7 @@ CREATE FUNCTION @extschema@.create_variant(name text, algorithm text, params jso
     RETURNS text
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    measure text;
+    needs_measure text;
 BEGIN
     IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(name), 'NULL')
@@ -574,16 +574,16 @@ BEGIN
                   DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
                   HINT = 'For example ''cooc_jaccard''.';
     END IF;
-    measure := @extschema@._validate_variant(name, algorithm, coalesce(params, '{}'));
+    needs_measure := @extschema@._validate_variant(name, algorithm, coalesce(params, '{}'));
     IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = create_variant.name) THEN
         RAISE EXCEPTION 'variant "%" already exists', name
             USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
     END IF;
-    IF measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = create_variant.measure LIMIT 1)
+    IF needs_measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = needs_measure LIMIT 1)
        AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT ic.product_id FROM @extschema@.item_counts ic ORDER BY ic.product_id ON CONFLICT (product_id) DO NOTHING;
-        RAISE NOTICE 'no neighbour lists exist yet for measure "%"', measure
+        RAISE NOTICE 'no neighbour lists exist yet for measure "%"', needs_measure
             USING HINT = 'Every product was marked for refresh: run SELECT personalize.refresh_neighbors(), or wait for the scheduled refresh.';
     END IF;
     INSERT INTO @extschema@.variants (name, algorithm, params) VALUES (name, algorithm, coalesce(params, '{}'));

@@ -5,7 +5,8 @@
  * history products (weight by event type, decayed by the age of the latest
  * event), from the popularity list, and from active campaigns. Scores:
  *   co-occurrence candidates  1 + (1 - w) * cooc / max_cooc + w * pop
- *   popularity candidates     pop (customers / the top product's customers)
+ *   popularity candidates     pop: 0.5 + 0.5 * customers / top for the recent window's
+ *                             products, 0.5 * customers / top for the all-time ones
  *   campaign-only candidates  max(pop, 0.01)
  * each multiplied by the best active campaign boost of the product, w being
  * the variant's popularity_weight. So a filled-in popular product never ranks
@@ -230,7 +231,8 @@ score_popular(HTAB *cands, int limit)
 {
 	Oid			t[1] = {INT4OID};
 	Datum		v[1] = {Int32GetDatum(limit)};
-	double		top = 0.0;
+	double		top_window = 0.0;
+	double		top_all = 0.0;
 	double		window_days = 0.0;
 
 	spi_prepare_kept(&plan_popular,
@@ -247,12 +249,22 @@ score_popular(HTAB *cands, int limit)
 		double		n = spi_float8(r, 2, 0.0);
 		bool		in_window = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
 
-		if (r == 0)
-			top = Max(n, 1.0);
-		c->pop = n / top;
-		c->pop_source = in_window ? 1 : 2;
+		/* the list holds the window's products first: keep that order in the score */
 		if (in_window)
+		{
+			if (top_window == 0.0)
+				top_window = Max(n, 1.0);
+			c->pop = 0.5 + 0.5 * n / top_window;
+			c->pop_source = 1;
 			window_days = spi_float8(r, 4, 7.0);
+		}
+		else
+		{
+			if (top_all == 0.0)
+				top_all = Max(n, 1.0);
+			c->pop = 0.5 * n / top_all;
+			c->pop_source = 2;
+		}
 	}
 	return window_days;
 }
