@@ -550,6 +550,9 @@ BEGIN
         RAISE EXCEPTION 'customer_id must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the id of the customer to forget.';
     END IF;
+    -- lock the customer first: writers of their events wait for us instead of deadlocking
+    -- with us between their foreign-key check and their model update
+    PERFORM FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id FOR UPDATE;
     DELETE FROM @extschema@.interactions i WHERE i.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_i = ROW_COUNT;
     DELETE FROM @extschema@.customer_feedback f WHERE f.customer_id = forget_customer.customer_id;

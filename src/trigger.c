@@ -255,8 +255,47 @@ lock_customers(CustomerWork *cw, int ncust)
 }
 
 /*
+ * The truth for the (customer, product) keys of changes[], read from
+ * interactions. Called only once the customers are locked, so that it sees
+ * every event committed by writers that held those locks before us.
+ */
+static CustomerItem *
+load_truth(CustomerItem *keys, int n)
+{
+	Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	int64	   *c = palloc(sizeof(int64) * Max(n, 1));
+	int64	   *p = palloc(sizeof(int64) * Max(n, 1));
+	Datum		v[2];
+	int			got;
+	CustomerItem *truth;
+
+	for (int i = 0; i < n; i++)
+	{
+		c[i] = keys[i].customer_id;
+		p[i] = keys[i].product_id;
+	}
+	spi_prepare_kept(&plan_truth,
+					 "SELECT u.c, u.p, count(i.interaction_id), "
+					 "count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
+					 "min(i.interaction_id), max(i.occurred_at) "
+					 "FROM unnest($1, $2) AS u(c, p) "
+					 "LEFT JOIN personalize.interactions i ON i.customer_id = u.c AND i.product_id = u.p "
+					 "LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
+					 "GROUP BY u.c, u.p ORDER BY u.c, u.p",
+					 2, t);
+	v[0] = int8_array_datum(c, n);
+	v[1] = int8_array_datum(p, n);
+	exec_plan(plan_truth, v, SPI_OK_SELECT);
+	truth = read_changes(&got);
+	if (got != n)
+		elog(ERROR, "personalize: recomputed %d of %d histories", got, n);
+	return truth;
+}
+
+/*
  * The statement's work: changes[] are per-(customer, product) deltas (insert)
- * or the recomputed truth (recompute), sorted by (customer, product).
+ * or only the keys to recompute from interactions once locked (recompute),
+ * sorted by (customer, product).
  */
 static void
 apply_changes(CustomerItem *changes, int nchanges, bool recompute)
@@ -299,6 +338,8 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 		if (ncust == 0 || cw[ncust - 1].customer_id != changes[i].customer_id)
 			cw[ncust++].customer_id = changes[i].customer_id;
 	lock_customers(cw, ncust);
+	if (recompute)
+		changes = load_truth(changes, nchanges);
 
 	/* which customers' in-model rows take part */
 	{
@@ -673,38 +714,19 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 	{
 		/* DELETE or UPDATE: recompute the affected (customer, product) rows from interactions */
 		const char *keys = TRIGGER_FIRED_BY_DELETE(td->tg_event)
-			? "SELECT DISTINCT customer_id, product_id FROM personalize_old"
+			? "SELECT DISTINCT customer_id, product_id FROM personalize_old ORDER BY 1, 2"
 			: "SELECT customer_id, product_id FROM personalize_old UNION "
-			  "SELECT customer_id, product_id FROM personalize_new";
-		Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		int64	   *c,
-				   *p;
-		int			n;
-		Datum		v[2];
+			  "SELECT customer_id, product_id FROM personalize_new ORDER BY 1, 2";
 
 		if (SPI_execute(keys, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "personalize: could not read the changed events");
-		n = (int) SPI_processed;
-		c = palloc(sizeof(int64) * Max(n, 1));
-		p = palloc(sizeof(int64) * Max(n, 1));
-		for (int i = 0; i < n; i++)
+		nchanges = (int) SPI_processed;
+		changes = palloc0(sizeof(CustomerItem) * Max(nchanges, 1));
+		for (int i = 0; i < nchanges; i++)
 		{
-			c[i] = spi_int8(i, 1, 0);
-			p[i] = spi_int8(i, 2, 0);
+			changes[i].customer_id = spi_int8(i, 1, 0);
+			changes[i].product_id = spi_int8(i, 2, 0);
 		}
-		spi_prepare_kept(&plan_truth,
-						 "SELECT u.c, u.p, count(i.interaction_id), "
-						 "count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
-						 "min(i.interaction_id), max(i.occurred_at) "
-						 "FROM unnest($1, $2) AS u(c, p) "
-						 "LEFT JOIN personalize.interactions i ON i.customer_id = u.c AND i.product_id = u.p "
-						 "LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
-						 "GROUP BY u.c, u.p ORDER BY u.c, u.p",
-						 2, t);
-		v[0] = int8_array_datum(c, n);
-		v[1] = int8_array_datum(p, n);
-		exec_plan(plan_truth, v, SPI_OK_SELECT);
-		changes = read_changes(&nchanges);
 		apply_changes(changes, nchanges, true);
 	}
 

@@ -1,0 +1,172 @@
+#!/bin/bash
+# Property test: random sequences of single inserts, multi-row inserts, COPY, deletes,
+# updates and forget_customer() from 4 concurrent sessions leave the model equal to a
+# brute-force count from the definition and to rebuild(). Three phases:
+#   A  autocommit statements only: no deadlock may happen (fixed lock order)
+#   B  multi-statement transactions, some rolled back (deadlocks are allowed there:
+#      PostgreSQL aborts one; what commits must still be exact)
+#   C  the same under REPEATABLE READ (serialization failures allowed)
+# Then a backend is killed with SIGKILL in the middle of a COPY (crash recovery) and
+# the model is checked again. Runs inside pg_virtualenv (PG* set). TAP output.
+# PROPERTY_SEED=n reproduces a run; PROPERTY_OPS=n sets operations per session.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+db=personalize_property
+seed=${PROPERTY_SEED:-$RANDOM}
+ops=${PROPERTY_OPS:-120}
+work=$(mktemp -d)
+trap '[ -n "${PROPERTY_KEEP:-}" ] && echo "# kept $work" || rm -rf "$work"; dropdb --if-exists "$db" >/dev/null 2>&1' EXIT
+n=0
+tap() {  # tap <ok?> <description>
+  n=$((n + 1))
+  if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
+}
+q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 "$@"; }
+
+echo "# seed $seed, $ops operations per session"
+dropdb --if-exists "$db" >/dev/null 2>&1
+createdb "$db" || exit 1
+q -c 'CREATE EXTENSION personalize' || exit 1
+q <<'SQL' || exit 1
+INSERT INTO personalize.products (product_id, name) SELECT g, 'product ' || g FROM generate_series(1, 40) g;
+INSERT INTO personalize.customers (customer_id) SELECT g FROM generate_series(1, 30) g;
+-- a small cap so that promotions and displacements happen all the time
+SET client_min_messages = warning;
+SELECT FROM personalize.rebuild(max_items_per_customer => 6);
+SQL
+
+# one session's random workload; $1 = session number, $2 = phase (A, B or C)
+gen() {
+  python3 - "$seed" "$1" "$2" "$ops" <<'PY'
+import os, random, sys
+seed, session, phase, ops = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+kinds = os.environ.get('PROPERTY_KINDS', 'insert,multi,copy,delete,move_customer,move_product,forget').split(',')
+r = random.Random(seed * 100 + session * 7 + ord(phase))
+types = ['view', 'view', 'click', 'cart', 'purchase']
+def ev():
+    # few customers and a skewed product choice: lots of contention on the same rows
+    return (r.randint(1, 30), min(40, int(r.paretovariate(1.2))), r.choice(types))
+out = []
+def op():
+    k = r.random()
+    kind = ('insert' if k < 0.30 else 'multi' if k < 0.50 else 'copy' if k < 0.65 else 'delete' if k < 0.80
+            else 'move_customer' if k < 0.88 else 'move_product' if k < 0.94 else 'forget')
+    if kind not in kinds:
+        return op()
+    if k < 0.30:
+        c, p, t = ev()
+        out.append(f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES ({c}, {p}, '{t}');")
+    elif k < 0.50:
+        rows = ", ".join(f"({c}, {p}, '{t}')" for c, p, t in (ev() for _ in range(r.randint(2, 25))))
+        out.append(f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES {rows};")
+    elif k < 0.65:
+        out.append("COPY personalize.interactions (customer_id, product_id, event_type) FROM stdin;")
+        for _ in range(r.randint(2, 40)):
+            out.append("%d\t%d\t%s" % ev())
+        out.append("\\.")
+    elif k < 0.80:
+        c = r.randint(1, 30)
+        out.append(f"DELETE FROM personalize.interactions WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id DESC LIMIT {r.randint(1, 4)});")
+    elif k < 0.88:
+        c, c2 = r.randint(1, 30), r.randint(1, 30)
+        out.append(f"UPDATE personalize.interactions SET customer_id = {c2} WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id LIMIT 2);")
+    elif k < 0.94:
+        p, p2 = r.randint(1, 40), r.randint(1, 40)
+        out.append(f"UPDATE personalize.interactions SET product_id = {p2} WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE product_id = {p} ORDER BY interaction_id LIMIT 3);")
+    else:
+        c = r.randint(1, 30)
+        out.append(f"SELECT * FROM personalize.forget_customer({c});")
+        out.append(f"INSERT INTO personalize.customers (customer_id) VALUES ({c}) ON CONFLICT DO NOTHING;")
+for i in range(ops):
+    if phase in 'BC' and r.random() < 0.5:
+        out.append("BEGIN;")
+        for _ in range(r.randint(2, 4)):
+            op()
+        out.append("ROLLBACK;" if r.random() < 0.25 else "COMMIT;")
+    else:
+        op()
+print("\n".join(out))
+PY
+}
+
+check_exact() {  # check_exact <phase>
+  local diffs
+  diffs=$( { cat test/model_check.sql; echo 'SELECT count(*) FROM pg_temp.model_check();'; } | q -f - )
+  tap $([ "$diffs" = 0 ] && echo 0 || echo 1) "phase $1: model equals the brute-force count ($diffs differences)"
+  [ "$diffs" != 0 ] && { cat test/model_check.sql; echo 'SELECT * FROM pg_temp.model_check() LIMIT 10;'; } | q -f - | sed 's/^/# /'
+  q <<'SQL' > "$work/rebuild.txt" 2>&1
+CREATE TEMP TABLE inc_pairs AS SELECT * FROM personalize.pair_counts;
+CREATE TEMP TABLE inc_items AS SELECT * FROM personalize.item_counts;
+CREATE TEMP TABLE inc_hist AS SELECT customer_id, product_id, events, purchases, first_interaction_id, last_at, in_model
+                              FROM personalize.customer_items;
+CREATE TEMP TABLE inc_total AS SELECT sum(customers) AS n FROM personalize.customer_totals;
+SET client_min_messages = warning;
+SELECT count(*) FROM personalize.rebuild();
+SELECT (SELECT count(*) FROM (SELECT * FROM inc_pairs EXCEPT SELECT * FROM personalize.pair_counts) a)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.pair_counts EXCEPT SELECT * FROM inc_pairs) b)
+     + (SELECT count(*) FROM (SELECT * FROM inc_items EXCEPT SELECT * FROM personalize.item_counts) c)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.item_counts EXCEPT SELECT * FROM inc_items) d)
+     + (SELECT count(*) FROM (SELECT * FROM inc_hist EXCEPT SELECT customer_id, product_id, events, purchases,
+              first_interaction_id, last_at, in_model FROM personalize.customer_items) e)
+     + (SELECT count(*) FROM (SELECT customer_id, product_id, events, purchases, first_interaction_id, last_at,
+              in_model FROM personalize.customer_items EXCEPT SELECT * FROM inc_hist) f)
+     + (SELECT count(*) FROM inc_total WHERE n IS DISTINCT FROM (SELECT sum(customers) FROM personalize.customer_totals));
+SQL
+  local rb
+  rb=$(tail -n 1 "$work/rebuild.txt")
+  tap $([ "$rb" = 0 ] && echo 0 || echo 1) "phase $1: model equals rebuild() ($rb differences)"
+}
+
+run_phase() {  # run_phase <phase> [PGOPTIONS]
+  local pids=()
+  for s in 1 2 3 4; do
+    gen "$s" "$1" > "$work/$1.$s.sql"
+    PGOPTIONS="${2:-}" psql -X -q -d "$db" -f "$work/$1.$s.sql" > "$work/$1.$s.out" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  cat "$work/$1".*.out > "$work/$1.all"
+  local events
+  events=$(q -c 'SELECT count(*) FROM personalize.interactions')
+  echo "# phase $1: $(grep -c 'ERROR' "$work/$1.all") statements failed ($(grep -c 'deadlock detected' "$work/$1.all") deadlocks, $(grep -c 'could not serialize' "$work/$1.all") serialization failures, $(grep -c 'foreign key' "$work/$1.all") FK errors); $events events now"
+  # only these errors are expected from the workload
+  local other
+  other=$(grep 'ERROR' "$work/$1.all" | grep -v -e 'deadlock detected' -e 'could not serialize' -e 'foreign key' -e 'current transaction is aborted' | head -n 3)
+  tap $([ -z "$other" ] && echo 0 || echo 1) "phase $1: no unexpected error ${other:+($other)}"
+}
+
+run_phase A
+deadlocks=$(grep -c 'deadlock detected' "$work/A.all")
+tap $([ "$deadlocks" = 0 ] && echo 0 || echo 1) "phase A: no deadlock between single-statement writers ($deadlocks)"
+check_exact A
+[ -n "${PROPERTY_ONLY_A:-}" ] && exit 0
+run_phase B
+check_exact B
+run_phase C '-c default_transaction_isolation=repeatable\ read'
+check_exact C
+
+# crash: kill -9 a backend in the middle of a large COPY, wait for recovery, check again
+python3 -c '
+import random
+r = random.Random(7)
+for _ in range(200000):
+    print("%d\t%d\tview" % (r.randint(1, 30), r.randint(1, 40)))' > "$work/big.tsv"
+psql -X -q -d "$db" -c "SET application_name = 'personalize_crash'" \
+     -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" > "$work/crash.out" 2>&1 &
+copy_pid=$!
+victim=""
+for _ in $(seq 1 100); do
+  victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_crash' AND state = 'active'" 2>/dev/null)
+  [ -n "$victim" ] && break
+  sleep 0.05
+done
+sleep 0.5
+before=$(q -c 'SELECT count(*) FROM personalize.interactions')
+[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
+wait "$copy_pid"
+for _ in $(seq 1 100); do q -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+after=$(q -c 'SELECT count(*) FROM personalize.interactions')
+tap $([ -n "$victim" ] && [ "$before" = "$after" ] && echo 0 || echo 1) \
+  "crash: a backend killed mid-COPY loses only its own uncommitted events ($before before, $after after recovery)"
+check_exact crash
+exit 0
