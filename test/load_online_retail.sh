@@ -13,4 +13,4 @@ trap 'rm -f "$script"' EXIT
   echo '\copy online_retail_raw FROM pstdin WITH (FORMAT csv, HEADER true)'
   cat "$here/online_retail/map.sql"
 } > "$script"
-gzip -dc "$file" | psql -X -q -v ON_ERROR_STOP=1 -f "$script"
+gzip -dc "$file" | psql -X -q -1 -v ON_ERROR_STOP=1 -f "$script"

@@ -15,15 +15,18 @@
 -- CustomerID seen, country the most frequent one. Dates are Europe/London local time.
 \set ON_ERROR_STOP on
 
-DO $$
+-- dates are parsed once per distinct string; one that does not parse (2011-02-30) is NULL
+CREATE FUNCTION pg_temp.online_retail_ts(s text) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE AS $f$
 BEGIN
-    IF EXISTS (SELECT FROM personalize.interactions) THEN
-        RAISE EXCEPTION 'personalize.interactions is not empty'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'The Online Retail loader appends the whole file and would double what is there.',
-                  HINT = 'Load into a fresh database, or TRUNCATE personalize.interactions first.';
-    END IF;
-END $$;
+    RETURN s::timestamp AT TIME ZONE 'Europe/London';
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+    RETURN NULL;
+END $f$;
+CREATE TEMP TABLE online_retail_dates AS
+SELECT d.invoice_date, CASE WHEN d.invoice_date ~ '^\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?$'
+                            THEN pg_temp.online_retail_ts(d.invoice_date) END AS ts
+FROM (SELECT DISTINCT invoice_date FROM online_retail_raw) d;
 
 CREATE TEMP TABLE online_retail_rows AS
 SELECT r.*,
@@ -40,12 +43,12 @@ FROM (
     SELECT invoice_no, upper(btrim(stock_code)) AS sku, nullif(btrim(description), '') AS description,
            CASE WHEN quantity ~ '^-?[0-9]{1,9}$' THEN quantity::integer END AS qty,
            CASE WHEN unit_price ~ '^-?[0-9]+(\.[0-9]+)?$' THEN unit_price::numeric END AS price,
-           CASE WHEN invoice_date ~ '^\d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)?$'
-                THEN invoice_date::timestamp AT TIME ZONE 'Europe/London' END AS ts,
+           d.ts,
            CASE WHEN customer_id ~ '^[0-9]{1,15}(\.0+)?$' THEN split_part(customer_id, '.', 1)::bigint END AS cust,
            nullif(btrim(country), '') AS country,
            customer_id
-    FROM online_retail_raw
+    FROM online_retail_raw raw
+    LEFT JOIN online_retail_dates d ON d.invoice_date = raw.invoice_date
 ) r;
 
 \echo 'loader: products'
@@ -99,3 +102,4 @@ ORDER BY m
 SELECT rule, count(*) AS rows FROM online_retail_rows GROUP BY rule ORDER BY rule COLLATE "C";
 
 DROP TABLE online_retail_rows;
+DROP TABLE online_retail_dates;
