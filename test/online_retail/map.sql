@@ -85,18 +85,12 @@ FROM (SELECT cust, country, count(*) AS n, min(min(ts)) OVER (PARTITION BY cust)
 ORDER BY cust, n DESC, country COLLATE "C"
 ON CONFLICT (customer_id) DO NOTHING;
 
-\echo 'loader: purchases, one month per statement'
-SELECT format($i$
-    INSERT INTO personalize.interactions (customer_id, product_id, event_type, quantity, occurred_at)
-    SELECT r.cust, p.product_id, 'purchase', r.qty, r.ts
-    FROM online_retail_rows r JOIN personalize.products p ON p.sku = r.sku
-    WHERE r.rule = 'kept' AND r.ts >= %L AND r.ts < %L
-    ORDER BY r.ts, r.invoice_no, r.sku$i$, m, m + interval '1 month')
-FROM generate_series((SELECT date_trunc('month', min(ts)) FROM online_retail_rows WHERE rule = 'kept'),
-                     (SELECT date_trunc('month', max(ts)) FROM online_retail_rows WHERE rule = 'kept'),
-                     interval '1 month') AS m
-ORDER BY m
-\gexec
+\echo 'loader: purchases'
+INSERT INTO personalize.interactions (customer_id, product_id, event_type, quantity, occurred_at)
+SELECT r.cust, p.product_id, 'purchase', r.qty, r.ts
+FROM online_retail_rows r JOIN personalize.products p ON p.sku = r.sku
+WHERE r.rule = 'kept'
+ORDER BY r.ts, r.invoice_no, r.sku;
 
 \echo 'loader: rows kept and skipped, by rule'
 SELECT rule, count(*) AS rows FROM online_retail_rows GROUP BY rule ORDER BY rule COLLATE "C";
