@@ -322,8 +322,9 @@ CREATE VIEW @extschema@.neighbor_list AS
          LATERAL unnest(n.neighbor_ids, n.scores, n.counts) WITH ORDINALITY AS u(neighbor_id, score, customers, rank);
 COMMENT ON VIEW @extschema@.neighbor_list IS 'The neighbour lists, one row per (measure, product, rank), for BI tools.';
 
--- Recompute the top-K neighbour lists of dirty products (all products with full).
-CREATE FUNCTION @extschema@.refresh_neighbors(max_products integer DEFAULT NULL, all_products boolean DEFAULT false)
+-- Recompute the top-K neighbour lists of up to max_products dirty products (all products
+-- with all_products), logging the run unless log_run is false (refresh() logs its own).
+CREATE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_products boolean, log_run boolean)
     RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -398,10 +399,16 @@ BEGIN
         END IF;
         EXIT WHEN max_products IS NOT NULL AND done >= max_products;
     END LOOP;
-    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
-    VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products, 'k', k));
+    IF log_run THEN
+        INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products, 'k', k));
+    END IF;
     RETURN done;
 END $$;
+CREATE FUNCTION @extschema@.refresh_neighbors(max_products integer DEFAULT NULL, all_products boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._refresh_neighbors(max_products, all_products, true);
 COMMENT ON FUNCTION @extschema@.refresh_neighbors(integer, boolean) IS
     'Recompute the neighbour lists of products whose counts changed (all products with all_products => true); returns how many.';
 
@@ -419,6 +426,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(window_length::text, 'NULL')),
                   HINT = 'For example interval ''7 days''.';
     END IF;
+    -- one refresh at a time (readers keep reading the old list until we commit)
+    LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
     DELETE FROM @extschema@.popular;
     INSERT INTO @extschema@.popular (rank, product_id, customers, source, window_start, window_end)
     SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id), y.product_id, y.n,
@@ -609,14 +618,31 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.drop_variant(text) IS 'Drop a user-created variant.';
 
--- Periodic upkeep: neighbour lists of dirty products, then popularity.
+-- Periodic upkeep: neighbour lists of dirty products, then popularity. Commits after
+-- every batch of 100 products, so that writers re-marking a product dirty wait at
+-- most one batch (a procedure with COMMIT cannot have a SET clause: search_path is
+-- set for each transaction instead).
 CREATE PROCEDURE @extschema@.refresh()
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    n bigint;
+    done bigint := 0;
+    popular bigint;
 BEGIN
-    PERFORM @extschema@.refresh_neighbors();
-    PERFORM @extschema@.refresh_popular();
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        n := @extschema@._refresh_neighbors(100, false, false);
+        done := done + n;
+        COMMIT;
+        EXIT WHEN n < 100;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    popular := @extschema@.refresh_popular();
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular));
 END $$;
-COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists and the popularity list; what the scheduled job runs.';
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. CALL it outside a transaction block.';
 
 CREATE FUNCTION @extschema@.schedule_refresh(schedule text DEFAULT '* * * * *') RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -3,11 +3,38 @@
  */
 #include "personalize.h"
 
+#include "utils/datetime.h"
 #include "utils/guc.h"
 
 int			personalize_neighbors_k = 50;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
+
+/* personalize.as_of must be empty or parse as a timestamp with time zone. */
+static bool
+check_as_of(char **newval, void **extra, GucSource source)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (strlen(*newval) >= MAXDATELEN ||
+		ParseDateTime(*newval, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
+		DecodeDateTime(field, ftype, nf, &dtype, &tm, &fsec, &tz) != 0 ||
+		dtype != DTK_DATE)
+	{
+		GUC_check_errdetail("\"%s\" is not a timestamp; for example '2011-12-10 00:00+00', or empty for now().", *newval);
+		return false;
+	}
+	return true;
+}
 
 /* Define every personalize.* GUC and reserve the prefix. */
 void
@@ -35,7 +62,7 @@ personalize_define_gucs(void)
 							   &personalize_as_of,
 							   "",
 							   PGC_USERSET, 0,
-							   NULL, NULL, NULL);
+							   check_as_of, NULL, NULL);
 
 	MarkGUCPrefixReserved("personalize");
 }

@@ -31,6 +31,7 @@ typedef struct Candidate
 	int64		product_id;		/* hash key */
 	double		cooc;			/* summed weighted similarity */
 	double		best;			/* largest single contribution */
+	bool		has_best;
 	int64		best_from;		/* history product that gave it */
 	bool		best_from_bought;
 	double		pop;			/* 0..1 */
@@ -215,8 +216,9 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 			double		contrib = h->weight * nsc[j];
 
 			c->cooc += contrib;
-			if (contrib > c->best)
+			if (!c->has_best || contrib > c->best)
 			{
+				c->has_best = true;
 				c->best = contrib;
 				c->best_from = h->product_id;
 				c->best_from_bought = h->bought;
@@ -397,10 +399,11 @@ personalize_recommend(PG_FUNCTION_ARGS)
 					c->excluded = true;
 			}
 
-	/* final scores */
+	/* final scores, normalised over the candidates that can be shown */
 	hash_seq_init(&seq, cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
-		max_cooc = Max(max_cooc, c->cooc);
+		if (!c->excluded)
+			max_cooc = Max(max_cooc, c->cooc);
 	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(cands), 1));
 	hash_seq_init(&seq, cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
@@ -448,7 +451,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 		for (int i = start; i < start + chunk; i++)
 		{
 			ids[nids++] = order[i]->product_id;
-			if (order[i]->best_from != 0)
+			if (order[i]->has_best)
 				ids[nids++] = order[i]->best_from;
 		}
 		spi_prepare_kept(&plan_products,
@@ -515,6 +518,8 @@ personalize_recommend(PG_FUNCTION_ARGS)
 								 quoted_name(names, c->best_from));
 			else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))
 				appendStringInfoString(&reason, "popular this week");
+			else if (c->pop_source == 1 && window_days < 1.5)
+				appendStringInfoString(&reason, "popular today");
 			else if (c->pop_source == 1)
 				appendStringInfo(&reason, "popular in the last %.0f days", window_days);
 			else if (c->pop_source == 2)

@@ -6,13 +6,17 @@
 #include "access/xact.h"
 #include "utils/lsyscache.h"
 
-/* Prepare a statement once per backend and keep it; *cache holds it. */
+/*
+ * Prepare a statement once per backend and keep it; *cache holds it. The plan
+ * is generic: every statement here takes arrays whose size the planner cannot
+ * see, and re-planning them per call cost more than the statements themselves.
+ */
 SPIPlanPtr
 spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "personalize: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -19,7 +19,10 @@
 #include "personalize.h"
 
 #include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "utils/tuplestore.h"
 
 #include "model_delta.h"
 
@@ -677,6 +680,121 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	}
 }
 
+typedef struct EventWeight
+{
+	char		name[NAMEDATALEN];
+	double		weight;
+} EventWeight;
+
+static int
+cmp_change(const void *pa, const void *pb)
+{
+	const CustomerItem *a = pa;
+	const CustomerItem *b = pb;
+	int			c = cmp_item(a, b);
+
+	if (c != 0)
+		return c;
+	return a->first_id < b->first_id ? -1 : (a->first_id > b->first_id ? 1 : 0);
+}
+
+/*
+ * The inserted events, read straight from the NEW transition table (no query
+ * to parse and plan per statement), aggregated per (customer, product):
+ * events, purchases, summed event weight, smallest id, latest time.
+ */
+static CustomerItem *
+read_inserted(TriggerData *td, int *n_out)
+{
+	static SPIPlanPtr plan_weights;
+	Tuplestorestate *ts = td->tg_newtable;
+	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	int			a_cust = SPI_fnumber(desc, "customer_id");
+	int			a_prod = SPI_fnumber(desc, "product_id");
+	int			a_type = SPI_fnumber(desc, "event_type");
+	int			a_id = SPI_fnumber(desc, "interaction_id");
+	int			a_at = SPI_fnumber(desc, "occurred_at");
+	EventWeight *weights;
+	int			nweights;
+	CustomerItem *rows;
+	int			n = 0,
+				cap = 1024,
+				out = 0;
+	int			readptr;
+
+	if (a_cust <= 0 || a_prod <= 0 || a_type <= 0 || a_id <= 0 || a_at <= 0)
+		elog(ERROR, "personalize: interactions lacks a column the model needs");
+
+	/* event type weights: a handful of rows */
+	exec_plan(spi_prepare_kept(&plan_weights, "SELECT event_type, weight FROM personalize.event_types", 0, NULL),
+			  NULL, SPI_OK_SELECT);
+	nweights = (int) SPI_processed;
+	weights = palloc(sizeof(EventWeight) * Max(nweights, 1));
+	for (int i = 0; i < nweights; i++)
+	{
+		strlcpy(weights[i].name, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), NAMEDATALEN);
+		weights[i].weight = spi_float8(i, 2, 0.0);
+	}
+
+	/* our own read pointer, as a NamedTuplestoreScan takes one */
+	readptr = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+	tuplestore_copy_read_pointer(ts, 0, readptr);
+	tuplestore_select_read_pointer(ts, readptr);
+	tuplestore_rescan(ts);
+	rows = palloc(sizeof(CustomerItem) * cap);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		bool		isnull;
+		char	   *type;
+		CustomerItem *r;
+
+		if (n >= cap)
+		{
+			cap *= 2;
+			rows = repalloc_huge(rows, sizeof(CustomerItem) * cap);
+		}
+		r = &rows[n++];
+		memset(r, 0, sizeof(CustomerItem));
+		r->customer_id = DatumGetInt64(slot_getattr(slot, a_cust, &isnull));
+		r->product_id = DatumGetInt64(slot_getattr(slot, a_prod, &isnull));
+		r->first_id = DatumGetInt64(slot_getattr(slot, a_id, &isnull));
+		r->last_at = DatumGetTimestampTz(slot_getattr(slot, a_at, &isnull));
+		type = TextDatumGetCString(slot_getattr(slot, a_type, &isnull));
+		r->events = 1;
+		r->purchases = strcmp(type, "purchase") == 0 ? 1 : 0;
+		for (int i = 0; i < nweights; i++)
+			if (strcmp(weights[i].name, type) == 0)
+			{
+				r->weight = weights[i].weight;
+				break;
+			}
+		pfree(type);
+	}
+	tuplestore_select_read_pointer(ts, 0);
+	ExecDropSingleTupleTableSlot(slot);
+
+	/* sort by key, then by id so that weights add up in insertion order as SQL's sum would */
+	qsort(rows, n, sizeof(CustomerItem), cmp_change);
+	for (int i = 0; i < n; i++)
+	{
+		if (out > 0 && cmp_item(&rows[out - 1], &rows[i]) == 0)
+		{
+			CustomerItem *x = &rows[out - 1];
+
+			x->events += rows[i].events;
+			x->purchases += rows[i].purchases;
+			x->weight += rows[i].weight;
+			x->first_id = Min(x->first_id, rows[i].first_id);
+			x->last_at = Max(x->last_at, rows[i].last_at);
+		}
+		else
+			rows[out++] = rows[i];
+	}
+	*n_out = out;
+	return rows;
+}
+
 /* Statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE trigger on interactions. */
 Datum
 personalize_interactions_trigger(PG_FUNCTION_ARGS)
@@ -700,14 +818,7 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 		truncate_model();
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		if (SPI_execute("SELECT n.customer_id, n.product_id, count(*), "
-						"count(*) FILTER (WHERE n.event_type = 'purchase'), sum(e.weight), "
-						"min(n.interaction_id), max(n.occurred_at)::timestamptz "
-						"FROM personalize_new n JOIN personalize.event_types e ON e.event_type = n.event_type "
-						"GROUP BY n.customer_id, n.product_id ORDER BY n.customer_id, n.product_id",
-						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "personalize: could not read the inserted events");
-		changes = read_changes(&nchanges);
+		changes = read_inserted(td, &nchanges);
 		apply_changes(changes, nchanges, false);
 	}
 	else
