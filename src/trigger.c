@@ -29,6 +29,8 @@
 PG_FUNCTION_INFO_V1(personalize_interactions_trigger);
 
 #define NUM_SHARDS 16
+/* statements this large report their progress with NOTICEs */
+#define BIG_STATEMENT 50000
 
 /* per-customer bookkeeping of the statement */
 typedef struct CustomerWork
@@ -340,6 +342,10 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	for (int i = 0; i < nchanges; i++)
 		if (ncust == 0 || cw[ncust - 1].customer_id != changes[i].customer_id)
 			cw[ncust++].customer_id = changes[i].customer_id;
+	if (nchanges >= BIG_STATEMENT)
+		ereport(NOTICE,
+				(errmsg("personalize: updating the model for %d (customer, product) histories of %d customers",
+						nchanges, ncust)));
 	lock_customers(cw, ncust);
 	if (recompute)
 		changes = load_truth(changes, nchanges);
@@ -647,6 +653,9 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	}
 
 	delta_buffer_merge(&pairs);
+	if (nchanges >= BIG_STATEMENT)
+		ereport(NOTICE,
+				(errmsg("personalize: writing %zu pair count changes", (size_t) pairs.n)));
 	apply_deltas(&pairs, true);
 	delta_buffer_merge(&singles);
 	apply_deltas(&singles, false);
