@@ -53,17 +53,6 @@ static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors
 			plan_popular, plan_campaigns, plan_products;
 
 static int
-cmp_history(const void *pa, const void *pb)
-{
-	const HistoryItem *a = pa;
-	const HistoryItem *b = pb;
-
-	if (a->weight != b->weight)
-		return a->weight > b->weight ? -1 : 1;
-	return a->product_id < b->product_id ? -1 : (a->product_id > b->product_id ? 1 : 0);
-}
-
-static int
 cmp_candidate(const void *pa, const void *pb)
 {
 	const Candidate *a = *(Candidate *const *) pa;
@@ -128,19 +117,28 @@ load_variant(const char *name, VariantConfig *cfg)
 	variant_parse(name, algorithm, isnull ? NULL : DatumGetJsonbP(params), cfg);
 }
 
-/* The customer's history, most relevant first; *nbought counts purchased products. */
+/*
+ * The customer's history_items most relevant products (event weight decayed by
+ * the age of the latest event), most relevant first. Purchases beyond these are
+ * excluded later, when the ranking is walked (see the product query).
+ */
 static HistoryItem *
 load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *n_out)
 {
-	Oid			t[1] = {INT8OID};
-	Datum		v[1] = {Int64GetDatum(customer_id)};
+	Oid			t[4] = {INT8OID, FLOAT8OID, TIMESTAMPTZOID, INT4OID};
+	Datum		v[4] = {Int64GetDatum(customer_id), Float8GetDatum(cfg->half_life_days),
+	TimestampTzGetDatum(now), Int32GetDatum(cfg->history_items)};
 	HistoryItem *h;
 	int			n;
 
 	spi_prepare_kept(&plan_history,
-					 "SELECT product_id, weight, last_at, purchases > 0 FROM personalize.customer_items "
-					 "WHERE customer_id = $1",
-					 1, t);
+					 "SELECT product_id, w, bought FROM ("
+					 "  SELECT product_id, purchases > 0 AS bought, weight * CASE WHEN $2 > 0 "
+					 "    THEN power(0.5, greatest(date_part('epoch', $3 - last_at), 0) / 86400 / $2) "
+					 "    ELSE 1 END AS w "
+					 "  FROM personalize.customer_items WHERE customer_id = $1) h "
+					 "ORDER BY w DESC, product_id LIMIT $4",
+					 4, t);
 	if (SPI_execute_plan(plan_history, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the customer's history");
 	n = (int) SPI_processed;
@@ -148,16 +146,11 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
-		TimestampTz last = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-		double		age_days = (double) (now - last) / (double) USECS_PER_DAY;
 
 		h[i].product_id = spi_int8(i, 1, 0);
-		h[i].weight = spi_float8(i, 2, 1.0);
-		if (cfg->half_life_days > 0.0)
-			h[i].weight *= pow(0.5, Max(age_days, 0.0) / cfg->half_life_days);
-		h[i].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+		h[i].weight = spi_float8(i, 2, 0.0);
+		h[i].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
 	}
-	qsort(h, n, sizeof(HistoryItem), cmp_history);
 	*n_out = n;
 	return h;
 }
@@ -327,7 +320,6 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	HTAB	   *names;
 	HistoryItem *hist = NULL;
 	int			nhist = 0;
-	int			nbought = 0;
 	double		window_days = 0.0;
 	double		max_cooc = 0.0;
 	Candidate **order;
@@ -379,15 +371,12 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	hist = load_history(customer_id, &cfg, now, &nhist);
 	if (cfg.algorithm != ALG_POPULAR)
 		score_cooccurrence(cands, hist, nhist, &cfg);
-	for (int i = 0; i < nhist; i++)
-		if (hist[i].bought)
-			nbought++;
 	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
-		window_days = score_popular(cands, Min(k + nbought + 100, 2000));
+		window_days = score_popular(cands, Min(3 * k + 50, 1000));
 	if (cfg.campaigns)
 		apply_campaigns(cands, now);
 
-	/* exclusions: what the customer bought, unless repeats are allowed */
+	/* exclusions known now: purchases among the history read (the rest when walking) */
 	if (!cfg.allow_repeat)
 		for (int i = 0; i < nhist; i++)
 			if (hist[i].bought)
@@ -399,11 +388,10 @@ personalize_recommend(PG_FUNCTION_ARGS)
 					c->excluded = true;
 			}
 
-	/* final scores, normalised over the candidates that can be shown */
+	/* final scores */
 	hash_seq_init(&seq, cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
-		if (!c->excluded)
-			max_cooc = Max(max_cooc, c->cooc);
+		max_cooc = Max(max_cooc, c->cooc);
 	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(cands), 1));
 	hash_seq_init(&seq, cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
@@ -436,13 +424,14 @@ personalize_recommend(PG_FUNCTION_ARGS)
 		int			chunk = Min(ncand - start, Max(2 * (k - emitted), 32));
 		int64	   *ids = palloc(sizeof(int64) * chunk * 2);
 		int			nids = 0;
-		Oid			t[1] = {INT8ARRAYOID};
-		Datum		v[1];
+		Oid			t[2] = {INT8ARRAYOID, INT8OID};
+		Datum		v[2];
 		typedef struct ProductInfo
 		{
 			int64		id;
 			char	   *category;
 			bool		active;
+			bool		bought;
 		}			ProductInfo;
 		ProductInfo *info;
 		int			ninfo;
@@ -455,10 +444,13 @@ personalize_recommend(PG_FUNCTION_ARGS)
 				ids[nids++] = order[i]->best_from;
 		}
 		spi_prepare_kept(&plan_products,
-						 "SELECT product_id, name, category, active FROM personalize.products "
-						 "WHERE product_id = ANY($1)",
-						 1, t);
+						 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0 "
+						 "FROM personalize.products p LEFT JOIN personalize.customer_items ci "
+						 "ON ci.customer_id = $2 AND ci.product_id = p.product_id "
+						 "WHERE p.product_id = ANY($1)",
+						 2, t);
 		v[0] = int8_array_datum(ids, nids);
+		v[1] = Int64GetDatum(customer_id);
 		if (SPI_execute_plan(plan_products, v, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "personalize: could not read products");
 		ninfo = (int) SPI_processed;
@@ -472,6 +464,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 			info[r].id = spi_int8(r, 1, 0);
 			info[r].category = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
 			info[r].active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4, &isnull));
+			info[r].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
 			slot = hash_search(names, &info[r].id, HASH_ENTER, &found);
 			if (!found)
 				slot->name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
@@ -491,7 +484,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 					p = &info[r];
 					break;
 				}
-			if (p == NULL || !p->active)
+			if (p == NULL || !p->active || (p->bought && !cfg.allow_repeat))
 				continue;
 			if (cfg.category_cap > 0 && p->category != NULL)
 			{
