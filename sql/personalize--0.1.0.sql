@@ -209,6 +209,7 @@ CREATE TABLE @extschema@.popular (
     rank       integer PRIMARY KEY,
     product_id bigint NOT NULL UNIQUE,
     customers  bigint NOT NULL,
+    share      double precision NOT NULL,
     source     text NOT NULL,
     window_start timestamptz NOT NULL,
     window_end timestamptz NOT NULL,
@@ -231,7 +232,7 @@ COMMENT ON TABLE @extschema@.variants IS 'Named algorithm configurations recomme
 INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
     ('popular', 'popular', '{}', true),
     ('cooccurrence', 'cooccurrence', '{"measure": "llr"}', true),
-    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.1}', true);
+    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
 
 CREATE TABLE @extschema@.maintenance_runs (
@@ -417,7 +418,7 @@ CREATE FUNCTION @extschema@.refresh_popular(window_length interval DEFAULT '7 da
     RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    t_end timestamptz := coalesce(as_of, now());
+    t_end timestamptz := coalesce(as_of, nullif(current_setting('personalize.as_of', true), '')::timestamptz, now());
     started timestamptz := clock_timestamp();
     n bigint;
 BEGIN
@@ -429,8 +430,9 @@ BEGIN
     -- one refresh at a time (readers keep reading the old list until we commit)
     LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
     DELETE FROM @extschema@.popular;
-    INSERT INTO @extschema@.popular (rank, product_id, customers, source, window_start, window_end)
+    INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
     SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id), y.product_id, y.n,
+           y.n::double precision / max(y.n) OVER (PARTITION BY y.src),
            CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END, t_end - window_length, t_end
     FROM (
         SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
@@ -456,7 +458,7 @@ BEGIN
     RETURN n;
 END $$;
 COMMENT ON FUNCTION @extschema@.refresh_popular(interval, timestamptz) IS
-    'Recompute the popularity list: products by distinct customers in the window ending at as_of (default now()), then all-time.';
+    'Recompute the popularity list: products by distinct customers in the window ending at as_of (default personalize.as_of, else now()), then all-time.';
 
 -- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
 CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)

@@ -3,14 +3,16 @@
  *
  * Candidates come from the neighbour lists of the customer's most relevant
  * history products (weight by event type, decayed by the age of the latest
- * event), from the popularity list, and from active campaigns. Scores:
- *   co-occurrence candidates  1 + (1 - w) * cooc / max_cooc + w * pop
- *   popularity candidates     pop: 0.5 + 0.5 * customers / top for the recent window's
- *                             products, 0.5 * customers / top for the all-time ones
- *   campaign-only candidates  max(pop, 0.01)
- * each multiplied by the best active campaign boost of the product, w being
- * the variant's popularity_weight. So a filled-in popular product never ranks
- * above a co-occurrence one unless a campaign lifts it.
+ * event), from the popularity list, and from active campaigns. Each
+ * neighbour list is scaled by its best score; cooc is the summed, weighted,
+ * scaled similarity divided by the largest among the candidates; pop is
+ * 0.5 + 0.5 * share for the recent window's products and 0.5 * share for the
+ * all-time ones (share = customers / the top product's customers). Scores:
+ *   popularity_weight w > 0 (hybrid)   (1 - w) * cooc + w * pop
+ *   otherwise, co-occurrence candidates 1 + cooc (ranked above the fill)
+ *   popularity candidates               pop
+ *   campaign-only candidates            max(pop, 0.01)
+ * each multiplied by the best active campaign boost of the product.
  */
 #include "personalize.h"
 
@@ -39,6 +41,7 @@ typedef struct Candidate
 	double		boost;			/* 1 without campaign */
 	char	   *campaign;
 	bool		excluded;
+	bool		cooc_reason;	/* the reason names a history product */
 	double		score;
 } Candidate;
 
@@ -206,7 +209,8 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 		for (int j = 0; j < len; j++)
 		{
 			Candidate  *c = candidate(cands, nid[j]);
-			double		contrib = h->weight * nsc[j];
+			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
+			double		contrib = h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0);
 
 			c->cooc += contrib;
 			if (!c->has_best || contrib > c->best)
@@ -220,46 +224,40 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 	}
 }
 
-/* Popularity scores for up to limit products; returns the window length in days (0 if none). */
+/*
+ * Popularity scores of the first `limit` products of the popularity list the
+ * customer has not bought (all of them when repeats are allowed); returns the
+ * window length in days (0 if none). The list's own order is kept: products of
+ * the recent window score 0.5 + 0.5 * share, all-time ones 0.5 * share.
+ */
 static double
-score_popular(HTAB *cands, int limit)
+score_popular(HTAB *cands, int64 customer_id, bool allow_repeat, int limit)
 {
-	Oid			t[1] = {INT4OID};
-	Datum		v[1] = {Int32GetDatum(limit)};
-	double		top_window = 0.0;
-	double		top_all = 0.0;
+	Oid			t[3] = {INT4OID, INT8OID, BOOLOID};
+	Datum		v[3] = {Int32GetDatum(limit), Int64GetDatum(customer_id), BoolGetDatum(allow_repeat)};
 	double		window_days = 0.0;
 
 	spi_prepare_kept(&plan_popular,
-					 "SELECT product_id, customers::float8, source = 'window', "
-					 "extract(epoch FROM window_end - window_start)::float8 / 86400 "
-					 "FROM personalize.popular ORDER BY rank LIMIT $1",
-					 1, t);
+					 "SELECT p.product_id, p.share, p.source = 'window', "
+					 "date_part('epoch', p.window_end - p.window_start) / 86400 "
+					 "FROM personalize.popular p WHERE $3 OR NOT EXISTS ("
+					 "  SELECT FROM personalize.customer_items ci WHERE ci.customer_id = $2 "
+					 "  AND ci.product_id = p.product_id AND ci.purchases > 0) "
+					 "ORDER BY p.rank LIMIT $1",
+					 3, t);
 	if (SPI_execute_plan(plan_popular, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the popularity list");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
 		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
-		double		n = spi_float8(r, 2, 0.0);
+		double		share = spi_float8(r, 2, 0.0);
 		bool		in_window = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
 
-		/* the list holds the window's products first: keep that order in the score */
+		c->pop = in_window ? 0.5 + 0.5 * share : 0.5 * share;
+		c->pop_source = in_window ? 1 : 2;
 		if (in_window)
-		{
-			if (top_window == 0.0)
-				top_window = Max(n, 1.0);
-			c->pop = 0.5 + 0.5 * n / top_window;
-			c->pop_source = 1;
 			window_days = spi_float8(r, 4, 7.0);
-		}
-		else
-		{
-			if (top_all == 0.0)
-				top_all = Max(n, 1.0);
-			c->pop = 0.5 * n / top_all;
-			c->pop_source = 2;
-		}
 	}
 	return window_days;
 }
@@ -372,7 +370,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	if (cfg.algorithm != ALG_POPULAR)
 		score_cooccurrence(cands, hist, nhist, &cfg);
 	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
-		window_days = score_popular(cands, Min(3 * k + 50, 1000));
+		window_days = score_popular(cands, customer_id, cfg.allow_repeat, Min(2 * k + 20, 1000));
 	if (cfg.campaigns)
 		apply_campaigns(cands, now);
 
@@ -398,10 +396,24 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	{
 		double		base;
 
+		double		cooc = (c->cooc > 0.0 && max_cooc > 0.0) ? c->cooc / max_cooc : 0.0;
+		double		w = cfg.popularity_weight;
+
 		if (c->excluded)
 			continue;
-		if (c->cooc > 0.0 && max_cooc > 0.0)
-			base = 1.0 + (1.0 - cfg.popularity_weight) * c->cooc / max_cooc + cfg.popularity_weight * c->pop;
+		c->cooc_reason = false;
+		if (cfg.algorithm != ALG_POPULAR && w > 0.0 && (cooc > 0.0 || c->pop > 0.0))
+		{
+			/* blend: a trending product can outrank a weak co-occurrence */
+			base = (1.0 - w) * cooc + w * c->pop;
+			c->cooc_reason = cooc > 0.0 && (1.0 - w) * cooc >= w * c->pop;
+		}
+		else if (cooc > 0.0)
+		{
+			/* co-occurrence first, popularity only fills up below it */
+			base = 1.0 + cooc;
+			c->cooc_reason = true;
+		}
 		else if (c->pop > 0.0 && (cfg.algorithm == ALG_POPULAR || cfg.popular_fill))
 			base = c->pop;
 		else if (c->campaign != NULL)
@@ -506,7 +518,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 			}
 
 			initStringInfo(&reason);
-			if (c->cooc > 0.0 && max_cooc > 0.0)
+			if (c->cooc_reason)
 				appendStringInfo(&reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
 								 quoted_name(names, c->best_from));
 			else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))

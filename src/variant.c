@@ -76,11 +76,11 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 	cfg->measure = SIM_LLR;
 	cfg->history_items = 50;
 	cfg->neighbors = 1000;
-	cfg->half_life_days = 30.0;
+	cfg->half_life_days = 90.0;
 	cfg->category_cap = 0;
 	cfg->allow_repeat = false;
 	cfg->popular_fill = true;
-	cfg->popularity_weight = (cfg->algorithm == ALG_HYBRID) ? 0.1 : 0.0;
+	cfg->popularity_weight = (cfg->algorithm == ALG_HYBRID) ? 0.2 : 0.0;
 	cfg->campaigns = true;
 
 	if (params == NULL)
