@@ -6,8 +6,8 @@
 #   B  multi-statement transactions, some rolled back (deadlocks are allowed there:
 #      PostgreSQL aborts one; what commits must still be exact)
 #   C  the same under REPEATABLE READ (serialization failures allowed)
-# Then a backend is killed with SIGKILL in the middle of a COPY (crash recovery) and
-# the model is checked again. Runs inside pg_virtualenv (PG* set). TAP output.
+# Then a backend is killed with SIGKILL in the middle of a COPY (crash recovery), another
+# COPY is cancelled, and the model is checked again after each. Runs inside pg_virtualenv (PG* set). TAP output.
 # PROPERTY_SEED=n reproduces a run; PROPERTY_OPS=n sets operations per session.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -169,4 +169,22 @@ after=$(q -c 'SELECT count(*) FROM personalize.interactions')
 tap $([ -n "$victim" ] && [ "$before" = "$after" ] && echo 0 || echo 1) \
   "crash: a backend killed mid-COPY loses only its own uncommitted events ($before before, $after after recovery)"
 check_exact crash
+
+# cancel: pg_cancel_backend() in the middle of a large COPY (the trigger checks for interrupts)
+psql -X -q -d "$db" -c "SET application_name = 'personalize_cancel'" \
+     -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" > "$work/cancel.out" 2>&1 &
+copy_pid=$!
+victim=""
+for _ in $(seq 1 100); do
+  victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_cancel' AND state = 'active'" 2>/dev/null)
+  [ -n "$victim" ] && break
+  sleep 0.05
+done
+sleep 0.5
+[ -n "$victim" ] && q -c "SELECT pg_cancel_backend($victim)" >/dev/null
+wait "$copy_pid"
+after=$(q -c 'SELECT count(*) FROM personalize.interactions')
+tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$work/cancel.out" && [ "$before" = "$after" ] && echo 0 || echo 1) \
+  "cancel: a COPY cancelled mid-way reports the cancel and writes nothing ($after events)"
+check_exact cancel
 exit 0
