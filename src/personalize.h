@@ -49,4 +49,13 @@ extern Datum timestamptz_array_datum(const TimestampTz *values, int n);
 extern int64 spi_int8(int row, int col, int64 if_null);
 extern double spi_float8(int row, int col, double if_null);
 
+/* experiment.c: deterministic bucketing for experiments and feature flags */
+extern double experiment_bucket(const char *salt, int salt_len, int64 customer_id);
+extern char *experiment_running_variant(int64 customer_id);
+
+/* stats.c: distribution functions for experiment_results */
+extern double stats_normal_cdf(double x);
+extern double stats_chisq_sf(double x, double df);
+extern double stats_t_cdf(double t, double df);
+
 #endif							/* PERSONALIZE_H */

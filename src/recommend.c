@@ -351,12 +351,17 @@ personalize_recommend(PG_FUNCTION_ARGS)
 				 errmsg("k must be between 1 and 1000"),
 				 errdetail("Got k = %d.", k),
 				 errhint("k is how many products to return.")));
-	variant_name = PG_ARGISNULL(1) ? "hybrid" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	variant_name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 	InitMaterializedSRF(fcinfo, 0);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
+	/* no variant given: the running experiment's arm, else the default (an explicit one always wins) */
+	if (variant_name == NULL)
+		variant_name = experiment_running_variant(customer_id);
+	if (variant_name == NULL)
+		variant_name = "hybrid";
 	load_variant(variant_name, &cfg);
 	now = personalize_now();
 
