@@ -282,7 +282,7 @@ CREATE FUNCTION @extschema@.recommend(customer_id bigint, variant text DEFAULT N
     ROWS 10
     AS 'MODULE_PATHNAME', 'personalize_recommend';
 COMMENT ON FUNCTION @extschema@.recommend(bigint, text, integer) IS
-    'Top k products for a customer under a variant (NULL: the default), best first, with a reason a person can read. Read-only.';
+    'Top k products for a customer under a variant (NULL: the running experiment''s arm for the customer, else the default), best first, with a reason a person can read. Read-only.';
 
 ------------------------------------------------------------------------------
 -- SQL functions of the engine

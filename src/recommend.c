@@ -1,5 +1,7 @@
 /*
  * recommend.c: personalize.recommend(customer_id, variant, k), read-only.
+ * A NULL variant means the running experiment's arm for the customer
+ * (experiment.c), or "hybrid" when none runs or the customer is out of traffic.
  *
  * Candidates come from the neighbour lists of the customer's most relevant
  * history products (weight by event type, decayed by the age of the latest
