@@ -1045,7 +1045,7 @@ SELECT m.name AS experiment, m.variant, m.arm,
 FROM cmp m JOIN srm s ON s.experiment_id = m.experiment_id;
 COMMENT ON VIEW @extschema@.experiment_results IS
     'One row per experiment and arm: exposed customers, conversions within the attribution window, revenue, lift against arm 0 with a 95% CI, z-test and Welch p-values, sample-ratio-mismatch check.';
-SELECT pg_catalog.set_config('search_path', '@extschema@', true);
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);
 
 ------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC but the schema's name and the read-only
