@@ -1,18 +1,27 @@
 #!/bin/bash
 # Offline quality of personalize.recommend() on the UCI Online Retail data (issue 3, item 5).
 #
-#   bash test/bench/quality.sh [path/to/online_retail.csv.gz]
+#   bash test/bench/quality.sh [path/to/online_retail.csv.gz] > /tmp/q.md
 #
 # Builds and installs the extension (SKIP_BUILD=1 to skip), starts a throw-away cluster
 # with pg_virtualenv, loads the real file, keeps the interactions before the cut, and
 # evaluates every variant against what each customer bought after the cut:
-# HR@10, precision@10, recall@10, NDCG@10 (binary relevance) and catalog coverage.
+# HR@10, precision@10, recall@10, NDCG@10 (binary relevance) and catalog coverage, and
+# the HR difference against the built-in `hybrid` on the same customers (paired).
 # Prints Markdown tables on stdout, progress on stderr (docs/quality.md holds a run
-# and its reading). About 5 minutes on 2 cores.
+# and its reading). About 8 minutes on 2 cores.
+#
+# It also holds a SQL emulation of recommend()'s scoring (eval.emulate), used to measure
+# scoring changes that would need a change to src/. The emulation is checked against
+# recommend() itself in every run, slot by slot, for the built-in cooccurrence and hybrid
+# variants (and t_best): the same product in every (customer, rank) slot and the same score
+# to 1e-12 (the last bits of a sum depend on the order recommend() reads the neighbour
+# lists in). If any slot differs, the emulated rows are not printed and the script exits
+# with status 3.
 #
 # Environment:
 #   CUT=2011-09-01        the cut (Europe/London midnight)
-#   SENSITIVITY_CUTS="2011-06-01 2011-11-01"   other cuts for the built-ins ("" to skip)
+#   SENSITIVITY_CUTS="2011-06-01 2011-11-01"   other cuts ("" to skip)
 #   QUICK=1               only the main table (no tuning, emulation or other cuts)
 #   SKIP_BUILD=1          do not run make / make install first
 set -euo pipefail
@@ -45,6 +54,7 @@ export PGDATABASE=postgres PGOPTIONS='-c client_min_messages=warning'
 started=$(date +%s)
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -o /dev/null "$@"; }   # results are not printed
 md() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }                 # tuples only, unaligned: the Markdown lines
+say() { echo "quality: $* ($(( $(date +%s) - started )) s)" >&2; }
 
 echo "quality: PostgreSQL $(psql -XAtc 'SHOW server_version'), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB RAM" >&2
 
@@ -55,7 +65,7 @@ psql_q -c 'CREATE EXTENSION personalize' -c 'CREATE SCHEMA eval'
 t0=$(date +%s)
 psql_q -c 'ALTER TABLE personalize.interactions DISABLE TRIGGER USER'
 bash "$root/test/load_online_retail.sh" "$file" > /dev/null
-echo "quality: loaded the file in $(( $(date +%s) - t0 )) s" >&2
+say "loaded the file in $(( $(date +%s) - t0 )) s"
 
 psql_q <<'SQL'
 -- every kept interaction of the file, for the split
@@ -67,23 +77,31 @@ CREATE TABLE eval.metrics (
     customers int, hits_any int, short int, hr10 float8, p10 float8, r10 float8, ndcg10 float8,
     recommended int, coverage float8, seconds float8, calls_per_s float8,
     seq bigint GENERATED ALWAYS AS IDENTITY);
-CREATE TABLE eval.recs (customer_id bigint, rank int, product_id bigint);
+-- per test customer and metrics row: was there a hit (for paired differences)
+CREATE TABLE eval.hits (seq bigint, customer_id bigint, hit int, PRIMARY KEY (seq, customer_id));
+CREATE TABLE eval.recs (customer_id bigint, rank int, product_id bigint, score float8);
 
 -- Install the training part of the cut and the test set; the model is rebuilt from it.
+-- personalize.as_of is set first: recommend() ages the history from it, and rebuild()'s
+-- refresh_popular() now ends its window there (checked below).
 CREATE FUNCTION eval.setup(cut date) RETURNS TABLE (item text, value text)
 LANGUAGE plpgsql AS $f$
 DECLARE
     c timestamptz := (cut::timestamp AT TIME ZONE 'Europe/London');
+    wend timestamptz;
 BEGIN
+    PERFORM set_config('personalize.as_of', c::text, false);
     ALTER TABLE personalize.interactions DISABLE TRIGGER USER;
     DELETE FROM personalize.interactions;
     INSERT INTO personalize.interactions SELECT * FROM eval.all_interactions WHERE occurred_at < c;
     ALTER TABLE personalize.interactions ENABLE TRIGGER USER;
     PERFORM personalize.rebuild(max_items_per_customer => 100);   -- the default cap
-    PERFORM personalize.refresh_popular(as_of => c);    -- rebuild() refreshed it as of now()
-    PERFORM set_config('personalize.as_of', c::text, false);
+    SELECT max(window_end) INTO wend FROM personalize.popular;
+    IF wend IS DISTINCT FROM c THEN
+        RAISE EXCEPTION 'rebuild() refreshed the popularity list as of %, not as of personalize.as_of = %', wend, c;
+    END IF;
 
-    DROP TABLE IF EXISTS eval.before, eval.after, eval.heldout, eval.t, eval.hist;
+    DROP TABLE IF EXISTS eval.before, eval.after, eval.heldout, eval.t;
     CREATE TABLE eval.before AS
         SELECT DISTINCT customer_id, product_id FROM eval.all_interactions WHERE occurred_at < c;
     CREATE TABLE eval.after AS
@@ -101,11 +119,7 @@ BEGIN
                (SELECT sum(1 / log(2, i + 1)) FROM generate_series(1, least(10, g.n_heldout)::int) i)::float8 AS idcg
         FROM (SELECT h.customer_id, count(*) AS n_heldout FROM eval.heldout h GROUP BY h.customer_id) g;
     ALTER TABLE eval.t ADD PRIMARY KEY (customer_id);
-    -- test customers' history as recommend() reads it, for the SQL emulation
-    CREATE TABLE eval.hist AS
-        SELECT ci.*, extract(epoch FROM c - ci.last_at) / 86400 AS age_days
-        FROM personalize.customer_items ci JOIN eval.t USING (customer_id);
-    ANALYZE eval.before; ANALYZE eval.heldout; ANALYZE eval.t; ANALYZE eval.hist;
+    ANALYZE eval.before; ANALYZE eval.heldout; ANALYZE eval.t;
 
     RETURN QUERY VALUES
         ('cut', format('%s 00:00 Europe/London', cut)),
@@ -132,15 +146,29 @@ BEGIN
         ('model: customers / products / pairs',
             (SELECT format('%s / %s / %s (max_items_per_customer %s)', customers, products, pairs, max_items_per_customer)
              FROM personalize.model_stats)),
-        ('popularity list', (SELECT format('%s-day window before the cut, top product bought by %s customers',
-                                           extract(day FROM max(window_end - window_start)), max(customers))
-                             FROM personalize.popular));
+        ('popularity list (refreshed by rebuild() with personalize.as_of set)',
+            (SELECT format('%s-day window ending at the cut: %s products, the top one bought by %s customers',
+                           extract(day FROM max(window_end - window_start)), count(*) FILTER (WHERE source = 'window'),
+                           max(customers) FILTER (WHERE source = 'window'))
+             FROM personalize.popular));
 END $f$;
 
--- Metrics of a recommendation table (customer_id, rank, product_id) against eval.heldout.
+-- Metrics of a recommendation table (customer_id, rank, product_id) against eval.heldout;
+-- the per-customer hits go to eval.hits.
 CREATE FUNCTION eval.score(grp text, label text, variant text, setting text, recs regclass, seconds float8)
 RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    s bigint;
 BEGIN
+    DROP TABLE IF EXISTS pg_temp.per_customer;
+    EXECUTE format($q$
+    CREATE TEMP TABLE per_customer AS
+    SELECT t.customer_id, t.n_heldout, t.idcg, count(h.product_id) AS hits, count(r.product_id) AS n_recs,
+           coalesce(sum(1 / log(2, r.rank + 1)) FILTER (WHERE h.product_id IS NOT NULL), 0)::float8 AS dcg
+    FROM eval.t t
+    LEFT JOIN %s r ON r.customer_id = t.customer_id AND r.rank <= 10
+    LEFT JOIN eval.heldout h ON h.customer_id = r.customer_id AND h.product_id = r.product_id
+    GROUP BY t.customer_id, t.n_heldout, t.idcg $q$, recs);
     EXECUTE format($q$
     INSERT INTO eval.metrics (grp, label, variant, params, setting, cut, customers, hits_any, short,
                               hr10, p10, r10, ndcg10, recommended, coverage, seconds, calls_per_s)
@@ -152,27 +180,33 @@ BEGIN
            (SELECT count(DISTINCT r.product_id) FROM %s r WHERE r.rank <= 10)::float8
                / (SELECT count(*) FROM personalize.products p WHERE p.active),
            %s, count(*) / nullif(%s, 0)
-    FROM (SELECT t.customer_id, t.n_heldout, t.idcg, count(h.product_id) AS hits, count(r.product_id) AS n_recs,
-                 coalesce(sum(1 / log(2, r.rank + 1)) FILTER (WHERE h.product_id IS NOT NULL), 0)::float8 AS dcg
-          FROM eval.t t
-          LEFT JOIN %s r ON r.customer_id = t.customer_id AND r.rank <= 10
-          LEFT JOIN eval.heldout h ON h.customer_id = r.customer_id AND h.product_id = r.product_id
-          GROUP BY t.customer_id, t.n_heldout, t.idcg) s $q$,
-        grp, label, variant, variant, setting, recs, recs, seconds, seconds, recs);
+    FROM pg_temp.per_customer s
+    RETURNING seq $q$,
+        grp, label, variant, variant, setting, recs, recs, seconds, seconds) INTO s;
+    INSERT INTO eval.hits SELECT s, p.customer_id, (p.hits > 0)::int FROM pg_temp.per_customer p;
 END $f$;
 
--- recommend(customer, variant, 10) for every test customer in one lateral join, timed.
-CREATE FUNCTION eval.run(grp text, label text, variant text, setting text DEFAULT '')
-RETURNS void LANGUAGE plpgsql AS $f$
+-- recommend(customer, variant, k) for every test customer in one lateral join, into eval.recs.
+CREATE FUNCTION eval.fetch(variant text, k int) RETURNS float8
+LANGUAGE plpgsql AS $f$
 DECLARE
     t0 timestamptz;
 BEGIN
     TRUNCATE eval.recs;
     t0 := clock_timestamp();
     INSERT INTO eval.recs
-    SELECT t.customer_id, r.ord, r.product_id
-    FROM eval.t t, LATERAL personalize.recommend(t.customer_id, variant, 10) WITH ORDINALITY AS r(product_id, score, reason, ord);
-    PERFORM eval.score(grp, label, variant, setting, 'eval.recs', extract(epoch FROM clock_timestamp() - t0));
+    SELECT t.customer_id, r.ord, r.product_id, r.score
+    FROM eval.t t, LATERAL personalize.recommend(t.customer_id, variant, k) WITH ORDINALITY AS r(product_id, score, reason, ord);
+    RETURN extract(epoch FROM clock_timestamp() - t0);
+END $f$;
+
+-- recommend(customer, variant, 10) for every test customer, timed, and scored.
+CREATE FUNCTION eval.run(grp text, label text, variant text, setting text DEFAULT '')
+RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    secs float8 := eval.fetch(variant, 10);
+BEGIN
+    PERFORM eval.score(grp, label, variant, setting, 'eval.recs', secs);
 END $f$;
 
 CREATE FUNCTION eval.variant(name text, algorithm text, params jsonb) RETURNS void
@@ -202,14 +236,18 @@ BEGIN
     END LOOP;
 END $f$;
 
--- The metrics rows of a group as a Markdown table, HR@10 also relative to `popular`
--- (the built-in popular variant, same cut, same model settings group 'main').
+-- The metrics rows of a group as a Markdown table. HR@10 also relative to `popular`, and
+-- as a difference from `hybrid` on the same customers (mean of hit - hybrid's hit, ± its
+-- standard error: the paired se, much smaller than the se of each HR); both references are
+-- the built-in variants on the same cut with the default model (groups 'main' and 'cut').
 CREATE FUNCTION eval.table(grp_like text, cut date DEFAULT NULL) RETURNS SETOF text LANGUAGE sql AS $f$
     SELECT eval.md(format($q$
         SELECT m.label AS "variant / change", concat_ws(' ', CASE WHEN m.grp IN ('main', 'params') AND m.params <> '{}' THEN m.params::text END,
                          nullif(m.setting, '')) AS "params / setting",
                to_char(m.hr10, '0.000') || ' ± ' || to_char(sqrt(m.hr10 * (1 - m.hr10) / m.customers), '0.000') AS "HR@10 ± se",
                to_char(m.hr10 / nullif(p.hr10, 0), '0.00') || '×' AS "HR / popular",
+               CASE WHEN h.seq = m.seq THEN '(reference)'
+                    ELSE to_char(d.d, 'S0.000') || ' ± ' || to_char(d.se, '0.000') END AS "ΔHR vs hybrid ± se",
                to_char(m.p10, '0.0000') AS "P@10", to_char(m.r10, '0.0000') AS "R@10",
                to_char(m.ndcg10, '0.0000') AS "NDCG@10",
                to_char(m.coverage, '0.000') || ' (' || m.recommended || ')' AS "coverage (products)",
@@ -219,9 +257,199 @@ CREATE FUNCTION eval.table(grp_like text, cut date DEFAULT NULL) RETURNS SETOF t
         LEFT JOIN LATERAL (SELECT p.hr10 FROM eval.metrics p
                            WHERE p.grp IN ('main', 'cut') AND p.variant = 'popular' AND p.cut = m.cut
                            ORDER BY p.seq LIMIT 1) p ON true
+        LEFT JOIN LATERAL (SELECT h.seq FROM eval.metrics h
+                           WHERE h.grp IN ('main', 'cut') AND h.variant = 'hybrid' AND h.cut = m.cut
+                           ORDER BY h.seq LIMIT 1) h ON true
+        LEFT JOIN LATERAL (SELECT avg(a.hit - b.hit) AS d, stddev_samp(a.hit - b.hit) / sqrt(count(*)) AS se
+                           FROM eval.hits a JOIN eval.hits b ON b.customer_id = a.customer_id
+                           WHERE a.seq = m.seq AND b.seq = h.seq) d ON true
         WHERE m.grp LIKE %L AND (%L::date IS NULL OR m.cut = %L::date)
         ORDER BY m.seq $q$, grp_like, cut, cut));
 $f$;
+
+-- HR@10 of two metrics rows on the same customers (main cut): the difference, its paired
+-- standard error, and how many customers only A or only B hits. Rows are named by label
+-- and setting.
+CREATE FUNCTION eval.paired(a_label text, a_setting text, b_label text, b_setting text, why text)
+RETURNS TABLE ("A" text, "B" text, "what it isolates" text, "HR A" text, "HR B" text, "ΔHR (A - B) ± se" text,
+               "customers hit by A only / B only" text)
+LANGUAGE sql AS $f$
+    WITH a AS (SELECT * FROM eval.metrics m WHERE m.label = a_label AND m.setting = a_setting ORDER BY m.seq LIMIT 1),
+         b AS (SELECT * FROM eval.metrics m WHERE m.label = b_label AND m.setting = b_setting ORDER BY m.seq LIMIT 1)
+    SELECT concat_ws(' ', a.label, nullif(a.setting, '')), concat_ws(' ', b.label, nullif(b.setting, '')), why,
+           to_char(a.hr10, '0.000'), to_char(b.hr10, '0.000'),
+           to_char(avg(x.hit - y.hit), 'S0.000') || ' ± ' || to_char(stddev_samp(x.hit - y.hit) / sqrt(count(*)), '0.000'),
+           count(*) FILTER (WHERE x.hit > y.hit) || ' / ' || count(*) FILTER (WHERE x.hit < y.hit)
+    FROM a, b, eval.hits x JOIN eval.hits y ON y.customer_id = x.customer_id
+    WHERE x.seq = a.seq AND y.seq = b.seq
+    GROUP BY a.label, a.setting, b.label, b.setting, a.hr10, b.hr10;
+$f$;
+
+-- recommend()'s scoring in SQL, for every test customer at once, into eval.emu
+-- (customer_id, rank, product_id, score). With the knobs after `fill` left NULL it follows
+-- src/recommend.c at the commit measured, step by step:
+--   history  the hist_n products of highest w = weight * 0.5^(age / hl) (hl 0: no decay),
+--            ties by product_id, computed with the very expression recommend() uses
+--   cooc     per candidate, the sum over the history products of w * score / the list's best
+--            score, over the first nbrs entries of each list; divided by max_cooc, the largest
+--            sum among ALL candidates (products the customer bought included)
+--   pop      the first 2k + 20 products of personalize.popular the customer has not bought:
+--            0.5 + 0.5 * share for the window's products, 0.5 * share for the all-time ones
+--   score    w > 0: (1 - w) * cooc + w * pop over all candidates; w = 0: 1 + cooc for the
+--            co-occurrence candidates and, if fill, pop for the others
+--   list     the k best by score, then product_id, among active products the customer has
+--            not bought
+-- The knobs change one step each: wexpr replaces the history weight (an expression over
+-- customer_items `ci` and `age` in days), pop_limit the 2k + 20, popexpr the pop term (an
+-- expression over popular `p`), max_shown takes max_cooc over the products that can be shown.
+-- There are no campaigns in this data, so campaign boosts are not emulated.
+CREATE FUNCTION eval.emulate(k int, measure text, hist_n int, nbrs int, hl float8, w float8, fill boolean,
+                             wexpr text DEFAULT NULL, pop_limit int DEFAULT NULL, popexpr text DEFAULT NULL,
+                             max_shown boolean DEFAULT false)
+RETURNS float8 LANGUAGE plpgsql AS $f$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    now_ timestamptz := current_setting('personalize.as_of')::timestamptz;
+    built_w text := format($w$ci.weight * CASE WHEN %1$s::float8 > 0 THEN power(0.5, greatest(date_part('epoch', %2$L::timestamptz - ci.last_at), 0) / 86400 / %1$s::float8) ELSE 1 END$w$,
+                           hl, now_);
+BEGIN
+    DROP TABLE IF EXISTS eval.emu;
+    EXECUTE format($q$
+    CREATE TABLE eval.emu AS
+    WITH h AS (
+        SELECT customer_id, product_id, hw FROM (
+            SELECT ci.customer_id, ci.product_id, x.hw,
+                   row_number() OVER (PARTITION BY ci.customer_id ORDER BY x.hw DESC, ci.product_id) AS rn
+            FROM personalize.customer_items ci JOIN eval.t t ON t.customer_id = ci.customer_id,
+                 LATERAL (SELECT date_part('epoch', %1$L::timestamptz - ci.last_at) / 86400 AS age) a,
+                 LATERAL (SELECT (%2$s)::float8 AS hw) x) y
+        WHERE rn <= %3$s),
+    nl AS (
+        SELECT n.product_id, u.neighbor_id, u.j, u.score, n.scores[1] AS top
+        FROM personalize.neighbors n, unnest(n.neighbor_ids, n.scores) WITH ORDINALITY u(neighbor_id, score, j)
+        WHERE n.measure = %4$L AND u.j <= %5$s),
+    c AS (
+        SELECT h.customer_id, nl.neighbor_id AS product_id,
+               sum(h.hw * (CASE WHEN nl.top > 0 THEN nl.score / nl.top ELSE 0 END) ORDER BY h.product_id, nl.j) AS cooc
+        FROM h JOIN nl ON nl.product_id = h.product_id
+        GROUP BY 1, 2),
+    shown AS (
+        SELECT c.customer_id, c.product_id FROM c JOIN personalize.products p ON p.product_id = c.product_id AND p.active
+        WHERE NOT EXISTS (SELECT FROM personalize.customer_items b WHERE b.customer_id = c.customer_id
+                          AND b.product_id = c.product_id AND b.purchases > 0)),
+    mx AS (
+        SELECT c.customer_id, max(c.cooc) AS m FROM c
+        WHERE NOT %6$L::boolean
+           OR EXISTS (SELECT FROM shown s WHERE s.customer_id = c.customer_id AND s.product_id = c.product_id)
+        GROUP BY 1),
+    cn AS (
+        SELECT c.customer_id, c.product_id, CASE WHEN c.cooc > 0 AND mx.m > 0 THEN c.cooc / mx.m ELSE 0 END AS cn
+        FROM c JOIN mx USING (customer_id)),
+    pop AS (
+        SELECT t.customer_id, p.product_id, (%7$s)::float8 AS pop
+        FROM eval.t t CROSS JOIN LATERAL (
+            SELECT p.* FROM personalize.popular p
+            WHERE NOT EXISTS (SELECT FROM personalize.customer_items b WHERE b.customer_id = t.customer_id
+                              AND b.product_id = p.product_id AND b.purchases > 0)
+            ORDER BY p.rank LIMIT %8$s) p
+        WHERE %11$L::boolean OR %9$L::float8 > 0),
+    cand AS (
+        SELECT coalesce(cn.customer_id, pop.customer_id) AS customer_id, coalesce(cn.product_id, pop.product_id) AS product_id,
+               coalesce(cn.cn, 0) AS cn, coalesce(pop.pop, 0) AS pop
+        FROM cn FULL JOIN pop ON pop.customer_id = cn.customer_id AND pop.product_id = cn.product_id),
+    scored AS (
+        SELECT customer_id, product_id,
+               CASE WHEN %9$L::float8 > 0 AND (cn > 0 OR pop > 0) THEN (1.0::float8 - %9$L::float8) * cn + %9$L::float8 * pop
+                    WHEN cn > 0 THEN 1.0::float8 + cn
+                    WHEN pop > 0 AND %11$L::boolean THEN pop END AS score
+        FROM cand)
+    SELECT customer_id, rank, product_id, score FROM (
+        SELECT s.customer_id, s.product_id, s.score,
+               row_number() OVER (PARTITION BY s.customer_id ORDER BY s.score DESC, s.product_id)::int AS rank
+        FROM scored s JOIN personalize.products p ON p.product_id = s.product_id AND p.active
+        WHERE s.score IS NOT NULL
+          AND NOT EXISTS (SELECT FROM personalize.customer_items b WHERE b.customer_id = s.customer_id
+                          AND b.product_id = s.product_id AND b.purchases > 0)) z
+    WHERE rank <= %10$s $q$,
+        now_, coalesce(wexpr, built_w), hist_n, measure, nbrs, max_shown,
+        coalesce(popexpr, $p$CASE WHEN p.source = 'window' THEN 0.5 + 0.5 * p.share ELSE 0.5 * p.share END$p$),
+        coalesce(pop_limit, least(2 * k + 20, 1000)), w, k, fill);
+    RETURN extract(epoch FROM clock_timestamp() - t0);
+END $f$;
+
+CREATE FUNCTION eval.emu_run(grp text, label text, setting text, k int, measure text, hist_n int, nbrs int, hl float8,
+                             w float8, fill boolean, wexpr text DEFAULT NULL, pop_limit int DEFAULT NULL,
+                             popexpr text DEFAULT NULL, max_shown boolean DEFAULT false)
+RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE
+    secs float8 := eval.emulate(k, measure, hist_n, nbrs, hl, w, fill, wexpr, pop_limit, popexpr, max_shown);
+BEGIN
+    PERFORM eval.score(grp, label, NULL, setting, 'eval.emu'::regclass, secs);
+END $f$;
+
+-- The emulation against recommend() itself: every (customer, rank) slot of
+-- recommend(customer, variant, k) and of the emulation with the variant's parameters.
+-- recommend() sums a candidate's contributions in the order the neighbour lists come back
+-- from its query, which depends on the plan (index scan: product_id order; bitmap heap
+-- scan: physical order), so the last bits of a sum can differ from the emulation's
+-- (product_id order). A slot therefore matches if the product is the same and the scores
+-- agree to 1e-12 (relative); a different product with an equal score (a tie broken by that
+-- rounding) is counted apart. Anything else is a mismatch.
+CREATE TABLE eval.emu_check (cut date, variant text, k int, slots bigint, product_differs bigint, tie_swaps bigint,
+                             score_differs bigint, last_bits_differ bigint, max_abs_score_diff float8);
+CREATE FUNCTION eval.check_emulation(variant text, k int, measure text, hist_n int, nbrs int, hl float8, w float8, fill boolean)
+RETURNS boolean LANGUAGE plpgsql AS $f$
+DECLARE
+    bad bigint;
+BEGIN
+    PERFORM eval.fetch(variant, k);
+    PERFORM eval.emulate(k, measure, hist_n, nbrs, hl, w, fill);
+    INSERT INTO eval.emu_check
+    SELECT (current_setting('personalize.as_of')::timestamptz AT TIME ZONE 'Europe/London')::date, variant, k,
+           count(*),
+           count(*) FILTER (WHERE e.product_id IS DISTINCT FROM r.product_id AND NOT eq),
+           count(*) FILTER (WHERE e.product_id IS DISTINCT FROM r.product_id AND eq),
+           count(*) FILTER (WHERE NOT eq),
+           count(*) FILTER (WHERE e.score IS DISTINCT FROM r.score),
+           coalesce(max(abs(e.score - r.score)), 0)
+    FROM eval.recs r FULL JOIN eval.emu e USING (customer_id, rank),
+         LATERAL (SELECT coalesce(abs(e.score - r.score) <= 1e-12 * abs(r.score), false) AS eq) x
+    RETURNING product_differs + score_differs INTO bad;
+    RETURN bad = 0;
+END $f$;
+
+-- Is recommend(customer, variant, 10) the first 10 of recommend(customer, variant, 20)?
+CREATE TABLE eval.k_check (cut date, variant text, customers bigint, customers_differ bigint,
+                           slots_differ bigint, products_not_in_k20_top10 bigint);
+CREATE FUNCTION eval.check_k(variant text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    PERFORM eval.fetch(variant, 20);
+    DROP TABLE IF EXISTS pg_temp.k20;
+    CREATE TEMP TABLE k20 AS SELECT * FROM eval.recs WHERE rank <= 10;
+    PERFORM eval.fetch(variant, 10);
+    INSERT INTO eval.k_check
+    SELECT (current_setting('personalize.as_of')::timestamptz AT TIME ZONE 'Europe/London')::date, variant,
+           count(DISTINCT coalesce(a.customer_id, b.customer_id)),
+           count(DISTINCT coalesce(a.customer_id, b.customer_id)) FILTER (WHERE a.product_id IS DISTINCT FROM b.product_id),
+           count(*) FILTER (WHERE a.product_id IS DISTINCT FROM b.product_id),
+           (SELECT count(*) FROM (SELECT customer_id, product_id FROM eval.recs
+                                  EXCEPT SELECT customer_id, product_id FROM pg_temp.k20) x)
+    FROM eval.recs a FULL JOIN pg_temp.k20 b USING (customer_id, rank);
+END $f$;
+
+-- Not a recommender: the 10 products bought by most customers AFTER the cut, minus each
+-- customer's purchases. What a perfectly foreseen non-personal list would reach.
+CREATE FUNCTION eval.oracle() RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    DROP TABLE IF EXISTS eval.orc;
+    CREATE TABLE eval.orc AS
+    SELECT customer_id, rank, product_id FROM (
+        SELECT t.customer_id, p.product_id,
+               row_number() OVER (PARTITION BY t.customer_id ORDER BY p.n DESC, p.product_id)::int AS rank
+        FROM eval.t t CROSS JOIN (SELECT product_id, count(*) AS n FROM eval.after GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 300) p
+        WHERE NOT EXISTS (SELECT FROM eval.before b WHERE b.customer_id = t.customer_id AND b.product_id = p.product_id)) z
+    WHERE rank <= 10;
+END $f$;
 SQL
 
 # variants: one per similarity measure (the built-in cooccurrence and hybrid use llr);
@@ -229,6 +457,8 @@ SQL
 psql_q <<'SQL'
 SELECT eval.variant('cooc_' || m, 'cooccurrence', jsonb_build_object('measure', m))
 FROM unnest(ARRAY['count', 'jaccard', 'cosine', 'lift']) m;
+SELECT eval.variant('h_' || m, 'hybrid', jsonb_build_object('measure', m))
+FROM unnest(ARRAY['jaccard', 'cosine']) m;
 SQL
 
 t0=$(date +%s)
@@ -242,11 +472,13 @@ echo "(set-up: training load, rebuild() and neighbour lists for 5 measures: $(( 
 echo
 md -c "SELECT 'Neighbour lists: ' || string_agg(format('%s %s lists (%s neighbours on average)', measure, count, round(avg, 1)), ', ' ORDER BY measure) || '.'
        FROM (SELECT measure, count(*), avg(cardinality(neighbor_ids)) FROM personalize.neighbors GROUP BY 1) s"
+say "set up cut $cut"
 
 # ---- main table -------------------------------------------------------------------
 # each psql session sets personalize.as_of itself (eval.setup's set_config is per session)
+asof() { echo "SET personalize.as_of = '${1:-$cut} 00:00 Europe/London'"; }
 run() {   # run GROUP LABEL VARIANT [SETTING]
-  psql_q -c "SET personalize.as_of = '$cut 00:00 Europe/London'" -c "SELECT eval.run('$1', '$2', '$3', '${4:-}')"
+  psql_q -c "$(asof)" -c "SELECT eval.run('$1', '$2', '$3', '${4:-}')"
 }
 for v in popular cooccurrence cooc_count cooc_jaccard cooc_cosine cooc_lift hybrid; do
   run main "$v" "$v"
@@ -255,33 +487,69 @@ echo
 echo "## Variants (cut $cut, k = 10)"
 echo
 md -c "SELECT eval.table('main')"
+say "main table"
 
 if [ "$quick" = 1 ]; then
   echo; echo "(QUICK=1: tuning skipped; total $(( $(date +%s) - started )) s)"; exit 0
 fi
 
+# ---- the emulation must reproduce recommend() before it is used ---------------------
+# (k, measure, history_items, neighbors, half_life_days (0: none), popularity_weight, popular_fill)
+psql_q -c "$(asof)" -f - <<'SQL'
+SELECT eval.variant('t_best', 'hybrid', '{"history_items": 1000, "half_life_days": 365}');
+SELECT eval.check_emulation('cooccurrence', 20, 'llr', 50, 1000, 90, 0, true);
+SELECT eval.check_emulation('cooccurrence', 10, 'llr', 50, 1000, 90, 0, true);
+SELECT eval.check_emulation('hybrid', 10, 'llr', 50, 1000, 90, 0.2, true);
+SELECT eval.check_emulation('hybrid', 20, 'llr', 50, 1000, 90, 0.2, true);
+SELECT eval.check_emulation('t_best', 10, 'llr', 1000, 1000, 365, 0.2, true);
+-- ... and is recommend(.., 10) the top 10 of recommend(.., 20)?
+SELECT eval.check_k('cooccurrence');
+SELECT eval.check_k('hybrid');
+SQL
+emu_ok=$(md -c "SELECT bool_and(product_differs = 0 AND score_differs = 0) FROM eval.emu_check")
+say "emulation checked: $emu_ok"
+
 # ---- tuning through variant parameters ---------------------------------------------
 psql_q <<'SQL'
 SELECT eval.variant(n, a, p::jsonb) FROM (VALUES
-    ('t_hl_7',    'cooccurrence', '{"half_life_days": 7}'),
-    ('t_hl_90',   'cooccurrence', '{"half_life_days": 90}'),
-    ('t_hl_365',  'cooccurrence', '{"half_life_days": 365}'),
-    ('t_hl_none', 'cooccurrence', '{"half_life_days": null}'),
-    ('t_hist_10', 'cooccurrence', '{"history_items": 10}'),
-    ('t_hist_20', 'cooccurrence', '{"history_items": 20}'),
-    ('t_hist_200','cooccurrence', '{"history_items": 200}'),
-    ('t_nb_10',   'cooccurrence', '{"neighbors": 10}'),
-    ('t_nb_20',   'cooccurrence', '{"neighbors": 20}'),
-    ('t_pw_02',   'hybrid',       '{"popularity_weight": 0.2}'),
-    ('t_pw_03',   'hybrid',       '{"popularity_weight": 0.3}'),
-    ('t_pw_05',   'hybrid',       '{"popularity_weight": 0.5}'),
-    ('t_pw_10',   'hybrid',       '{"popularity_weight": 1.0}'),
-    ('t_best',    'hybrid',       '{"half_life_days": 365, "history_items": 1000, "popularity_weight": 0.2}'),
-    ('t_best_jac','hybrid',       '{"measure": "jaccard", "half_life_days": 365, "history_items": 1000, "popularity_weight": 0.2}'),
-    ('t_no_fill', 'cooccurrence', '{"popular_fill": false}')) v(n, a, p);
+    ('c_hl_7',      'cooccurrence', '{"half_life_days": 7}'),
+    ('c_hl_30',     'cooccurrence', '{"half_life_days": 30}'),
+    ('c_hl_365',    'cooccurrence', '{"half_life_days": 365}'),
+    ('c_hl_none',   'cooccurrence', '{"half_life_days": null}'),
+    ('c_hist_10',   'cooccurrence', '{"history_items": 10}'),
+    ('c_hist_20',   'cooccurrence', '{"history_items": 20}'),
+    ('c_hist_200',  'cooccurrence', '{"history_items": 200}'),
+    ('c_hist_1000', 'cooccurrence', '{"history_items": 1000}'),
+    ('c_nb_10',     'cooccurrence', '{"neighbors": 10}'),
+    ('c_nb_20',     'cooccurrence', '{"neighbors": 20}'),
+    ('c_no_fill',   'cooccurrence', '{"popular_fill": false}'),
+    ('h_hl_7',      'hybrid',       '{"half_life_days": 7}'),
+    ('h_hl_30',     'hybrid',       '{"half_life_days": 30}'),
+    ('h_hl_365',    'hybrid',       '{"half_life_days": 365}'),
+    ('h_hl_none',   'hybrid',       '{"half_life_days": null}'),
+    ('h_hist_10',   'hybrid',       '{"history_items": 10}'),
+    ('h_hist_20',   'hybrid',       '{"history_items": 20}'),
+    ('h_hist_200',  'hybrid',       '{"history_items": 200}'),
+    ('h_hist_1000', 'hybrid',       '{"history_items": 1000}'),
+    ('h_nb_10',     'hybrid',       '{"neighbors": 10}'),
+    ('h_nb_20',     'hybrid',       '{"neighbors": 20}'),
+    ('h_pw_005',    'hybrid',       '{"popularity_weight": 0.05}'),
+    ('h_pw_01',     'hybrid',       '{"popularity_weight": 0.1}'),
+    ('h_pw_03',     'hybrid',       '{"popularity_weight": 0.3}'),
+    ('h_pw_04',     'hybrid',       '{"popularity_weight": 0.4}'),
+    ('h_pw_05',     'hybrid',       '{"popularity_weight": 0.5}'),
+    ('h_pw_10',     'hybrid',       '{"popularity_weight": 1.0}'),
+    ('t_best_200',  'hybrid',       '{"history_items": 200, "half_life_days": 365}'),
+    ('t_best_nodecay', 'hybrid',    '{"history_items": 1000, "half_life_days": null}'),
+    ('t_best_pw_01', 'hybrid',      '{"history_items": 1000, "half_life_days": 365, "popularity_weight": 0.1}'),
+    ('t_best_pw_03', 'hybrid',      '{"history_items": 1000, "half_life_days": 365, "popularity_weight": 0.3}'),
+    ('t_best_nb_20', 'hybrid',      '{"history_items": 1000, "half_life_days": 365, "neighbors": 20}'),
+    ('t_best_jac',  'hybrid',       '{"measure": "jaccard", "history_items": 1000, "half_life_days": 365}')) v(n, a, p);
 SQL
-for v in t_hl_7 t_hl_90 t_hl_365 t_hl_none t_hist_10 t_hist_20 t_hist_200 t_nb_10 t_nb_20 \
-         t_pw_02 t_pw_03 t_pw_05 t_pw_10 t_best t_best_jac t_no_fill; do
+for v in c_hl_7 c_hl_30 c_hl_365 c_hl_none c_hist_10 c_hist_20 c_hist_200 c_hist_1000 c_nb_10 c_nb_20 c_no_fill \
+         h_jaccard h_cosine h_hl_7 h_hl_30 h_hl_365 h_hl_none h_hist_10 h_hist_20 h_hist_200 h_hist_1000 h_nb_10 h_nb_20 \
+         h_pw_005 h_pw_01 h_pw_03 h_pw_04 h_pw_05 h_pw_10 \
+         t_best t_best_200 t_best_nodecay t_best_pw_01 t_best_pw_03 t_best_nb_20 t_best_jac; do
   run params "$v" "$v"
 done
 
@@ -289,152 +557,103 @@ echo
 echo "## Tuning (cut $cut): variant parameters"
 echo
 md -c "SELECT eval.table('params')"
+say "variant parameters"
 
-# ---- the baseline's own window: is the 7-day popular list the strongest? ------------
+# ---- the popularity window: is the 7-day list the strongest baseline? ---------------
 for w in "1 day" "14 days" "30 days" "90 days"; do
-  psql_q -c "SELECT personalize.refresh_popular(window_length => '$w', as_of => '$cut 00:00 Europe/London')" > /dev/null
+  psql_q -c "$(asof)" -c "SELECT personalize.refresh_popular(window_length => '$w')"
   run popwin popular popular "popularity window $w"
+  run popwin hybrid hybrid "popularity window $w"
 done
-psql_q -c "SELECT personalize.refresh_popular(as_of => '$cut 00:00 Europe/London')" > /dev/null
+psql_q -c "$(asof)" -c "SELECT personalize.refresh_popular()"
 
 echo
-echo "## The baseline's window (popular, refresh_popular(window_length => ...))"
+echo "## The popularity window (refresh_popular(window_length => ...); the default is 7 days)"
 echo
 md -c "SELECT eval.table('popwin')"
+say "popularity windows"
 
-# ---- SQL emulation of recommend(), and of the scoring changes proposed in Findings --
-psql_q <<'SQL'
--- The co-occurrence part of recommend() in SQL: history weight wexpr (columns of
--- customer_items and age_days), the top hist_n history products, neighbour score sexpr
--- (nl.score; nl.top = the best score of the list), purchased products excluded.
--- pw NULL: scored as recommend() does, 1 + sum / max_sum, then the popularity fill-up
--- below 1. pw a number: one blended score (1 - pw) * sum / max_sum + pw * customers /
--- top customers of the popularity window, over co-occurrence and popular candidates alike.
--- The top 20 per customer go to eval.emu.
-CREATE FUNCTION eval.emulate(wexpr text, measure text, hist_n int, sexpr text, pw float8) RETURNS float8
-LANGUAGE plpgsql AS $f$
-DECLARE
-    t0 timestamptz := clock_timestamp();
-BEGIN
-    DROP TABLE IF EXISTS eval.emu;
-    EXECUTE format($q$
-    CREATE TABLE eval.emu AS
-    WITH h AS (
-        SELECT customer_id, product_id, w FROM (
-            SELECT customer_id, product_id, (%1$s)::float8 AS w,
-                   row_number() OVER (PARTITION BY customer_id ORDER BY (%1$s)::float8 DESC, product_id) AS rn
-            FROM eval.hist) x
-        WHERE rn <= %2$s),
-    nl AS (
-        SELECT l.product_id, l.neighbor_id, l.rank, l.score,
-               first_value(l.score) OVER (PARTITION BY l.product_id ORDER BY l.rank) AS top
-        FROM personalize.neighbor_list l WHERE l.measure = %3$L),
-    c AS (
-        SELECT h.customer_id, nl.neighbor_id AS product_id, sum(h.w * (%4$s)) AS s
-        FROM h JOIN nl ON nl.product_id = h.product_id
-        WHERE NOT EXISTS (SELECT FROM eval.hist b WHERE b.customer_id = h.customer_id
-                          AND b.product_id = nl.neighbor_id AND b.purchases > 0)
-        GROUP BY 1, 2),
-    cn AS (SELECT customer_id, product_id, s / max(s) OVER (PARTITION BY customer_id) AS cs FROM c WHERE s > 0),
-    pop AS (SELECT product_id, rank, CASE WHEN source = 'window' THEN
-                       customers::float8 / max(customers) FILTER (WHERE source = 'window') OVER () ELSE 0 END AS ps
-            FROM (SELECT * FROM personalize.popular ORDER BY rank LIMIT 300) p),
-    pc AS (SELECT t.customer_id, pop.product_id, pop.rank FROM eval.t t CROSS JOIN pop
-           WHERE NOT EXISTS (SELECT FROM eval.hist b WHERE b.customer_id = t.customer_id
-                             AND b.product_id = pop.product_id AND b.purchases > 0)),
-    cand AS (
-        SELECT customer_id, product_id, max(score) AS score FROM (
-            SELECT customer_id, product_id, 1 + cs AS score FROM cn WHERE %5$L::float8 IS NULL
-            UNION ALL
-            SELECT customer_id, product_id, 0.5 - rank / 1e6 FROM pc WHERE %5$L::float8 IS NULL
-            UNION ALL
-            SELECT coalesce(cn.customer_id, pc.customer_id), coalesce(cn.product_id, pc.product_id),
-                   (1 - %5$L::float8) * coalesce(cn.cs, 0) + %5$L::float8 * coalesce(pop.ps, 0)
-            FROM cn FULL JOIN pc ON pc.customer_id = cn.customer_id AND pc.product_id = cn.product_id
-            LEFT JOIN pop ON pop.product_id = coalesce(cn.product_id, pc.product_id)
-            WHERE %5$L::float8 IS NOT NULL) u
-        GROUP BY customer_id, product_id)
-    SELECT customer_id, rank, product_id FROM (
-        SELECT b.customer_id, b.product_id,
-               row_number() OVER (PARTITION BY b.customer_id ORDER BY b.score DESC, b.product_id)::int AS rank
-        FROM cand b JOIN personalize.products p ON p.product_id = b.product_id AND p.active) z
-    WHERE rank <= 20 $q$, wexpr, hist_n, measure, sexpr, pw);
-    RETURN extract(epoch FROM clock_timestamp() - t0);
-END $f$;
+# ---- the emulation check, and scoring changes measured with it -----------------------
+echo
+echo "## SQL emulation of recommend(): check against recommend() itself"
+echo
+md -c "SELECT eval.md('SELECT cut, variant, k, slots AS \"(customer, rank) slots\",
+                              product_differs AS \"other product\", tie_swaps AS \"other product, equal score (tie)\",
+                              score_differs AS \"score differs > 1e-12\", last_bits_differ AS \"score differs in the last bits\",
+                              max_abs_score_diff AS \"largest score difference\"
+                       FROM eval.emu_check ORDER BY cut, variant, k')"
+echo
+echo "### Is recommend(c, v, 10) the top 10 of recommend(c, v, 20)?"
+echo
+md -c "SELECT eval.md('SELECT cut, variant, customers, customers_differ AS \"customers whose top 10 differ\",
+                              slots_differ AS \"(customer, rank) slots that differ\",
+                              products_not_in_k20_top10 AS \"k = 10 products missing from the k = 20 top 10\"
+                       FROM eval.k_check ORDER BY cut, variant')"
 
-CREATE FUNCTION eval.emu_run(grp text, label text, setting text, wexpr text, measure text, hist_n int, sexpr text, pw float8)
-RETURNS void LANGUAGE plpgsql AS $f$
-DECLARE
-    secs float8 := eval.emulate(wexpr, measure, hist_n, sexpr, pw);
-BEGIN
-    PERFORM eval.score(grp, label, 'cooccurrence', setting, 'eval.emu'::regclass, secs);
-END $f$;
-
--- Top `m` of list a, then list b, without duplicates: 10 per customer into eval.mix.
-CREATE FUNCTION eval.interleave(a regclass, b regclass, m int) RETURNS void LANGUAGE plpgsql AS $f$
-BEGIN
-    DROP TABLE IF EXISTS eval.mix;
-    EXECUTE format($q$
-    CREATE TABLE eval.mix AS
-    SELECT customer_id, rank, product_id FROM (
-        SELECT customer_id, product_id, row_number() OVER (PARTITION BY customer_id ORDER BY o)::int AS rank
-        FROM (SELECT DISTINCT ON (customer_id, product_id) customer_id, product_id, o
-              FROM (SELECT customer_id, product_id, CASE WHEN rank <= %3$s THEN rank ELSE 1000 + rank END::numeric AS o FROM %1$s
-                    UNION ALL
-                    SELECT customer_id, product_id, 500 + rank FROM %2$s) u
-              ORDER BY customer_id, product_id, o) d) z
-    WHERE rank <= 10 $q$, a, b, m);
-END $f$;
-
-CREATE TABLE eval.rec_popular AS SELECT * FROM eval.recs WITH NO DATA;
-CREATE TABLE eval.rec_cooc AS SELECT * FROM eval.recs WITH NO DATA;
+if [ "$emu_ok" != t ]; then
+  echo
+  echo "**The emulation does not reproduce recommend() at this commit (table above): its rows are not printed.**"
+else
+  psql_q -c "$(asof)" -f - <<'SQL'
+-- args: k, measure, history_items, neighbors, half_life_days (0 none), popularity_weight, fill,
+--       [history weight expr, popularity rows read, popularity term expr, max_cooc over shown only]
+SELECT eval.emu_run('emu', 'E0 hybrid as built (emulated)', 'SQL', 10, 'llr', 50, 1000, 90, 0.2, true);
+SELECT eval.emu_run('emu', 'F1 popularity term for every listed product (k-independent)', 'SQL pop rows 1000', 10, 'llr', 50, 1000, 90, 0.2, true,
+                    NULL, 1000);
+SELECT eval.emu_run('emu', 'F2 max_cooc over the products that can be shown', 'SQL', 10, 'llr', 50, 1000, 90, 0.2, true,
+                    NULL, NULL, NULL, true);
+SELECT eval.emu_run('emu', 'F3 popularity term = window share, 0 for all-time', 'SQL w=0.2', 10, 'llr', 50, 1000, 90, 0.2, true,
+                    NULL, 1000, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
+SELECT eval.emu_run('emu', 'F3 popularity term = window share, 0 for all-time', 'SQL w=0.3', 10, 'llr', 50, 1000, 90, 0.3, true,
+                    NULL, 1000, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
+SELECT eval.emu_run('emu', 'F4 history weight 1 per product, whole history, no decay (cooccurrence)', 'SQL w=0', 10, 'llr', 1000, 1000, 0, 0, true,
+                    '1');
+SELECT eval.emu_run('emu', 'F4 history weight 1 per product, whole history, no decay', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true,
+                    '1');
+SELECT eval.emu_run('emu', 'F5 history weight ln(1 + weight), whole history, no decay', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true,
+                    'ln(1 + ci.weight)');
+SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.1', 10, 'llr', 1000, 1000, 0, 0.1, true, '1', 1000, NULL, true);
+SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', 1000, NULL, true);
+SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.3', 10, 'llr', 1000, 1000, 0, 0.3, true, '1', 1000, NULL, true);
+SELECT eval.oracle();
+SELECT eval.score('emu', 'O1 not a recommender: top 10 of the test period itself', NULL, 'hindsight', 'eval.orc', 0);
 SQL
-psql_q <<SQL
-SET personalize.as_of = '$cut 00:00 Europe/London';
-INSERT INTO eval.rec_popular SELECT t.customer_id, r.ord, r.product_id
-FROM eval.t t, LATERAL personalize.recommend(t.customer_id, 'popular', 20) WITH ORDINALITY r(product_id, score, reason, ord);
-INSERT INTO eval.rec_cooc SELECT t.customer_id, r.ord, r.product_id
-FROM eval.t t, LATERAL personalize.recommend(t.customer_id, 'cooccurrence', 20) WITH ORDINALITY r(product_id, score, reason, ord);
-
--- E0: the emulation of the built-in cooccurrence variant must give recommend()'s lists
-SELECT eval.emu_run('emu', 'E0 emulation of cooccurrence (as built)', 'SQL',
-                    'weight * power(0.5, greatest(age_days, 0) / 30)', 'llr', 50, 'nl.score', NULL);
-CREATE TABLE eval.emu_check AS
-SELECT count(*) AS slots, count(*) FILTER (WHERE e.product_id IS DISTINCT FROM r.product_id) AS differ
-FROM eval.rec_cooc r FULL JOIN eval.emu e USING (customer_id, rank);
-SELECT eval.emu_run('emu', 'E1 binary history weights, whole history', 'SQL', '1', 'llr', 1000, 'nl.score', NULL);
-SELECT eval.emu_run('emu', 'E2 = E1 + each neighbour list scaled to its best score', 'SQL', '1', 'llr', 1000, 'nl.score / nl.top', NULL);
-CREATE TABLE eval.rec_e2 AS SELECT * FROM eval.emu;
-SELECT eval.emu_run('emu', 'B1 as built + one blended score', 'SQL pw=0.3',
-                    'weight * power(0.5, greatest(age_days, 0) / 30)', 'llr', 50, 'nl.score', 0.3);
-SELECT eval.emu_run('emu', 'B2 E2 + one blended score', 'SQL pw=0.2', '1', 'llr', 1000, 'nl.score / nl.top', 0.2);
-SELECT eval.emu_run('emu', 'B3 E2 + one blended score', 'SQL pw=0.3', '1', 'llr', 1000, 'nl.score / nl.top', 0.3);
-SELECT eval.emu_run('emu', 'B4 E2 + one blended score', 'SQL pw=0.4', '1', 'llr', 1000, 'nl.score / nl.top', 0.4);
-SELECT eval.emu_run('emu', 'B5 E2 + one blended score', 'SQL pw=0.5', '1', 'llr', 1000, 'nl.score / nl.top', 0.5);
-SELECT eval.interleave('eval.rec_cooc', 'eval.rec_popular', 8);
-SELECT eval.score('emu', 'I1 cooccurrence top 8 + popular 2 (interleaved)', 'cooccurrence', 'SQL', 'eval.mix', 0);
-SELECT eval.interleave('eval.rec_e2', 'eval.rec_popular', 8);
-SELECT eval.score('emu', 'I2 E2 top 8 + popular 2 (interleaved)', 'cooccurrence', 'SQL', 'eval.mix', 0);
-SQL
-echo
-echo "## SQL emulation of scoring changes (Findings; seconds = the whole SQL query, not per call)"
-echo
-md -c "SELECT eval.table('emu')"
-echo
-md -c "SELECT format('Emulation check: %s of %s (customer, rank) slots differ between E0 and recommend(customer, ''cooccurrence'', 20).', differ, slots) FROM eval.emu_check"
+  echo
+  echo "### Scoring changes, emulated (cut $cut; seconds = the whole SQL query, not per call)"
+  echo
+  md -c "SELECT eval.table('emu')"
+  echo
+  echo "### Paired differences (cut $cut, same test customers)"
+  echo
+  md -c "SELECT eval.md(\$q\$
+    SELECT * FROM eval.paired('t_best', '', 'hybrid', '', 'history_items 1000 + half_life_days 365 vs the defaults 50 + 90')
+    UNION ALL SELECT * FROM eval.paired('t_best_200', '', 'hybrid', '', 'history_items 200 + half_life_days 365 vs the defaults')
+    UNION ALL SELECT * FROM eval.paired('F1 popularity term for every listed product (k-independent)', 'SQL pop rows 1000',
+                                        'E0 hybrid as built (emulated)', 'SQL', 'Finding 7: popularity term for all, not the first 2k + 20')
+    UNION ALL SELECT * FROM eval.paired('F2 max_cooc over the products that can be shown', 'SQL',
+                                        'E0 hybrid as built (emulated)', 'SQL', 'Finding 5: max_cooc without bought products')
+    UNION ALL SELECT * FROM eval.paired('F4 history weight 1 per product, whole history, no decay', 'SQL w=0.2',
+                                        't_best_nodecay', '', 'Finding 8: weight 1 vs the sum of event weights (same history, no decay)')
+    UNION ALL SELECT * FROM eval.paired('F5 history weight ln(1 + weight), whole history, no decay', 'SQL w=0.2',
+                                        't_best_nodecay', '', 'Finding 8: ln(1 + weight) vs the sum of event weights')
+    UNION ALL SELECT * FROM eval.paired('O1 not a recommender: top 10 of the test period itself', 'hindsight',
+                                        'popular', '', 'the 7-day list vs the test period''s own bestsellers')
+    \$q\$)"
+fi
+say "emulation"
 
 # ---- tuning through model settings (neighbour lists, cap) --------------------------
 model_runs() {  # SETTING [more variants]
   for v in cooccurrence hybrid t_best ${2:-}; do run model "$v" "$v" "$1"; done
 }
-for s in "neighbors_k=100" "neighbors_min_count=1" "neighbors_min_count=5" "neighbors_min_count=10"; do
+for s in "neighbors_k=20" "neighbors_k=100" "neighbors_min_count=1" "neighbors_min_count=5" "neighbors_min_count=10"; do
   g=${s%%=*}; val=${s#*=}
   psql_q -c "SET personalize.$g = $val" -c "SELECT personalize.refresh_neighbors(all_products => true)"
   case $g in neighbors_min_count) model_runs "$s" cooc_lift ;; *) model_runs "$s" ;; esac
 done
-for cap in 25 300; do
-  psql_q -c "SELECT personalize.rebuild(max_items_per_customer => $cap)" \
-         -c "SELECT personalize.refresh_popular(as_of => '$cut 00:00 Europe/London')"
+for cap in 25 50 300 1000; do
+  # with personalize.as_of set, rebuild() refreshes the popularity list as of the cut
+  psql_q -c "$(asof)" -c "SELECT personalize.rebuild(max_items_per_customer => $cap)"
   model_runs "max_items_per_customer=$cap"
 done
 # (eval.setup() rebuilds the next model with the default cap again)
@@ -443,21 +662,40 @@ echo
 echo "## Tuning: model settings (lists refreshed / model rebuilt for each row)"
 echo
 md -c "SELECT eval.table('model')"
+say "model settings"
 
-# ---- other cuts: built-ins, t_best, B3 --------------------------------------------------
+# ---- other cuts: built-ins, t_best, the emulated F6 ---------------------------------
 for c in $sens; do
   echo
   echo "## Cut $c"
   echo
   md -c "SELECT eval.md('SELECT * FROM eval.setup(''$c'')')"
   for v in popular cooccurrence hybrid t_best; do
-    psql_q -c "SET personalize.as_of = '$c 00:00 Europe/London'" -c "SELECT eval.run('cut', '$v', '$v', 'cut $c')"
+    psql_q -c "$(asof "$c")" -c "SELECT eval.run('cut', '$v', '$v', 'cut $c')"
   done
-  # the proposed scoring, with the blend weight chosen on the main cut
-  psql_q -c "SET personalize.as_of = '$c 00:00 Europe/London'" -c "SELECT eval.emu_run('cut', 'B3 E2 + one blended score (SQL emulation)', 'cut $c pw=0.3', '1', 'llr', 1000, 'nl.score / nl.top', 0.3)"
+  psql_q -c "$(asof "$c")" -f - <<SQL
+SELECT eval.check_emulation('cooccurrence', 10, 'llr', 50, 1000, 90, 0, true);
+SELECT eval.check_emulation('hybrid', 10, 'llr', 50, 1000, 90, 0.2, true);
+SQL
+  ok=$(md -c "SELECT bool_and(product_differs = 0 AND score_differs = 0) FROM eval.emu_check WHERE cut = '$c'")
+  echo
+  md -c "SELECT format('Emulation check at this cut (cooccurrence and hybrid, k = 10): %s of %s (customer, rank) slots hold another product or a score that differs by more than 1e-12 (%s ties swapped; %s scores differ in the last bits, at most %s).',
+                       sum(product_differs + score_differs), sum(slots), sum(tie_swaps), sum(last_bits_differ), max(max_abs_score_diff))
+       FROM eval.emu_check WHERE cut = '$c'"
+  if [ "$ok" = t ] && [ "$emu_ok" = t ]; then
+    psql_q -c "$(asof "$c")" -f - <<SQL
+SELECT eval.emu_run('cut', 'F6 = F1 + F2 + F4 (emulated)', 'cut $c w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', 1000, NULL, true);
+SELECT eval.oracle();
+SELECT eval.score('cut', 'O1 not a recommender: top 10 of the test period itself', NULL, 'cut $c hindsight', 'eval.orc', 0);
+SQL
+  else
+    emu_ok=f
+  fi
   echo
   md -c "SELECT eval.table('cut', '$c')"
+  say "cut $c"
 done
 
 echo
 echo "(total $(( $(date +%s) - started )) s inside the cluster)"
+[ "$emu_ok" = t ] || { echo "quality: the SQL emulation does not reproduce recommend(); see the check table" >&2; exit 3; }
