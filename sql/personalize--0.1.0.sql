@@ -217,6 +217,15 @@ CREATE TABLE @extschema@.popular (
 );
 COMMENT ON TABLE @extschema@.popular IS 'Popularity list for fill-up and anonymous visitors: products by distinct customers in the recent window, then all-time.';
 
+CREATE TABLE @extschema@.popular_scores (
+    singleton   boolean PRIMARY KEY DEFAULT true,
+    product_ids bigint[] NOT NULL,
+    scores      double precision[] NOT NULL,
+    window_days double precision NOT NULL,
+    CONSTRAINT popular_scores_singleton CHECK (singleton)
+);
+COMMENT ON TABLE @extschema@.popular_scores IS 'The popularity list as recommend() reads it in one row: product ids in rank order and their popularity scores (0.5 + 0.5 * share for the window, 0.5 * share for all-time).';
+
 CREATE INDEX interactions_occurred_at_brin ON @extschema@.interactions USING brin (occurred_at);
 
 CREATE TABLE @extschema@.variants (
@@ -453,6 +462,13 @@ BEGIN
     ) y
     ORDER BY 1 LIMIT 1000;
     GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM @extschema@.popular_scores;
+    INSERT INTO @extschema@.popular_scores (product_ids, scores, window_days)
+    SELECT coalesce(array_agg(p.product_id ORDER BY p.rank), '{}'),
+           coalesce(array_agg(CASE p.source WHEN 'window' THEN 0.5 + 0.5 * p.share ELSE 0.5 * p.share END
+                              ORDER BY p.rank), '{}'),
+           extract(epoch FROM window_length)::double precision / 86400
+    FROM @extschema@.popular p;
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
     VALUES ('refresh_popular', started, n, jsonb_build_object('window', window_length, 'as_of', t_end));
     RETURN n;

@@ -56,6 +56,15 @@ WHERE r.product_id = 9
    OR EXISTS (SELECT FROM personalize.interactions i WHERE i.customer_id = c.customer_id
               AND i.product_id = r.product_id AND i.event_type = 'purchase');
 
+-- the first k of a longer list are the list for k (the ranking does not depend on k)
+SELECT count(*) AS k_dependent_lists
+FROM personalize.customers c, personalize.variants v
+WHERE (SELECT array_agg(r.product_id ORDER BY r.ord)
+       FROM personalize.recommend(c.customer_id, v.name, 3) WITH ORDINALITY AS r(product_id, score, reason, ord))
+   IS DISTINCT FROM
+      (SELECT (array_agg(r.product_id ORDER BY r.ord))[1:3]
+       FROM personalize.recommend(c.customer_id, v.name, 9) WITH ORDINALITY AS r(product_id, score, reason, ord));
+
 -- unknown ids and customers without history get popular products, not an error
 SELECT product_id, round(score::numeric, 3) AS score, reason FROM personalize.recommend(424242, NULL, 3);
 SELECT product_id, reason FROM personalize.recommend(-1, 'popular', 2);

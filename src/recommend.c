@@ -227,39 +227,44 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 }
 
 /*
- * Popularity scores of the first `limit` products of the popularity list the
- * customer has not bought (all of them when repeats are allowed); returns the
- * window length in days (0 if none). The list's own order is kept: products of
- * the recent window score 0.5 + 0.5 * share, all-time ones 0.5 * share.
+ * Popularity of every product on the list (one row of two arrays, written by
+ * refresh_popular()): each becomes a candidate with its score, so a blend is
+ * exact and the ranking does not depend on k; purchases are skipped while
+ * walking. A window product scores above 0.5, an all-time one at most 0.5.
+ * Returns the window length in days (0 if there is no list).
  */
 static double
-score_popular(HTAB *cands, int64 customer_id, bool allow_repeat, int limit)
+score_popular(HTAB *cands)
 {
-	Oid			t[3] = {INT4OID, INT8OID, BOOLOID};
-	Datum		v[3] = {Int32GetDatum(limit), Int64GetDatum(customer_id), BoolGetDatum(allow_repeat)};
-	double		window_days = 0.0;
+	bool		isnull;
+	ArrayType  *ids,
+			   *scores;
+	int			n;
+	int64	   *id;
+	double	   *score;
+	double		window_days;
 
 	spi_prepare_kept(&plan_popular,
-					 "SELECT p.product_id, p.share, p.source = 'window', "
-					 "date_part('epoch', p.window_end - p.window_start) / 86400 "
-					 "FROM personalize.popular p WHERE $3 OR NOT EXISTS ("
-					 "  SELECT FROM personalize.customer_items ci WHERE ci.customer_id = $2 "
-					 "  AND ci.product_id = p.product_id AND ci.purchases > 0) "
-					 "ORDER BY p.rank LIMIT $1",
-					 3, t);
-	if (SPI_execute_plan(plan_popular, v, NULL, true, 0) != SPI_OK_SELECT)
+					 "SELECT product_ids, scores, window_days FROM personalize.popular_scores", 0, NULL);
+	if (SPI_execute_plan(plan_popular, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the popularity list");
-	for (uint64 r = 0; r < SPI_processed; r++)
+	if (SPI_processed == 0)
+		return 0.0;
+	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	scores = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	window_days = spi_float8(0, 3, 7.0);
+	n = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
+	if (ARR_HASNULL(ids) || ARR_HASNULL(scores) || ArrayGetNItems(ARR_NDIM(scores), ARR_DIMS(scores)) != n)
+		elog(ERROR, "personalize: popular_scores is malformed");
+	/* no null bitmap (checked above): the values follow the fixed header */
+	id = (int64 *) ((char *) ids + ARR_OVERHEAD_NONULLS(ARR_NDIM(ids)));
+	score = (double *) ((char *) scores + ARR_OVERHEAD_NONULLS(ARR_NDIM(scores)));
+	for (int i = 0; i < n; i++)
 	{
-		bool		isnull;
-		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
-		double		share = spi_float8(r, 2, 0.0);
-		bool		in_window = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
+		Candidate  *c = candidate(cands, id[i]);
 
-		c->pop = in_window ? 0.5 + 0.5 * share : 0.5 * share;
-		c->pop_source = in_window ? 1 : 2;
-		if (in_window)
-			window_days = spi_float8(r, 4, 7.0);
+		c->pop = score[i];
+		c->pop_source = score[i] > 0.5 ? 1 : 2;
 	}
 	return window_days;
 }
@@ -377,7 +382,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	if (cfg.algorithm != ALG_POPULAR)
 		score_cooccurrence(cands, hist, nhist, &cfg);
 	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
-		window_days = score_popular(cands, customer_id, cfg.allow_repeat, Min(2 * k + 20, 1000));
+		window_days = score_popular(cands);
 	if (cfg.campaigns)
 		apply_campaigns(cands, now);
 

@@ -145,7 +145,7 @@ truncate_model(void)
 {
 	if (SPI_execute("TRUNCATE personalize.customer_items, personalize.customer_state, "
 					"personalize.item_counts, personalize.pair_counts, personalize.dirty_products, "
-					"personalize.neighbors, personalize.popular", false, 0) != SPI_OK_UTILITY)
+					"personalize.neighbors, personalize.popular, personalize.popular_scores", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "personalize: could not truncate the model");
 	if (SPI_execute("UPDATE personalize.customer_totals SET customers = 0", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "personalize: could not reset customer totals");
