@@ -488,8 +488,6 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 		int			items = w->items;
 		int			model_items = w->model_items;
 		int64		max_first = w->max_model_first_id;
-		Size		pairs_before = pairs.n;
-		Size		singles_before = singles.n;
 
 		CHECK_FOR_INTERRUPTS();
 		while (r < nrows && rows[r].customer_id == w->customer_id)
@@ -534,35 +532,6 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 			shard_delta[shard_of(w->customer_id)]++;
 		else if (w->model_items > 0 && model_items == 0)
 			shard_delta[shard_of(w->customer_id)]--;
-
-		/* products whose neighbour lists this customer changed */
-		if (pairs.n > pairs_before || singles.n > singles_before)
-		{
-			int			need = (int) (singles.n - singles_before) + (int) (pairs.n - pairs_before) * 2;
-
-			if (ndirty == 0)
-				dirty = palloc(sizeof(int64) * (need + 64));
-			else
-				dirty = repalloc_huge(dirty, sizeof(int64) * (ndirty + need + 64));
-			for (Size k = singles_before; k < singles.n; k++)
-				dirty[ndirty++] = singles.items[k].a;
-			for (Size k = pairs_before; k < pairs.n; k++)
-			{
-				dirty[ndirty++] = pairs.items[k].a;
-				dirty[ndirty++] = pairs.items[k].b;
-			}
-			if (ndirty > 1)
-			{
-				/* keep the buffer from growing with repeats */
-				int			out = 1;
-
-				qsort(dirty, ndirty, sizeof(int64), cmp_int64);
-				for (int k = 1; k < ndirty; k++)
-					if (dirty[k] != dirty[out - 1])
-						dirty[out++] = dirty[k];
-				ndirty = out;
-			}
-		}
 
 		st_c[nst] = w->customer_id;
 		st_i[nst] = items;
@@ -653,11 +622,34 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	}
 
 	delta_buffer_merge(&pairs);
+	delta_buffer_merge(&singles);
+
+	/* products whose neighbour lists the statement changed: every product of a net count change, once */
+	if (pairs.n + singles.n > 0)
+	{
+		dirty = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * (singles.n + 2 * pairs.n));
+		for (Size k = 0; k < singles.n; k++)
+			dirty[ndirty++] = singles.items[k].a;
+		for (Size k = 0; k < pairs.n; k++)
+		{
+			dirty[ndirty++] = pairs.items[k].a;
+			dirty[ndirty++] = pairs.items[k].b;
+		}
+		qsort(dirty, ndirty, sizeof(int64), cmp_int64);
+		{
+			int			out = 1;
+
+			for (int k = 1; k < ndirty; k++)
+				if (dirty[k] != dirty[out - 1])
+					dirty[out++] = dirty[k];
+			ndirty = out;
+		}
+	}
+
 	if (nchanges >= BIG_STATEMENT)
 		ereport(NOTICE,
 				(errmsg("personalize: writing %zu pair count changes", (size_t) pairs.n)));
 	apply_deltas(&pairs, true);
-	delta_buffer_merge(&singles);
 	apply_deltas(&singles, false);
 
 	for (int s = 0; s < NUM_SHARDS; s++)
