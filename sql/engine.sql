@@ -71,7 +71,9 @@ SELECT * FROM personalize.forget_customer(NULL);
 SELECT * FROM pg_temp.model_check();
 
 -- the cap: rebuild with 3 in-model products per customer, then grow past it
+SET client_min_messages = warning;  -- rebuild()'s progress NOTICEs carry timings
 SELECT customers, products, pairs FROM personalize.rebuild(max_items_per_customer => 3);
+RESET client_min_messages;
 SELECT * FROM pg_temp.model_check();
 INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES
     (6, 5, 'view'), (6, 4, 'view'), (6, 6, 'view'), (6, 1, 'view');

@@ -41,6 +41,7 @@ extern double similarity_score(SimilarityMeasure measure, int64 ab, int64 a, int
 
 /* spiutil.c: small SPI helpers shared by the trigger, rebuild and recommend */
 extern SPIPlanPtr spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern int	spi_execute_kept(SPIPlanPtr plan, Datum *values, bool read_only, long tcount);
 extern Datum int8_array_datum(const int64 *values, int n);
 extern Datum int4_array_datum(const int32 *values, int n);
 extern Datum float8_array_datum(const double *values, int n);

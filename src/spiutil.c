@@ -4,6 +4,7 @@
 #include "personalize.h"
 
 #include "access/xact.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 
 /*
@@ -25,6 +26,30 @@ spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+/*
+ * Execute a kept plan. Every kept statement looks rows up by key, a few or many,
+ * and its generic plan is built at its first execution with the statistics of
+ * that moment: on a fresh install (empty tables) the planner would pick hash
+ * joins over sequential scans and keep them. So plans are built with hash and
+ * merge joins off: nested loops over the primary keys whatever the statistics.
+ * (Not sequential scans too: a disabled path's cost would pass jit_above_cost
+ * and compile every statement. The settings only matter when a plan is built.)
+ */
+int
+spi_execute_kept(SPIPlanPtr plan, Datum *values, bool read_only, long tcount)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = SPI_execute_plan(plan, values, NULL, read_only, tcount);
+	AtEOXact_GUC(true, nestlevel);
+	return rc;
 }
 
 static Datum

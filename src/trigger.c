@@ -133,7 +133,7 @@ append_stored(CustomerItem **rows, int *n, int *cap)
 static void
 exec_plan(SPIPlanPtr plan, Datum *values, int expect)
 {
-	int			rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	int			rc = spi_execute_kept(plan, values, false, 0);
 
 	if (rc != expect)
 		elog(ERROR, "personalize: model statement failed: %s", SPI_result_code_string(rc));
@@ -331,9 +331,9 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	if (nchanges == 0)
 		return;
 
-	if (SPI_execute_plan(spi_prepare_kept(&plan_cap,
+	if (spi_execute_kept(spi_prepare_kept(&plan_cap,
 										  "SELECT max_items_per_customer FROM personalize.model_settings",
-										  0, NULL), NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+										  0, NULL), NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "personalize: model_settings has no row");
 	cap = (int) spi_int8(0, 1, 100);
 
