@@ -293,14 +293,16 @@ $f$;
 --   cooc     per candidate, the sum over the history products of w * score / the list's best
 --            score, over the first nbrs entries of each list; divided by max_cooc, the largest
 --            sum among ALL candidates (products the customer bought included)
---   pop      the first 2k + 20 products of personalize.popular the customer has not bought:
---            0.5 + 0.5 * share for the window's products, 0.5 * share for the all-time ones
+--   pop      every product of personalize.popular (the list recommend() reads as one row of
+--            personalize.popular_scores, whatever k; purchases are dropped with the others
+--            below): 0.5 + 0.5 * share for the window's products, 0.5 * share for the all-time ones
 --   score    w > 0: (1 - w) * cooc + w * pop over all candidates; w = 0: 1 + cooc for the
 --            co-occurrence candidates and, if fill, pop for the others
 --   list     the k best by score, then product_id, among active products the customer has
 --            not bought
 -- The knobs change one step each: wexpr replaces the history weight (an expression over
--- customer_items `ci` and `age` in days), pop_limit the 2k + 20, popexpr the pop term (an
+-- customer_items `ci` and `age` in days), pop_limit reads only the first pop_limit products the
+-- customer has not bought (the scoring before 4411722 read 2k + 20), popexpr the pop term (an
 -- expression over popular `p`), max_shown takes max_cooc over the products that can be shown.
 -- There are no campaigns in this data, so campaign boosts are not emulated.
 CREATE FUNCTION eval.emulate(k int, measure text, hist_n int, nbrs int, hl float8, w float8, fill boolean,
@@ -373,7 +375,7 @@ BEGIN
     WHERE rank <= %10$s $q$,
         now_, coalesce(wexpr, built_w), hist_n, measure, nbrs, max_shown,
         coalesce(popexpr, $p$CASE WHEN p.source = 'window' THEN 0.5 + 0.5 * p.share ELSE 0.5 * p.share END$p$),
-        coalesce(pop_limit, least(2 * k + 20, 1000)), w, k, fill);
+        coalesce(pop_limit::text, 'ALL'), w, k, fill);
     RETURN extract(epoch FROM clock_timestamp() - t0);
 END $f$;
 
@@ -598,23 +600,23 @@ else
 -- args: k, measure, history_items, neighbors, half_life_days (0 none), popularity_weight, fill,
 --       [history weight expr, popularity rows read, popularity term expr, max_cooc over shown only]
 SELECT eval.emu_run('emu', 'E0 hybrid as built (emulated)', 'SQL', 10, 'llr', 50, 1000, 90, 0.2, true);
-SELECT eval.emu_run('emu', 'F1 popularity term for every listed product (k-independent)', 'SQL pop rows 1000', 10, 'llr', 50, 1000, 90, 0.2, true,
-                    NULL, 1000);
+SELECT eval.emu_run('emu', 'F1 undone: popularity term only for the first 2k + 20 unbought products (as at 03d20c7)', 'SQL pop rows 40', 10, 'llr', 50, 1000, 90, 0.2, true,
+                    NULL, 40);
 SELECT eval.emu_run('emu', 'F2 max_cooc over the products that can be shown', 'SQL', 10, 'llr', 50, 1000, 90, 0.2, true,
                     NULL, NULL, NULL, true);
 SELECT eval.emu_run('emu', 'F3 popularity term = window share, 0 for all-time', 'SQL w=0.2', 10, 'llr', 50, 1000, 90, 0.2, true,
-                    NULL, 1000, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
+                    NULL, NULL, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
 SELECT eval.emu_run('emu', 'F3 popularity term = window share, 0 for all-time', 'SQL w=0.3', 10, 'llr', 50, 1000, 90, 0.3, true,
-                    NULL, 1000, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
+                    NULL, NULL, $$CASE WHEN p.source = 'window' THEN p.share ELSE 0 END$$);
 SELECT eval.emu_run('emu', 'F4 history weight 1 per product, whole history, no decay (cooccurrence)', 'SQL w=0', 10, 'llr', 1000, 1000, 0, 0, true,
                     '1');
 SELECT eval.emu_run('emu', 'F4 history weight 1 per product, whole history, no decay', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true,
                     '1');
 SELECT eval.emu_run('emu', 'F5 history weight ln(1 + weight), whole history, no decay', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true,
                     'ln(1 + ci.weight)');
-SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.1', 10, 'llr', 1000, 1000, 0, 0.1, true, '1', 1000, NULL, true);
-SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', 1000, NULL, true);
-SELECT eval.emu_run('emu', 'F6 = F1 + F2 + F4', 'SQL w=0.3', 10, 'llr', 1000, 1000, 0, 0.3, true, '1', 1000, NULL, true);
+SELECT eval.emu_run('emu', 'F6 = F2 + F4 (F1 is built)', 'SQL w=0.1', 10, 'llr', 1000, 1000, 0, 0.1, true, '1', NULL, NULL, true);
+SELECT eval.emu_run('emu', 'F6 = F2 + F4 (F1 is built)', 'SQL w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', NULL, NULL, true);
+SELECT eval.emu_run('emu', 'F6 = F2 + F4 (F1 is built)', 'SQL w=0.3', 10, 'llr', 1000, 1000, 0, 0.3, true, '1', NULL, NULL, true);
 SELECT eval.oracle();
 SELECT eval.score('emu', 'O1 not a recommender: top 10 of the test period itself', NULL, 'hindsight', 'eval.orc', 0);
 SQL
@@ -628,8 +630,9 @@ SQL
   md -c "SELECT eval.md(\$q\$
     SELECT * FROM eval.paired('t_best', '', 'hybrid', '', 'history_items 1000 + half_life_days 365 vs the defaults 50 + 90')
     UNION ALL SELECT * FROM eval.paired('t_best_200', '', 'hybrid', '', 'history_items 200 + half_life_days 365 vs the defaults')
-    UNION ALL SELECT * FROM eval.paired('F1 popularity term for every listed product (k-independent)', 'SQL pop rows 1000',
-                                        'E0 hybrid as built (emulated)', 'SQL', 'Finding 7: popularity term for all, not the first 2k + 20')
+    UNION ALL SELECT * FROM eval.paired('E0 hybrid as built (emulated)', 'SQL',
+                                        'F1 undone: popularity term only for the first 2k + 20 unbought products (as at 03d20c7)', 'SQL pop rows 40',
+                                        'Finding 7 fixed: popularity term for the whole list vs the first 2k + 20 (k = 10)')
     UNION ALL SELECT * FROM eval.paired('F2 max_cooc over the products that can be shown', 'SQL',
                                         'E0 hybrid as built (emulated)', 'SQL', 'Finding 5: max_cooc without bought products')
     UNION ALL SELECT * FROM eval.paired('F4 history weight 1 per product, whole history, no decay', 'SQL w=0.2',
@@ -684,7 +687,7 @@ SQL
        FROM eval.emu_check WHERE cut = '$c'"
   if [ "$ok" = t ] && [ "$emu_ok" = t ]; then
     psql_q -c "$(asof "$c")" -f - <<SQL
-SELECT eval.emu_run('cut', 'F6 = F1 + F2 + F4 (emulated)', 'cut $c w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', 1000, NULL, true);
+SELECT eval.emu_run('cut', 'F6 = F2 + F4 (emulated; F1 is built)', 'cut $c w=0.2', 10, 'llr', 1000, 1000, 0, 0.2, true, '1', NULL, NULL, true);
 SELECT eval.oracle();
 SELECT eval.score('cut', 'O1 not a recommender: top 10 of the test period itself', NULL, 'cut $c hindsight', 'eval.orc', 0);
 SQL
