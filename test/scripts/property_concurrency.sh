@@ -145,45 +145,41 @@ check_exact B
 run_phase C '-c default_transaction_isolation=repeatable\ read'
 check_exact C
 
-# crash: kill -9 a backend in the middle of a large COPY, wait for recovery, check again
+# a large COPY interrupted mid-way: interrupt_copy <name> <command run with the backend's pid>
 python3 -c '
 import random
 r = random.Random(7)
 for _ in range(200000):
     print("%d\t%d\tview" % (r.randint(1, 30), r.randint(1, 40)))' > "$work/big.tsv"
-psql -X -q -d "$db" -c "SET application_name = 'personalize_crash'" \
-     -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" > "$work/crash.out" 2>&1 &
-copy_pid=$!
-victim=""
-for _ in $(seq 1 100); do
-  victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_crash' AND state = 'active'" 2>/dev/null)
-  [ -n "$victim" ] && break
-  sleep 0.05
-done
-sleep 0.5
-before=$(q -c 'SELECT count(*) FROM personalize.interactions')
-[ -n "$victim" ] && kill -9 "$victim" 2>/dev/null
-wait "$copy_pid"
-for _ in $(seq 1 100); do q -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-after=$(q -c 'SELECT count(*) FROM personalize.interactions')
+interrupt_copy() {
+  local name=$1 action=$2 copy_pid
+  psql -X -q -d "$db" -c "SET application_name = 'personalize_$name'" \
+       -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" > "$work/$name.out" 2>&1 &
+  copy_pid=$!
+  victim=""
+  for _ in $(seq 1 100); do
+    victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_$name' AND state = 'active'" 2>/dev/null)
+    [ -n "$victim" ] && break
+    sleep 0.05
+  done
+  sleep 0.5
+  before=$(q -c 'SELECT count(*) FROM personalize.interactions')
+  [ -n "$victim" ] && $action "$victim" >/dev/null 2>&1
+  wait "$copy_pid"
+  for _ in $(seq 1 100); do q -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  after=$(q -c 'SELECT count(*) FROM personalize.interactions')
+}
+kill9() { kill -9 "$1"; }
+cancel() { q -c "SELECT pg_cancel_backend($1)"; }
+
+# crash: kill -9 the backend, wait for recovery, check again
+interrupt_copy crash kill9
 tap $([ -n "$victim" ] && [ "$before" = "$after" ] && echo 0 || echo 1) \
   "crash: a backend killed mid-COPY loses only its own uncommitted events ($before before, $after after recovery)"
 check_exact crash
 
-# cancel: pg_cancel_backend() in the middle of a large COPY (the trigger checks for interrupts)
-psql -X -q -d "$db" -c "SET application_name = 'personalize_cancel'" \
-     -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" > "$work/cancel.out" 2>&1 &
-copy_pid=$!
-victim=""
-for _ in $(seq 1 100); do
-  victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_cancel' AND state = 'active'" 2>/dev/null)
-  [ -n "$victim" ] && break
-  sleep 0.05
-done
-sleep 0.5
-[ -n "$victim" ] && q -c "SELECT pg_cancel_backend($victim)" >/dev/null
-wait "$copy_pid"
-after=$(q -c 'SELECT count(*) FROM personalize.interactions')
+# cancel: pg_cancel_backend() (the trigger checks for interrupts)
+interrupt_copy cancel cancel
 tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$work/cancel.out" && [ "$before" = "$after" ] && echo 0 || echo 1) \
   "cancel: a COPY cancelled mid-way reports the cancel and writes nothing ($after events)"
 check_exact cancel
