@@ -36,6 +36,7 @@ typedef enum SimilarityMeasure
 } SimilarityMeasure;
 
 extern bool similarity_measure_from_name(const char *name, SimilarityMeasure *measure);
+extern const char *similarity_measure_name(SimilarityMeasure measure);
 extern const char *similarity_measure_names(void);
 extern double similarity_score(SimilarityMeasure measure, int64 ab, int64 a, int64 b, int64 n);
 

@@ -164,7 +164,6 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 static void
 score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
 {
-	static const char *const names[] = {"count", "jaccard", "cosine", "lift", "llr"};
 	Oid			t[2] = {TEXTOID, INT8ARRAYOID};
 	int			use = Min(nhist, cfg->history_items);
 	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
@@ -178,7 +177,7 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 					 "SELECT product_id, neighbor_ids, scores FROM personalize.neighbors "
 					 "WHERE measure = $1 AND product_id = ANY($2)",
 					 2, t);
-	v[0] = CStringGetTextDatum(names[cfg->measure]);
+	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = int8_array_datum(ids, use);
 	if (SPI_execute_plan(plan_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read neighbour lists");

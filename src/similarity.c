@@ -24,6 +24,13 @@ similarity_measure_from_name(const char *name, SimilarityMeasure *measure)
 	return false;
 }
 
+/* The SQL name of a measure. */
+const char *
+similarity_measure_name(SimilarityMeasure measure)
+{
+	return measure_names[measure];
+}
+
 /* "count, jaccard, ..." for error hints */
 const char *
 similarity_measure_names(void)

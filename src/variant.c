@@ -158,7 +158,6 @@ Datum
 personalize_validate_variant(PG_FUNCTION_ARGS)
 {
 	VariantConfig cfg;
-	static const char *const names[] = {"count", "jaccard", "cosine", "lift", "llr"};
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -168,5 +167,5 @@ personalize_validate_variant(PG_FUNCTION_ARGS)
 				  PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &cfg);
 	if (cfg.algorithm == ALG_POPULAR)
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(names[cfg.measure]));
+	PG_RETURN_TEXT_P(cstring_to_text(similarity_measure_name(cfg.measure)));
 }
