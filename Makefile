@@ -1,7 +1,7 @@
 # personalize: plain PGXS build (see README.md)
 EXTENSION   = personalize
 MODULE_big  = personalize
-OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/trigger.o src/variant.o src/recommend.o src/experiment.o src/stats.o
+OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/trigger.o src/variant.o src/recommend.o src/experiment.o src/stats.o src/http.o src/openai.o
 DATA        = sql/personalize--0.1.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)

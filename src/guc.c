@@ -10,6 +10,24 @@ int			personalize_neighbors_k = 50;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
 
+/* OpenAI client (http.c, openai.c) and the LLM cold start */
+char	   *personalize_openai_base_url = NULL;
+char	   *personalize_openai_api_key = NULL;
+char	   *personalize_openai_api_key_file = NULL;
+char	   *personalize_openai_model = NULL;
+char	   *personalize_openai_embedding_model = NULL;
+int			personalize_openai_embedding_dimensions = 256;
+int			personalize_openai_concurrency = 4;
+int			personalize_openai_connect_timeout = 10000;
+int			personalize_openai_timeout = 120000;
+int			personalize_openai_max_retries = 5;
+int			personalize_openai_retry_base = 500;
+int			personalize_llm_customers_per_request = 25;
+int			personalize_llm_max_interactions = 5;
+int			personalize_llm_ttl = 10080;
+int			personalize_llm_k = 10;
+int			personalize_llm_candidates = 100;
+
 /* personalize.as_of must be empty or parse as a timestamp with time zone. */
 static bool
 check_as_of(char **newval, void **extra, GucSource source)
@@ -34,6 +52,162 @@ check_as_of(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * personalize.openai_base_url must be an http:// or https:// URL: the key is
+ * sent there, and libcurl would otherwise speak file://, ftp:// and more.
+ */
+static bool
+check_base_url(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval ? *newval : "";
+
+	if (pg_strncasecmp(s, "https://", 8) != 0 && pg_strncasecmp(s, "http://", 7) != 0)
+	{
+		GUC_check_errdetail("The OpenAI base URL must start with https:// or http://.");
+		return false;
+	}
+	for (const char *p = s; *p; p++)
+		if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The OpenAI base URL must not contain blanks or control characters.");
+			return false;
+		}
+	return true;
+}
+
+/* The OpenAI client's and the LLM cold start's settings (all superuser-only to change). */
+static void
+define_openai_gucs(void)
+{
+	DefineCustomStringVariable("personalize.openai_base_url",
+							   "Base URL of the OpenAI API (paths such as /chat/completions are appended).",
+							   "Only http:// and https:// URLs are accepted; redirects are not followed.",
+							   &personalize_openai_base_url,
+							   "https://api.openai.com/v1",
+							   PGC_SUSET, 0,
+							   check_base_url, NULL, NULL);
+
+	DefineCustomStringVariable("personalize.openai_api_key",
+							   "OpenAI API key (secret: visible to superusers only).",
+							   "When empty, the first line of personalize.openai_api_key_file is used.",
+							   &personalize_openai_api_key,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("personalize.openai_api_key_file",
+							   "File whose first line is the OpenAI API key, read at each request.",
+							   "Used when personalize.openai_api_key is empty; keeps the key out of the configuration files.",
+							   &personalize_openai_api_key_file,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("personalize.openai_model",
+							   "OpenAI chat model that writes the cold-start recommendations.",
+							   NULL,
+							   &personalize_openai_model,
+							   "gpt-4o-mini",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("personalize.openai_embedding_model",
+							   "OpenAI embedding model for product content similarity.",
+							   NULL,
+							   &personalize_openai_embedding_model,
+							   "text-embedding-3-small",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_embedding_dimensions",
+							"Dimensions asked of the embedding model; 0 sends none (the model's default).",
+							NULL,
+							&personalize_openai_embedding_dimensions,
+							256, 0, 16000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_concurrency",
+							"OpenAI requests in flight at once per call.",
+							NULL,
+							&personalize_openai_concurrency,
+							4, 1, 64,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_connect_timeout",
+							"Longest wait to connect to the OpenAI API.",
+							NULL,
+							&personalize_openai_connect_timeout,
+							10000, 1, 600000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_timeout",
+							"Longest time one OpenAI request may take, connection included.",
+							"A request that times out is retried like a connection error.",
+							&personalize_openai_timeout,
+							120000, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_max_retries",
+							"Retries of an OpenAI request after a connection error, timeout, 408, 409, 429 or 5xx.",
+							NULL,
+							&personalize_openai_max_retries,
+							5, 0, 20,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.openai_retry_base",
+							"First retry delay of the exponential backoff (full jitter, at most 60 s).",
+							"The server's Retry-After and x-ratelimit-reset-* headers can only lengthen the wait.",
+							&personalize_openai_retry_base,
+							500, 0, 60000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.llm_customers_per_request",
+							"Customers described in one chat request of the LLM cold start.",
+							NULL,
+							&personalize_llm_customers_per_request,
+							25, 1, 500,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.llm_max_interactions",
+							"Most interactions a customer may have to count as cold for the LLM.",
+							NULL,
+							&personalize_llm_max_interactions,
+							5, 0, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.llm_ttl",
+							"How long LLM recommendations stay fresh before they are asked for again.",
+							NULL,
+							&personalize_llm_ttl,
+							10080, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.llm_k",
+							"Recommendations asked of the LLM per customer.",
+							NULL,
+							&personalize_llm_k,
+							10, 1, 100,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("personalize.llm_candidates",
+							"Catalogue products offered to the LLM to choose from.",
+							NULL,
+							&personalize_llm_candidates,
+							100, 10, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 }
 
 /* Define every personalize.* GUC and reserve the prefix. */
@@ -63,6 +237,8 @@ personalize_define_gucs(void)
 							   "",
 							   PGC_USERSET, 0,
 							   check_as_of, NULL, NULL);
+
+	define_openai_gucs();
 
 	MarkGUCPrefixReserved("personalize");
 }

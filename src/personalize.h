@@ -60,4 +60,22 @@ extern double stats_normal_cdf(double x);
 extern double stats_chisq_sf(double x, double df);
 extern double stats_t_cdf(double t, double df);
 
+/* guc.c: the OpenAI client's (http.c, openai.c) and the LLM cold start's settings */
+extern char *personalize_openai_base_url;
+extern char *personalize_openai_api_key;
+extern char *personalize_openai_api_key_file;
+extern char *personalize_openai_model;
+extern char *personalize_openai_embedding_model;
+extern int	personalize_openai_embedding_dimensions;
+extern int	personalize_openai_concurrency;
+extern int	personalize_openai_connect_timeout;
+extern int	personalize_openai_timeout;
+extern int	personalize_openai_max_retries;
+extern int	personalize_openai_retry_base;
+extern int	personalize_llm_customers_per_request;
+extern int	personalize_llm_max_interactions;
+extern int	personalize_llm_ttl;
+extern int	personalize_llm_k;
+extern int	personalize_llm_candidates;
+
 #endif							/* PERSONALIZE_H */
