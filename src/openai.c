@@ -331,7 +331,7 @@ openai_judge(HttpRequest *req, HttpVerdict proposed, void *arg)
 	{
 		req->response = NULL;
 		req->response_len = 0;
-		req->error = psprintf("HTTP %d: the response body is not valid UTF-8", req->status);
+		req->error = psprintf("HTTP %d: the response body is not valid UTF-8 text", req->status);
 		req->error_code = "transport";
 		return HTTP_DONE;
 	}
