@@ -30,7 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start a mock on a free port; prints the port
+# start a mock on a free port and set mock_port (not in a $(...) subshell: the
+# trap must know the pid)
 start_mock() {    # $1 = name, then mock options
   local name=$1; shift
   python3 test/mock_openai.py --port 0 "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
@@ -39,10 +40,10 @@ start_mock() {    # $1 = name, then mock options
     grep -q listening "$tmp/$name.out" 2>/dev/null && break
     sleep 0.1
   done
-  sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/$name.out"
+  mock_port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
 }
-port=$(start_mock fast)
-slowport=$(start_mock latency --latency-ms 500)
+start_mock fast; port=$mock_port
+start_mock latency --latency-ms 500; slowport=$mock_port
 [ -n "$port" ] && [ -n "$slowport" ] || { echo "Bail out! the mock did not start"; cat "$tmp"/*.err; exit 1; }
 closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
