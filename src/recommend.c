@@ -4,17 +4,43 @@
  * (experiment.c), or "hybrid" when none runs or the customer is out of traffic.
  *
  * Candidates come from the neighbour lists of the customer's most relevant
- * history products (weight by event type, decayed by the age of the latest
- * event), from the popularity list, and from active campaigns. Each
- * neighbour list is scaled by its best score; cooc is the summed, weighted,
- * scaled similarity divided by the largest among the candidates; pop is
- * 0.5 + 0.5 * share for the recent window's products and 0.5 * share for the
- * all-time ones (share = customers / the top product's customers). Scores:
- *   popularity_weight w > 0 (hybrid)   (1 - w) * cooc + w * pop
+ * history products (weight w_h by event type, decayed by the age of the latest
+ * event), from the popularity list, from the customer's stored LLM
+ * recommendations, and from active campaigns.
+ *
+ * History. Each co-occurrence list (the variant's measure) is scaled by its
+ * best score: contribution w_h * sim / sim_best. Content lists (measure
+ * 'content', cosine of product embeddings, written by content.c) count with
+ * the variant's content_weight c and their raw cosine, w_h * c * cos, from:
+ *   - the whole content list of a history product that has no co-occurrence
+ *     list (a product too new, or too rarely bought, to have one);
+ *   - the content neighbours of every history product that have too little
+ *     co-occurrence themselves (their stored count, the neighbour's
+ *     customers at refresh time, below personalize.neighbors_min_count), so
+ *     a product added today reaches the customers of products like it.
+ * Raw cosine rather than scaled: a weak content match stays weak next to a
+ * co-occurrence list. cooc is the sum of all contributions divided by the
+ * largest among the candidates (0..1).
+ *
+ * LLM. For the llm algorithm, and for cooccurrence/hybrid when the customer
+ * has fewer than llm_history history products (customer_items rows, n_h),
+ * the customer's llm_recommendations (n rows, best first, at position i)
+ * give llm = (n - i + 1) / n (1 for the first, 1/n for the last). How much
+ * the customer's own history is trusted grows with it: t = n_h / llm_history
+ * (0 for the llm algorithm), and pers = t * cooc + (1 - t) * llm.
+ *
+ * pop is 0.5 + 0.5 * share for the recent window's products and 0.5 * share
+ * for the all-time ones (share = customers / the top product's customers).
+ * Scores (w = popularity_weight):
+ *   with LLM rows in play, pers > 0     1 + (1 - w) * pers + w * pop (above the fill)
+ *   w > 0 (hybrid)                      (1 - w) * cooc + w * pop
  *   otherwise, co-occurrence candidates 1 + cooc (ranked above the fill)
  *   popularity candidates               pop
  *   campaign-only candidates            max(pop, 0.01)
- * each multiplied by the best active campaign boost of the product.
+ * each multiplied by the best active campaign boost of the product. Without
+ * LLM rows or content lists for the customer these are exactly the scores of
+ * co-occurrence and popularity alone. recommend() only reads tables: the LLM
+ * answers and the embeddings are fetched by other functions.
  */
 #include "personalize.h"
 
@@ -43,7 +69,12 @@ typedef struct Candidate
 	double		boost;			/* 1 without campaign */
 	char	   *campaign;
 	bool		excluded;
+	bool		best_content;	/* that contribution came from a content list */
+	double		llm;			/* (n - i + 1) / n from the LLM rank; 0 none */
+	bool		has_llm;
+	char	   *llm_reason;		/* the LLM's reason (may be NULL) */
 	bool		cooc_reason;	/* the reason names a history product */
+	bool		show_llm;		/* the reason is the LLM's */
 	double		score;
 } Candidate;
 
@@ -52,10 +83,11 @@ typedef struct HistoryItem
 	int64		product_id;
 	double		weight;
 	bool		bought;
+	bool		has_list;		/* has a co-occurrence list under the measure */
 } HistoryItem;
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
-			plan_popular, plan_campaigns, plan_products;
+			plan_popular, plan_campaigns, plan_products, plan_llm;
 
 static int
 cmp_candidate(const void *pa, const void *pb)
@@ -125,10 +157,11 @@ load_variant(const char *name, VariantConfig *cfg)
 /*
  * The customer's history_items most relevant products (event weight decayed by
  * the age of the latest event), most relevant first. Purchases beyond these are
- * excluded later, when the ranking is walked (see the product query).
+ * excluded later, when the ranking is walked (see the product query). *total
+ * is the number of all their history products (llm_history compares with it).
  */
 static HistoryItem *
-load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *n_out)
+load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *n_out, int64 *total)
 {
 	Oid			t[4] = {INT8OID, FLOAT8OID, TIMESTAMPTZOID, INT4OID};
 	Datum		v[4] = {Int64GetDatum(customer_id), Float8GetDatum(cfg->half_life_days),
@@ -137,7 +170,7 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 	int			n;
 
 	spi_prepare_kept(&plan_history,
-					 "SELECT product_id, w, bought FROM ("
+					 "SELECT product_id, w, bought, count(*) OVER () FROM ("
 					 "  SELECT product_id, purchases > 0 AS bought, weight * CASE WHEN $2 > 0 "
 					 "    THEN power(0.5, greatest(date_part('epoch', $3 - last_at), 0) / 86400 / $2) "
 					 "    ELSE 1 END AS w "
@@ -147,7 +180,7 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 	if (SPI_execute_plan(plan_history, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the customer's history");
 	n = (int) SPI_processed;
-	h = palloc(sizeof(HistoryItem) * Max(n, 1));
+	h = palloc0(sizeof(HistoryItem) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		bool		isnull;
@@ -156,73 +189,169 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 		h[i].weight = spi_float8(i, 2, 0.0);
 		h[i].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
 	}
+	*total = n > 0 ? spi_int8(0, 4, n) : 0;
 	*n_out = n;
 	return h;
 }
 
-/* Add the neighbour lists of the top history products to the candidates. */
+/*
+ * A neighbour array of a list row (column col), or NULL if it holds a null;
+ * *len is its length.
+ */
+static void *
+list_values(uint64 row, int col, int *len)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	ArrayType  *a;
+
+	if (isnull)
+		return NULL;
+	a = DatumGetArrayTypeP(d);
+	if (ARR_HASNULL(a))
+		return NULL;
+	*len = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	/* no null bitmap (checked above): the values follow the fixed header */
+	return (char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a));
+}
+
+/* One neighbour's contribution, remembering the largest for the reason. */
+static void
+contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, bool content)
+{
+	Candidate  *c = candidate(cands, product_id);
+
+	c->cooc += contrib;
+	if (!c->has_best || contrib > c->best)
+	{
+		c->has_best = true;
+		c->best = contrib;
+		c->best_from = h->product_id;
+		c->best_from_bought = h->bought;
+		c->best_content = content;
+	}
+}
+
+/*
+ * Add one list row (SPI row r) of history product h: a co-occurrence list
+ * scaled by its best score, or a content list as the header comment says.
+ */
+static void
+add_list(HTAB *cands, uint64 r, HistoryItem *h, bool content, const VariantConfig *cfg)
+{
+	int			nlen = 0,
+				slen = 0,
+				clen = 0;
+	int64	   *nid = list_values(r, 2, &nlen);
+	double	   *nsc = list_values(r, 3, &slen);
+	int64	   *ncnt = content ? list_values(r, 4, &clen) : NULL;
+	int			len = Min(nlen, cfg->neighbors);
+
+	if (nid == NULL || nsc == NULL || slen < len || (content && (ncnt == NULL || clen < len)))
+		return;
+	if (!content)
+	{
+		h->has_list = true;
+		for (int j = 0; j < len; j++)
+			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
+			contribute(cands, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false);
+		return;
+	}
+	for (int j = 0; j < len; j++)
+	{
+		/*
+		 * A product with a co-occurrence list takes from its content list only
+		 * the neighbours co-occurrence cannot know yet (too few customers at
+		 * the content refresh); one without takes the whole list.
+		 */
+		if (h->has_list && ncnt[j] >= personalize_neighbors_min_count)
+			continue;
+		if (nsc[j] > 0.0)
+			contribute(cands, nid[j], h->weight * cfg->content_weight * nsc[j], h, true);
+	}
+}
+
+/*
+ * Add the neighbour lists of the top history products to the candidates, and
+ * with content_weight > 0 their content lists.
+ */
 static void
 score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
 {
-	Oid			t[2] = {TEXTOID, INT8ARRAYOID};
+	Oid			t[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
 	int			use = Min(nhist, cfg->history_items);
 	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
-	Datum		v[2];
+	Datum		v[3];
+	bool		with_content = cfg->content_weight > 0.0;
 
 	if (use == 0)
 		return;
 	for (int i = 0; i < use; i++)
 		ids[i] = hist[i].product_id;
+	/*
+	 * Two text parameters, not a text[]: a generic plan built on an empty
+	 * table then still looks both columns up in the primary key (with an
+	 * array it scanned every list of the measure). Without content the
+	 * measure is passed twice.
+	 */
 	spi_prepare_kept(&plan_neighbors,
-					 "SELECT product_id, neighbor_ids, scores FROM personalize.neighbors "
-					 "WHERE measure = $1 AND product_id = ANY($2)",
-					 2, t);
+					 "SELECT product_id, neighbor_ids, scores, counts, measure = 'content' FROM personalize.neighbors "
+					 "WHERE measure IN ($1, $2) AND product_id = ANY($3)",
+					 3, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
-	v[1] = int8_array_datum(ids, use);
+	v[1] = with_content ? CStringGetTextDatum("content") : v[0];
+	v[2] = int8_array_datum(ids, use);
 	if (SPI_execute_plan(plan_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read neighbour lists");
 
-	for (uint64 r = 0; r < SPI_processed; r++)
+	/* co-occurrence lists in the first pass: a content list is read knowing whether its product has one */
+	for (int pass = 0; pass < (with_content ? 2 : 1); pass++)
 	{
-		int64		from = spi_int8(r, 1, 0);
-		bool		isnull;
-		ArrayType  *na = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
-		ArrayType  *sa = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull));
-		int			len = Min(ArrayGetNItems(ARR_NDIM(na), ARR_DIMS(na)), cfg->neighbors);
-		int64	   *nid;
-		double	   *nsc;
-		HistoryItem *h = NULL;
-
-		if (ARR_HASNULL(na) || ARR_HASNULL(sa) ||
-			ArrayGetNItems(ARR_NDIM(sa), ARR_DIMS(sa)) < len)
-			continue;
-		/* no null bitmap (checked above): the values follow the fixed header */
-		nid = (int64 *) ((char *) na + ARR_OVERHEAD_NONULLS(ARR_NDIM(na)));
-		nsc = (double *) ((char *) sa + ARR_OVERHEAD_NONULLS(ARR_NDIM(sa)));
-		for (int i = 0; i < use; i++)
-			if (hist[i].product_id == from)
-			{
-				h = &hist[i];
-				break;
-			}
-		if (h == NULL)
-			continue;
-		for (int j = 0; j < len; j++)
+		for (uint64 r = 0; r < SPI_processed; r++)
 		{
-			Candidate  *c = candidate(cands, nid[j]);
-			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
-			double		contrib = h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0);
+			bool		isnull;
+			bool		content = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
+			int64		from = spi_int8(r, 1, 0);
 
-			c->cooc += contrib;
-			if (!c->has_best || contrib > c->best)
-			{
-				c->has_best = true;
-				c->best = contrib;
-				c->best_from = h->product_id;
-				c->best_from_bought = h->bought;
-			}
+			if (content != (pass == 1))
+				continue;
+			for (int i = 0; i < use; i++)
+				if (hist[i].product_id == from)
+				{
+					add_list(cands, r, &hist[i], content, cfg);
+					break;
+				}
 		}
 	}
+}
+
+/*
+ * The customer's stored LLM recommendations, best first: llm = (n - i + 1) / n
+ * at position i. Returns n.
+ */
+static int
+score_llm(HTAB *cands, int64 customer_id)
+{
+	Oid			t[1] = {INT8OID};
+	Datum		v[1] = {Int64GetDatum(customer_id)};
+	int			n;
+
+	spi_prepare_kept(&plan_llm,
+					 "SELECT product_id, reason FROM personalize.llm_recommendations "
+					 "WHERE customer_id = $1 ORDER BY rank",
+					 1, t);
+	if (SPI_execute_plan(plan_llm, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read the LLM recommendations");
+	n = (int) SPI_processed;
+	for (int i = 0; i < n; i++)
+	{
+		Candidate  *c = candidate(cands, spi_int8(i, 1, 0));
+
+		c->has_llm = true;
+		c->llm = (double) (n - i) / (double) n;
+		c->llm_reason = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+	}
+	return n;
 }
 
 /*
@@ -324,6 +453,9 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	HTAB	   *names;
 	HistoryItem *hist = NULL;
 	int			nhist = 0;
+	int64		history_total = 0;
+	int			nllm = 0;
+	double		trust = 0.0;
 	double		window_days = 0.0;
 	double		max_cooc = 0.0;
 	Candidate **order;
@@ -377,9 +509,18 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	ctl.hcxt = CurrentMemoryContext;
 	cands = hash_create("personalize candidates", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	hist = load_history(customer_id, &cfg, now, &nhist);
-	if (cfg.algorithm != ALG_POPULAR)
+	hist = load_history(customer_id, &cfg, now, &nhist, &history_total);
+	if (cfg.algorithm == ALG_COOCCURRENCE || cfg.algorithm == ALG_HYBRID)
 		score_cooccurrence(cands, hist, nhist, &cfg);
+	/* LLM answers: the llm algorithm always, the others for customers with little history */
+	if (cfg.algorithm == ALG_LLM)
+		nllm = score_llm(cands, customer_id);
+	else if ((cfg.algorithm == ALG_COOCCURRENCE || cfg.algorithm == ALG_HYBRID) &&
+			 history_total < cfg.llm_history)
+	{
+		nllm = score_llm(cands, customer_id);
+		trust = (double) history_total / (double) cfg.llm_history;
+	}
 	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
 		window_days = score_popular(cands);
 	if (cfg.campaigns)
@@ -413,7 +554,20 @@ personalize_recommend(PG_FUNCTION_ARGS)
 		if (c->excluded)
 			continue;
 		c->cooc_reason = false;
-		if (cfg.algorithm != ALG_POPULAR && w > 0.0 && (cooc > 0.0 || c->pop > 0.0))
+		c->show_llm = false;
+		if (nllm > 0 && (c->has_llm || cooc > 0.0))
+		{
+			/* LLM rows in play: the personal candidates rank above the fill, blended by trust */
+			double		pers = trust * cooc + (1.0 - trust) * c->llm;
+
+			base = 1.0 + (1.0 - w) * pers + w * c->pop;
+			if ((1.0 - w) * pers >= w * c->pop)
+			{
+				c->show_llm = c->has_llm && (1.0 - trust) * c->llm >= trust * cooc;
+				c->cooc_reason = !c->show_llm;
+			}
+		}
+		else if (cfg.algorithm != ALG_POPULAR && w > 0.0 && (cooc > 0.0 || c->pop > 0.0))
 		{
 			/* blend: a trending product can outrank a weak co-occurrence */
 			base = (1.0 - w) * cooc + w * c->pop;
@@ -529,7 +683,13 @@ personalize_recommend(PG_FUNCTION_ARGS)
 			}
 
 			initStringInfo(&reason);
-			if (c->cooc_reason)
+			if (c->show_llm && c->llm_reason != NULL)
+				appendStringInfo(&reason, "suggested for you: %s", c->llm_reason);
+			else if (c->show_llm)
+				appendStringInfoString(&reason, "suggested for you");
+			else if (c->cooc_reason && c->best_content)
+				appendStringInfo(&reason, "similar to \"%s\"", quoted_name(names, c->best_from));
+			else if (c->cooc_reason)
 				appendStringInfo(&reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
 								 quoted_name(names, c->best_from));
 			else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))

@@ -9,7 +9,8 @@
 #include "variant.h"
 
 static const char *const param_names =
-"measure, history_items, neighbors, half_life_days, category_cap, allow_repeat, popular_fill, popularity_weight, campaigns";
+"measure, history_items, neighbors, half_life_days, category_cap, allow_repeat, popular_fill, popularity_weight, campaigns, "
+"llm_history, content_weight";
 
 static void
 bad_param(const char *variant, const char *key, const char *want)
@@ -67,11 +68,13 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 		cfg->algorithm = ALG_COOCCURRENCE;
 	else if (strcmp(algorithm, "hybrid") == 0)
 		cfg->algorithm = ALG_HYBRID;
+	else if (strcmp(algorithm, "llm") == 0)
+		cfg->algorithm = ALG_LLM;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown algorithm \"%s\" for variant \"%s\"", algorithm, name),
-				 errhint("Known algorithms: popular, cooccurrence, hybrid.")));
+				 errhint("Known algorithms: popular, cooccurrence, hybrid, llm.")));
 
 	cfg->measure = SIM_LLR;
 	cfg->history_items = 50;
@@ -82,6 +85,14 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 	cfg->popular_fill = true;
 	cfg->popularity_weight = (cfg->algorithm == ALG_HYBRID) ? 0.2 : 0.0;
 	cfg->campaigns = true;
+	/*
+	 * LLM answers join the default (hybrid) for customers with fewer than 3
+	 * history products; cooccurrence stays pure co-occurrence unless asked, so
+	 * that an A/B arm of it measures what co-occurrence alone does.
+	 */
+	cfg->llm_history = (cfg->algorithm == ALG_HYBRID) ? 3 : 0;
+	/* half as much as a history product's best co-occurring neighbour (see recommend.c) */
+	cfg->content_weight = (cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID) ? 0.5 : 0.0;
 
 	if (params == NULL)
 		return;
@@ -140,6 +151,15 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 			if (!(cfg->popularity_weight >= 0.0 && cfg->popularity_weight <= 1.0))
 				bad_param(name, key, "a number from 0 to 1");
 		}
+		else if (strcmp(key, "llm_history") == 0)
+			cfg->llm_history = int_value(&v, name, key, 0, 1000);
+		else if (strcmp(key, "content_weight") == 0)
+		{
+			/* bounded so that weight x history weight x cosine cannot overflow to infinity */
+			cfg->content_weight = numeric_value(&v, name, key, "a number from 0 to 1000");
+			if (!(cfg->content_weight >= 0.0 && cfg->content_weight <= 1000.0))
+				bad_param(name, key, "a number from 0 to 1000");
+		}
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -165,7 +185,8 @@ personalize_validate_variant(PG_FUNCTION_ARGS)
 				 errmsg("variant name and algorithm must not be null")));
 	variant_parse(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
 				  PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), &cfg);
-	if (cfg.algorithm == ALG_POPULAR)
+	/* popular and llm read no neighbour lists of a measure (no co-occurrence lists to build for them) */
+	if (cfg.algorithm == ALG_POPULAR || cfg.algorithm == ALG_LLM)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(similarity_measure_name(cfg.measure)));
 }

@@ -10,7 +10,8 @@ typedef enum VariantAlgorithm
 {
 	ALG_POPULAR,
 	ALG_COOCCURRENCE,
-	ALG_HYBRID
+	ALG_HYBRID,
+	ALG_LLM						/* the stored LLM recommendations, then popularity */
 } VariantAlgorithm;
 
 typedef struct VariantConfig
@@ -26,6 +27,8 @@ typedef struct VariantConfig
 	bool		popular_fill;	/* fill up to k with popular products */
 	double		popularity_weight;	/* blend of popularity into the score */
 	bool		campaigns;		/* boost and bring in campaign products */
+	int			llm_history;	/* fewer history products than this: LLM recommendations join in; 0 never */
+	double		content_weight; /* weight of content-similarity neighbours; 0 never */
 } VariantConfig;
 
 extern void variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantConfig *cfg);
