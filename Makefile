@@ -1,11 +1,11 @@
 # personalize: plain PGXS build (see README.md)
 EXTENSION   = personalize
 MODULE_big  = personalize
-OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/trigger.o src/variant.o src/recommend.o src/experiment.o src/stats.o src/http.o src/openai.o
+OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/trigger.o src/variant.o src/recommend.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o
 DATA        = sql/personalize--0.1.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install schema errors privileges search_path loader engine recommend experiments
+REGRESS     = install schema errors privileges search_path loader engine recommend experiments llm_serving
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters
