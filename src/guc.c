@@ -3,8 +3,10 @@
  */
 #include "personalize.h"
 
+#include "miscadmin.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 
 int			personalize_neighbors_k = 50;
 int			personalize_neighbors_min_count = 2;
@@ -77,6 +79,51 @@ check_base_url(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * personalize.openai_api_key must not be stored where every user can read it:
+ * ALTER DATABASE/ROLE ... SET keep it in pg_db_role_setting and a function's SET
+ * clause in pg_proc, both readable by PUBLIC. Those are validated (PGC_S_TEST) and
+ * applied (PGC_S_DATABASE, PGC_S_USER, PGC_S_DATABASE_USER) with these sources, so
+ * a non-empty key from them is refused. SET in a session, the server configuration
+ * files (with the library preloaded, see warn_unprotected_key) and the key file are
+ * the ways that stay private.
+ */
+static bool api_key_from_file = false;	/* a non-empty key came from postgresql.conf */
+
+static bool
+check_api_key(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (source == PGC_S_FILE)
+		api_key_from_file = true;
+	if (source == PGC_S_TEST || source == PGC_S_DATABASE || source == PGC_S_USER ||
+		source == PGC_S_DATABASE_USER)
+	{
+		GUC_check_errdetail("A key set with ALTER DATABASE, ALTER ROLE or a function's SET clause is stored in a catalog every user can read.");
+		GUC_check_errhint("Name a file that holds the key in personalize.openai_api_key_file instead (that setting may be stored anywhere), or set the key in postgresql.conf with personalize in shared_preload_libraries.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A key in the server configuration is readable by anyone with current_setting()
+ * in a session that has not loaded this library yet (an unknown setting is a
+ * placeholder without GUC_SUPERUSER_ONLY). Preloading defines it in the postmaster,
+ * before any session; without that, say so wherever the library gets loaded.
+ */
+static void
+warn_unprotected_key(void)
+{
+	if (api_key_from_file && !process_shared_preload_libraries_in_progress)
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("personalize.openai_api_key is set in the server configuration, but personalize is not in shared_preload_libraries"),
+				 errdetail("Until a session loads personalize, any user can read that setting with current_setting()."),
+				 errhint("Add personalize to shared_preload_libraries, or keep the key in a file named by personalize.openai_api_key_file.")));
+}
+
 /* The OpenAI client's and the LLM cold start's settings (all superuser-only to change). */
 static void
 define_openai_gucs(void)
@@ -95,7 +142,7 @@ define_openai_gucs(void)
 							   &personalize_openai_api_key,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
+							   check_api_key, NULL, NULL);
 
 	DefineCustomStringVariable("personalize.openai_api_key_file",
 							   "File whose first line is the OpenAI API key, read at each request.",
@@ -241,6 +288,7 @@ personalize_define_gucs(void)
 	define_openai_gucs();
 
 	MarkGUCPrefixReserved("personalize");
+	warn_unprotected_key();
 }
 
 /* The time recommend() scores against: personalize.as_of, or the transaction start. */
@@ -253,4 +301,34 @@ personalize_now(void)
 												   CStringGetDatum(personalize_as_of),
 												   ObjectIdGetDatum(InvalidOid),
 												   Int32GetDatum(-1)));
+}
+
+PG_FUNCTION_INFO_V1(personalize_llm_settings);
+
+/*
+ * personalize._llm_settings(): the LLM cold start's settings as one jsonb object,
+ * for the PL/pgSQL procedures. Calling it loads this library, which is what defines
+ * the settings: current_setting() in a fresh session would not know them yet. The
+ * key itself is never included, only whether one is configured.
+ */
+Datum
+personalize_llm_settings(PG_FUNCTION_ARGS)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"openai_model\": ");
+	escape_json(&s, personalize_openai_model ? personalize_openai_model : "");
+	appendStringInfoString(&s, ", \"openai_embedding_model\": ");
+	escape_json(&s, personalize_openai_embedding_model ? personalize_openai_embedding_model : "");
+	appendStringInfo(&s, ", \"openai_embedding_dimensions\": %d, \"openai_concurrency\": %d, "
+					 "\"llm_customers_per_request\": %d, \"llm_max_interactions\": %d, "
+					 "\"llm_ttl_minutes\": %d, \"llm_k\": %d, \"llm_candidates\": %d, "
+					 "\"api_key_configured\": %s}",
+					 personalize_openai_embedding_dimensions, personalize_openai_concurrency,
+					 personalize_llm_customers_per_request, personalize_llm_max_interactions,
+					 personalize_llm_ttl, personalize_llm_k, personalize_llm_candidates,
+					 ((personalize_openai_api_key && personalize_openai_api_key[0]) ||
+					  (personalize_openai_api_key_file && personalize_openai_api_key_file[0])) ? "true" : "false");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
 }
