@@ -188,7 +188,7 @@ slowcall() { PGAPPNAME=$1 psql -X -q -At -d "$db" -c '\set VERBOSITY verbose' \
   -c 'SET personalize.openai_concurrency = 1' -c 'SET personalize.llm_customers_per_request = 5' "${@:2}" 2>&1; }
 apppid() { for _ in $(seq 50); do p=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$1'"); [ -n "$p" ] && break; sleep 0.1; done; echo "$p"; }
 reset
-first30=$(q -c 'SELECT array_to_string(ARRAY(SELECT unnest(personalize._llm_pick(30)) ORDER BY 1), \',\')')
+first30=$(q -c "SELECT array_to_string(ARRAY(SELECT unnest(personalize._llm_pick(30)) ORDER BY 1), ',')")
 slowcall cancel1 -c 'CALL personalize.llm_refresh(30)' > "$tmp/cancel.out" & call=$!
 pid=$(apppid cancel1)
 sleep 2.2
@@ -222,7 +222,7 @@ wait $call
 
 # ---- crash mid-run: kill -9 the backend, then rerun
 reset
-first30=$(q -c 'SELECT array_to_string(ARRAY(SELECT unnest(personalize._llm_pick(30)) ORDER BY 1), \',\')')
+first30=$(q -c "SELECT array_to_string(ARRAY(SELECT unnest(personalize._llm_pick(30)) ORDER BY 1), ',')")
 slowcall crash1 -c 'CALL personalize.llm_refresh(30)' > /dev/null & call=$!
 pid=$(apppid crash1)
 sleep 2.2
