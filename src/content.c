@@ -13,9 +13,11 @@
  * personalize.neighbors_min_count to tell a neighbour co-occurrence cannot
  * know yet.
  *
- * The comparison is exact and brute force: every pair of a model's products
- * once, O(n^2 * dimension) (about 10^10 multiply-adds for 20,000 products of
- * 256 dimensions, tens of seconds); a NOTICE reports progress every 10 s.
+ * The search is exhaustive, not approximate: every pair of a model's products
+ * once, O(n^2 * dimension): 20,000 products of 256 dimensions (5 * 10^10
+ * multiply-adds) take about 7 s on one core; 100,000 would take minutes. A
+ * NOTICE reports progress every 10 s. An incremental refresh (an array of
+ * products) costs its products times the catalog.
  */
 #include "personalize.h"
 
@@ -38,6 +40,7 @@ typedef struct Neighbor
 typedef struct TopK
 {
 	int			n;
+	double		floor;			/* the worst score once k are held, else -1: most pairs stop here */
 	Neighbor   *items;
 } TopK;
 
@@ -98,6 +101,8 @@ topk_offer(TopK *t, int k, const Neighbor *cand)
 			i = (i - 1) / 2;
 		}
 		t->items[i] = *cand;
+		if (t->n == k)
+			t->floor = t->items[0].score;
 		return;
 	}
 	if (!worse(&t->items[0], cand))
@@ -123,32 +128,46 @@ topk_offer(TopK *t, int k, const Neighbor *cand)
 		i = m;
 	}
 	t->items[i] = *cand;
+	t->floor = t->items[0].score;
 }
 
 /*
- * Dot product in double precision, in four independent sums (so that the
- * compiler can pipeline them); the same order for (a, b) and (b, a), so a
- * pair's cosine is the same whichever product's list is computed.
+ * Dot product in eight independent single-precision sums, which the compiler
+ * turns into vector instructions (three times the speed of one double sum;
+ * the error, about 1e-7 of the cosine against double precision, does not
+ * matter to a ranking). The
+ * same order for (a, b) and (b, a), so a pair's cosine is the same whichever
+ * product's list is computed.
  */
 static double
 dot(const float4 *a, const float4 *b, int d)
 {
-	double		s0 = 0.0,
-				s1 = 0.0,
-				s2 = 0.0,
-				s3 = 0.0;
-	int			i = 0;
+	float4		s0 = 0,
+				s1 = 0,
+				s2 = 0,
+				s3 = 0,
+				s4 = 0,
+				s5 = 0,
+				s6 = 0,
+				s7 = 0,
+				rest = 0;
+	const float4 *end = a + (d & ~7);
 
-	for (; i + 4 <= d; i += 4)
+	/* pointers, not a[i + l]: with -fwrapv an int index may wrap, and gcc then loads lane by lane */
+	for (; a < end; a += 8, b += 8)
 	{
-		s0 += (double) a[i] * (double) b[i];
-		s1 += (double) a[i + 1] * (double) b[i + 1];
-		s2 += (double) a[i + 2] * (double) b[i + 2];
-		s3 += (double) a[i + 3] * (double) b[i + 3];
+		s0 += a[0] * b[0];
+		s1 += a[1] * b[1];
+		s2 += a[2] * b[2];
+		s3 += a[3] * b[3];
+		s4 += a[4] * b[4];
+		s5 += a[5] * b[5];
+		s6 += a[6] * b[6];
+		s7 += a[7] * b[7];
 	}
-	for (; i < d; i++)
-		s0 += (double) a[i] * (double) b[i];
-	return (s0 + s1) + (s2 + s3);
+	for (int i = 0; i < (d & 7); i++)
+		rest += a[i] * b[i];
+	return (double) (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) + rest);
 }
 
 static double
@@ -169,12 +188,83 @@ compare_pair(Embedded *e, int i, int j, int k)
 	if (!(c > 0.0))
 		return;
 	n.score = c;
-	n.product_id = e[j].product_id;
-	n.idx = j;
-	topk_offer(&e[i].top, k, &n);
-	n.product_id = e[i].product_id;
-	n.idx = i;
-	topk_offer(&e[j].top, k, &n);
+	if (c >= e[i].top.floor)
+	{
+		n.product_id = e[j].product_id;
+		n.idx = j;
+		topk_offer(&e[i].top, k, &n);
+	}
+	if (c >= e[j].top.floor)
+	{
+		n.product_id = e[i].product_id;
+		n.idx = i;
+		topk_offer(&e[j].top, k, &n);
+	}
+}
+
+static void
+progress(TimestampTz started, TimestampTz *last, int done, int total)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	CHECK_FOR_INTERRUPTS();
+	if (TimestampDifferenceExceeds(*last, now, 10000))
+	{
+		ereport(NOTICE,
+				(errmsg("refresh_content_neighbors: %d of %d products compared (%.0f s)", done, total,
+						(double) (now - started) / USECS_PER_SEC)));
+		*last = now;
+	}
+}
+
+/*
+ * Compare within each group: with all, every pair once; otherwise each
+ * target with every product of its group (a pair of targets once). Tiled:
+ * the vectors of a tile of TILE products stay in the CPU cache while the
+ * group streams by once per tile rather than once per product (20% faster
+ * at 20,000 products of 256 dimensions).
+ */
+#define TILE 64
+
+static void
+compare_groups(Embedded *e, int n, bool all, int k, int total)
+{
+	int			side[TILE];
+	int			done = 0;
+	int			ge;
+	TimestampTz started = GetCurrentTimestamp();
+	TimestampTz last = started;
+
+	for (int gs = 0; gs < n; gs = ge)
+	{
+		ge = gs;
+		while (ge < n && e[ge].group == e[gs].group)
+			ge++;
+		for (int next = gs; next < ge;)
+		{
+			int			ns = 0;
+
+			while (next < ge && ns < TILE)
+			{
+				if (all || e[next].target)
+					side[ns++] = next;
+				next++;
+			}
+			if (ns == 0)
+				continue;
+			for (int j = all ? side[0] + 1 : gs; j < ge; j++)
+				for (int s = 0; s < ns; s++)
+				{
+					int			i = side[s];
+
+					/* a pair once: from its smaller product when both are on the tile's side */
+					if (j > i || (j < i && !all && !e[j].target))
+						compare_pair(e, i, j, k);
+				}
+			done += ns;
+			progress(started, &last, done, total);
+		}
+	}
 }
 
 /*
@@ -236,6 +326,7 @@ load_embeddings(int *n_out, HTAB *index)
 		else
 			pfree(model);
 		memset(&e[n], 0, sizeof(Embedded));
+		e[n].top.floor = -1.0;
 		e[n].product_id = spi_int8(r, 1, 0);
 		e[n].customers = spi_int8(r, 4, 0);
 		e[n].group = group;
@@ -306,21 +397,6 @@ write_list(int64 product_id, Neighbor *items, int n, const Embedded *e, MemoryCo
 	return written;
 }
 
-static void
-progress(TimestampTz started, TimestampTz *last, int done, int total)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	CHECK_FOR_INTERRUPTS();
-	if (TimestampDifferenceExceeds(*last, now, 10000))
-	{
-		ereport(NOTICE,
-				(errmsg("refresh_content_neighbors: %d of %d products compared (%.0f s)", done, total,
-						(double) (now - started) / USECS_PER_SEC)));
-		*last = now;
-	}
-}
-
 static int
 cmp_int64(const void *pa, const void *pb)
 {
@@ -332,12 +408,14 @@ cmp_int64(const void *pa, const void *pb)
 
 /*
  * Incremental refresh: the lists that are not the targets' own. A list that
- * holds a target, or that a target now enters (it beats the K-th, or the list
- * is shorter than K), is rewritten: its entries that are not targets and still
- * in its model's group (others are gone from a full refresh too), plus the
- * targets alike to it, best K kept. targets is sorted. Returns the number of
- * lists written. (A target that leaves a full list leaves it one shorter
- * until the next full refresh, which has the whole picture.)
+ * holds a target, or that a target now enters, is rewritten: its entries that
+ * are not targets and still in its model's group (others are gone from a full
+ * refresh too), plus the targets that beat its K-th entry (any alike target
+ * when it is shorter than K: it then held every product alike to it), best K
+ * kept. So every list stays a true prefix of what a full refresh gives: a
+ * target that leaves a full list leaves it one shorter, since what ranked
+ * K+1-th was never stored; the next full refresh fills it. targets is sorted.
+ * Returns the number of lists written.
  */
 static int64
 merge_targets(Embedded *e, int n, HTAB *index, int64 *targets, int ntargets, int k, MemoryContext tmp)
@@ -375,6 +453,7 @@ merge_targets(Embedded *e, int n, HTAB *index, int64 *targets, int ntargets, int
 		int64	   *nid;
 		double	   *nsc;
 		Neighbor   *merged;
+		Neighbor	kth = {0, 0, -1};
 		int			m = 0;
 		bool		changed = false;
 
@@ -388,6 +467,12 @@ merge_targets(Embedded *e, int n, HTAB *index, int64 *targets, int ntargets, int
 		nid = (int64 *) ((char *) na + ARR_OVERHEAD_NONULLS(ARR_NDIM(na)));
 		nsc = (double *) ((char *) sa + ARR_OVERHEAD_NONULLS(ARR_NDIM(sa)));
 		merged = palloc(sizeof(Neighbor) * (len + j->top.n + 1));
+		if (len >= k)
+		{
+			/* the K-th entry (lists are best first) */
+			kth.score = nsc[k - 1];
+			kth.product_id = nid[k - 1];
+		}
 		for (int i = 0; i < len; i++)
 		{
 			IdEntry    *ns = hash_search(index, &nid[i], HASH_FIND, NULL);
@@ -406,7 +491,8 @@ merge_targets(Embedded *e, int n, HTAB *index, int64 *targets, int ntargets, int
 			m++;
 		}
 		for (int i = 0; i < j->top.n; i++)
-			merged[m++] = j->top.items[i];
+			if (len < k || worse(&kth, &j->top.items[i]))
+				merged[m++] = j->top.items[i];
 		qsort(merged, m, sizeof(Neighbor), cmp_best_first);
 		m = Min(m, k);
 		/* rewritten only if a target left the list or entered it */
@@ -451,8 +537,6 @@ personalize_refresh_content_neighbors(PG_FUNCTION_ARGS)
 	int			n;
 	int64		written = 0;
 	MemoryContext tmp;
-	TimestampTz started = GetCurrentTimestamp();
-	TimestampTz last = started;
 
 	if (!all)
 	{
@@ -494,13 +578,7 @@ personalize_refresh_content_neighbors(PG_FUNCTION_ARGS)
 
 	if (all)
 	{
-		/* every pair of a group once */
-		for (int i = 0; i < n; i++)
-		{
-			for (int j = i + 1; j < n && e[j].group == e[i].group; j++)
-				compare_pair(e, i, j, k);
-			progress(started, &last, i + 1, n);
-		}
+		compare_groups(e, n, true, k, n);
 		if (SPI_execute("DELETE FROM personalize.neighbors WHERE measure = 'content'", false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "personalize: could not delete the content neighbour lists");
 		for (int i = 0; i < n; i++)
@@ -515,29 +593,19 @@ personalize_refresh_content_neighbors(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		int		   *group_start = palloc(sizeof(int) * Max(n, 1));
-		int			done = 0;
+		int			loaded = 0;
 
-		/* where each product's group begins (groups are contiguous) */
-		for (int i = 0; i < n; i++)
-			group_start[i] = (i > 0 && e[i - 1].group == e[i].group) ? group_start[i - 1] : i;
 		for (int q = 0; q < ntargets; q++)
 		{
 			IdEntry    *slot = hash_search(index, &targets[q], HASH_FIND, NULL);
 
 			if (slot != NULL)
+			{
 				e[slot->idx].target = true;
+				loaded++;
+			}
 		}
-		/* each target against its whole group; a pair of targets once */
-		for (int i = 0; i < n; i++)
-		{
-			if (!e[i].target)
-				continue;
-			for (int j = group_start[i]; j < n && e[j].group == e[i].group; j++)
-				if (j != i && !(e[j].target && j < i))
-					compare_pair(e, i, j, k);
-			progress(started, &last, ++done, ntargets);
-		}
+		compare_groups(e, n, false, k, loaded);
 		/* the targets' own lists; a target not loaded (inactive, no embedding) loses its list */
 		for (int q = 0; q < ntargets; q++)
 		{
