@@ -135,9 +135,8 @@ topk_offer(TopK *t, int k, const Neighbor *cand)
  * Dot product in eight independent single-precision sums, which the compiler
  * turns into vector instructions (three times the speed of one double sum;
  * the error, about 1e-7 of the cosine against double precision, does not
- * matter to a ranking). The
- * same order for (a, b) and (b, a), so a pair's cosine is the same whichever
- * product's list is computed.
+ * matter to a ranking). The same order for (a, b) and (b, a), so a pair's
+ * cosine is the same whichever product's list is computed.
  */
 static double
 dot(const float4 *a, const float4 *b, int d)
