@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
-          postgresql-contrib gnuplot-nox python3)
+          postgresql-contrib gnuplot-nox python3 nodejs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
