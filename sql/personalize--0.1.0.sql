@@ -358,8 +358,10 @@ BEGIN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
         ON CONFLICT (product_id) DO NOTHING;
+        -- the 'content' lists (embed_products) do not depend on co-occurrence: kept
         DELETE FROM @extschema@.neighbors n
-        WHERE NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+        WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
     END IF;
     SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
     FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS m
@@ -377,7 +379,8 @@ BEGIN
         SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
         EXIT WHEN batch IS NULL;
 
-        DELETE FROM @extschema@.neighbors n WHERE n.product_id = ANY (batch);
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
@@ -506,7 +509,9 @@ BEGIN
     PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
     phase_at := clock_timestamp();
     TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
-             @extschema@.pair_counts, @extschema@.dirty_products, @extschema@.neighbors;
+             @extschema@.pair_counts, @extschema@.dirty_products;
+    -- the 'content' lists come from embeddings (embed_products), not from the events
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
@@ -625,14 +630,14 @@ BEGIN
     RETURN name;
 END $$;
 COMMENT ON FUNCTION @extschema@.create_variant(text, text, jsonb) IS
-    'Create a named variant (popular, cooccurrence or hybrid with parameters), validated; see docs/reference.md for the parameters.';
+    'Create a named variant (popular, cooccurrence, hybrid or llm with parameters), validated; see docs/reference.md for the parameters.';
 
 CREATE FUNCTION @extschema@.drop_variant(name text) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
         RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
-            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence and hybrid.';
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
     END IF;
     DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
     IF NOT FOUND THEN

@@ -139,14 +139,20 @@ exec_plan(SPIPlanPtr plan, Datum *values, int expect)
 		elog(ERROR, "personalize: model statement failed: %s", SPI_result_code_string(rc));
 }
 
-/* The whole model is emptied with interactions (TRUNCATE). */
+/*
+ * The whole model is emptied with interactions (TRUNCATE), except the 'content'
+ * neighbour lists: they come from product embeddings, not from the events.
+ */
 static void
 truncate_model(void)
 {
 	if (SPI_execute("TRUNCATE personalize.customer_items, personalize.customer_state, "
 					"personalize.item_counts, personalize.pair_counts, personalize.dirty_products, "
-					"personalize.neighbors, personalize.popular, personalize.popular_scores", false, 0) != SPI_OK_UTILITY)
+					"personalize.popular, personalize.popular_scores", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "personalize: could not truncate the model");
+	if (SPI_execute("DELETE FROM personalize.neighbors WHERE measure OPERATOR(pg_catalog.<>) 'content'",
+					false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "personalize: could not empty the neighbour lists");
 	if (SPI_execute("UPDATE personalize.customer_totals SET customers = 0", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "personalize: could not reset customer totals");
 }

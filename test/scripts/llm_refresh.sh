@@ -306,6 +306,12 @@ q -c "UPDATE personalize.products SET name = 'BLUE GLASS JAR RENAMED' WHERE prod
 out=$(llm ok.emb3 -c 'CALL personalize.embed_products()')
 is "$(q -c "SELECT customers FROM personalize.llm_runs ORDER BY run_id DESC LIMIT 1")" 1 "a renamed product is embedded again"
 
+q -c 'SELECT personalize.refresh_neighbors(all_products => true)' -c 'SELECT personalize.rebuild()' >/dev/null 2>&1
+is "$(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content'")" 300 "refresh_neighbors() and rebuild() keep the content lists"
+q -c 'BEGIN' -c 'TRUNCATE personalize.interactions CASCADE' \
+  -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content'" -c 'ROLLBACK' > "$tmp/trunc.out" 2>&1
+is "$(tail -n 1 "$tmp/trunc.out")" 300 "TRUNCATE of the events empties the model but keeps the content lists"
+
 # ---- pg_cron: the job scheduled at the start has run by now
 while [ $((SECONDS - cron_started)) -lt 75 ] && \
       [ "$(q -d postgres -c "SELECT count(*) FROM personalize.llm_runs WHERE status <> 'running'")" = 0 ]; do sleep 1; done
