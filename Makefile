@@ -5,7 +5,7 @@ OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/mod
 DATA        = sql/personalize--0.1.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install schema errors privileges search_path loader engine recommend experiments llm_serving
+REGRESS     = install schema errors privileges search_path loader engine recommend experiments llm_serving llm
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters

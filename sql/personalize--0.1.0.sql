@@ -1440,18 +1440,20 @@ BEGIN
     END IF;
 
     -- every (customer entry, recommendation) of the answer, classified in one pass
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp.personalize_llm_items (
+    IF to_regclass('pg_temp.personalize_llm_items') IS NULL THEN
+        CREATE TEMP TABLE personalize_llm_items (
         ord bigint, entry bigint, customer_id bigint, customer_text text, product_id bigint, product_text text,
         reason text, verdict text) ON COMMIT DROP;
+    END IF;
     TRUNCATE pg_temp.personalize_llm_items;
     INSERT INTO pg_temp.personalize_llm_items
     SELECT row_number() OVER (ORDER BY e.n, r.m), e.n,
            CASE WHEN jsonb_typeof(e.v -> 'customer_id') = 'number' AND (e.v ->> 'customer_id') ~ '^-?[0-9]{1,18}$'
                 THEN (e.v ->> 'customer_id')::bigint END,
-           left(e.v ->> 'customer_id', 40),
+           left((e.v -> 'customer_id')::text, 40),
            CASE WHEN jsonb_typeof(r.v -> 'product_id') = 'number' AND (r.v ->> 'product_id') ~ '^-?[0-9]{1,18}$'
                 THEN (r.v ->> 'product_id')::bigint END,
-           left(r.v ->> 'product_id', 40),
+           left((r.v -> 'product_id')::text, 40),
            CASE WHEN jsonb_typeof(r.v -> 'reason') = 'string'
                 THEN nullif(btrim(left(regexp_replace(r.v ->> 'reason', '[[:cntrl:]]+', ' ', 'g'), 300)), '') END,
            NULL
@@ -1504,7 +1506,9 @@ BEGIN
 
     WITH ins AS (
         INSERT INTO @extschema@.llm_rejections (run_id, customer_id, product_id, reason, detail)
-        SELECT run, t.customer_id, t.product_id, t.verdict, CASE t.verdict
+        SELECT run, t.customer_id,
+               CASE WHEN t.verdict NOT IN ('unexpected_customer', 'duplicate_customer') THEN t.product_id END,
+               t.verdict, CASE t.verdict
                    WHEN 'unexpected_customer' THEN format('the answer has customer %s, who was not asked about', coalesce(t.customer_text, 'null'))
                    WHEN 'duplicate_customer' THEN 'a second entry for the same customer'
                    WHEN 'invalid_product_id' THEN format('product_id %s is not an integer', coalesce(t.product_text, 'null'))

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
-          postgresql-contrib gnuplot-nox python3 nodejs)
+          postgresql-contrib gnuplot-nox python3 curl nodejs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -15,6 +15,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q >/dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# npm (for the OpenAI spec check's prism): Debian's npm package, unless the node
+# installed already brings its own (NodeSource's nodejs conflicts with Debian's npm)
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing npm"
+  $SUDO apt-get update -q >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
 fi
 echo "setup: building personalize"
 make -s PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config >/dev/null
