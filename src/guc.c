@@ -84,9 +84,10 @@ check_base_url(char **newval, void **extra, GucSource source)
  * ALTER DATABASE/ROLE ... SET keep it in pg_db_role_setting and a function's SET
  * clause in pg_proc, both readable by PUBLIC. Those are validated (PGC_S_TEST) and
  * applied (PGC_S_DATABASE, PGC_S_USER, PGC_S_DATABASE_USER) with these sources, so
- * a non-empty key from them is refused. SET in a session, the server configuration
- * files (with the library preloaded, see warn_unprotected_key) and the key file are
- * the ways that stay private.
+ * a non-empty key from them is refused. The key file is the way that stays
+ * private everywhere; SET in a session is private to it; the server configuration
+ * files need the library preloaded (see warn_unprotected_key), and the postmaster
+ * logs a changed value when the configuration is reloaded.
  */
 static bool api_key_from_file = false;	/* a non-empty key came from postgresql.conf */
 
@@ -97,12 +98,27 @@ check_api_key(char **newval, void **extra, GucSource source)
 		return true;
 	if (source == PGC_S_FILE)
 		api_key_from_file = true;
-	if (source == PGC_S_TEST || source == PGC_S_DATABASE || source == PGC_S_USER ||
-		source == PGC_S_DATABASE_USER)
+
+	/*
+	 * Refused by raising our own error rather than returning false: the
+	 * generic "invalid value for parameter" message would echo the key.
+	 */
+	if (source == PGC_S_TEST)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("personalize.openai_api_key cannot be stored with ALTER DATABASE, ALTER ROLE or a function's SET clause"),
+				 errdetail("Those keep it in pg_db_role_setting or pg_proc, which every user can read."),
+				 errhint("Put the key in a file only the server can read and name the file in personalize.openai_api_key_file (that setting may be stored anywhere).")));
+
+	/* one stored before the library was loaded: not used, and not echoed */
+	if (source == PGC_S_DATABASE || source == PGC_S_USER || source == PGC_S_DATABASE_USER)
 	{
-		GUC_check_errdetail("A key set with ALTER DATABASE, ALTER ROLE or a function's SET clause is stored in a catalog every user can read.");
-		GUC_check_errhint("Name a file that holds the key in personalize.openai_api_key_file instead (that setting may be stored anywhere), or set the key in postgresql.conf with personalize in shared_preload_libraries.");
-		return false;
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("personalize.openai_api_key set with ALTER DATABASE or ALTER ROLE is ignored"),
+				 errdetail("It is stored in pg_db_role_setting, which every user can read."),
+				 errhint("Remove it with ALTER DATABASE ... RESET or ALTER ROLE ... RESET, replace the key at OpenAI, and use personalize.openai_api_key_file.")));
+		(*newval)[0] = '\0';
 	}
 	return true;
 }

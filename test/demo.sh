@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 test/setup.sh
-exec pg_virtualenv -t -o shared_preload_libraries=pg_cron -o cron.database_name=postgres \
+exec pg_virtualenv -t -o shared_preload_libraries=pg_cron,personalize -o cron.database_name=postgres \
   bash -c 'set -euo pipefail
 createdb personalize_demo
 export PGDATABASE=personalize_demo

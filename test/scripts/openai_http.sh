@@ -59,8 +59,14 @@ dropdb --if-exists "$db" >/dev/null 2>&1
 psql -X -q -d postgres -c "DROP ROLE IF EXISTS $user" >/dev/null 2>&1
 createdb "$db"
 q -c 'CREATE EXTENSION personalize' >/dev/null
-# the key goes in with statement logging off, so only the extension could log it
-q -c "SET log_statement = 'none'" -c "ALTER DATABASE $db SET personalize.openai_api_key = '$KEY'" >/dev/null
+# the key goes in a file named by personalize.openai_api_key_file (the path may be stored
+# with ALTER DATABASE; the key itself may not: refused, and the refusal does not echo it)
+printf '%s\n' "$KEY" > "$tmp/mainkey"
+chmod 644 "$tmp/mainkey"
+out=$(q -c "SET log_statement = 'none'" -c "SET log_min_error_statement = 'panic'" -c "LOAD 'personalize'" -c "ALTER DATABASE $db SET personalize.openai_api_key = '$KEY'")
+tap $([[ "$out" == *"cannot be stored with ALTER DATABASE"* && "$out" != *"$KEY"* ]] && echo 0 || echo 1) \
+  "ALTER DATABASE ... SET personalize.openai_api_key is refused without echoing the key"
+q -c "ALTER DATABASE $db SET personalize.openai_api_key_file = '$tmp/mainkey'" >/dev/null
 
 # --- plain requests
 is "$(call ok.a -c "SELECT http_status, attempts, error IS NULL, error_code IS NULL, body::json->>'object', idx FROM $post1")" \
@@ -168,7 +174,7 @@ tap $([[ "$out" != *"personalize.openai_api_key|"* && "$out" != *"$KEY"* && "$ou
   "SHOW ALL does not list the key"
 out=$(call ok.a -c "SET personalize.openai_api_key = '$BADKEY'" -c "SELECT http_status, error_code, error, body FROM $post1")
 tap $([[ "$out" == 401\|invalid_api_key\|*"[redacted]"* && "$out" != *sk-* ]] && echo 0 || echo 1) "a rejected sk-bad key is redacted from error and body (${out%%|\{*})"
-out=$(call ok.a -v VERBOSITY=verbose -c "SET personalize.openai_api_key = ''" -c "SELECT * FROM $post1")
+out=$(call ok.a -v VERBOSITY=verbose -c "SET personalize.openai_api_key = ''" -c "SET personalize.openai_api_key_file = ''" -c "SELECT * FROM $post1")
 tap $([[ "$out" == *55000*"no OpenAI API key is configured"*HINT* ]] && echo 0 || echo 1) "no key: ERROR 55000 with a hint"
 
 # --- the key file
