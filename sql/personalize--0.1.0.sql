@@ -1220,8 +1220,10 @@ CREATE FUNCTION @extschema@._refresh_content_neighbors(product_ids bigint[] DEFA
 -- Open a run row. One refresh or batch submission at a time (they pick the same
 -- customers); a 'running' row whose backend is gone (crash, terminate, lost
 -- connection) is marked interrupted first, so the new run continues with who is left.
+-- SECURITY DEFINER: pg_stat_activity hides other roles' backend_start from an ordinary
+-- role, which would make a live run look dead.
 CREATE FUNCTION @extschema@._llm_run_start(kind text) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     other record;
     family text[] := CASE WHEN kind = ANY (ARRAY['refresh', 'batch_submit']) THEN ARRAY['refresh', 'batch_submit']
@@ -1442,12 +1444,12 @@ BEGIN
     -- every (customer entry, recommendation) of the answer, classified in one pass
     IF to_regclass('pg_temp.personalize_llm_items') IS NULL THEN
         CREATE TEMP TABLE personalize_llm_items (
-        ord bigint, entry bigint, customer_id bigint, customer_text text, product_id bigint, product_text text,
+        ord bigint, entry bigint, item bigint, customer_id bigint, customer_text text, product_id bigint, product_text text,
         reason text, verdict text) ON COMMIT DROP;
     END IF;
     TRUNCATE pg_temp.personalize_llm_items;
     INSERT INTO pg_temp.personalize_llm_items
-    SELECT row_number() OVER (ORDER BY e.n, r.m), e.n,
+    SELECT row_number() OVER (ORDER BY e.n, r.m), e.n, r.m,
            CASE WHEN jsonb_typeof(e.v -> 'customer_id') = 'number' AND (e.v ->> 'customer_id') ~ '^-?[0-9]{1,18}$'
                 THEN (e.v ->> 'customer_id')::bigint END,
            left((e.v -> 'customer_id')::text, 40),
@@ -1463,12 +1465,17 @@ BEGIN
               WITH ORDINALITY AS r(v, m) ON true
     WHERE jsonb_typeof(e.v) = 'object';
 
+    -- a customer asked about but deleted since (forget_customer): nothing is kept of them
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'gone'
+     WHERE t.customer_id = ANY (asked)
+       AND NOT EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = t.customer_id);
     -- the first entry of an asked customer counts; other entries are rejected
     UPDATE pg_temp.personalize_llm_items t SET verdict = CASE
             WHEN t.customer_id IS NULL OR NOT t.customer_id = ANY (asked) THEN 'unexpected_customer'
             ELSE 'duplicate_customer' END
-     WHERE t.customer_id IS NULL OR NOT t.customer_id = ANY (asked)
-        OR t.entry > (SELECT min(t2.entry) FROM pg_temp.personalize_llm_items t2 WHERE t2.customer_id = t.customer_id);
+     WHERE t.verdict IS NULL
+       AND (t.customer_id IS NULL OR NOT t.customer_id = ANY (asked)
+            OR t.entry > (SELECT min(t2.entry) FROM pg_temp.personalize_llm_items t2 WHERE t2.customer_id = t.customer_id));
     UPDATE pg_temp.personalize_llm_items t SET verdict = v.verdict
       FROM (SELECT t1.ord, CASE
                 WHEN t1.product_id IS NULL THEN 'invalid_product_id'
@@ -1478,7 +1485,7 @@ BEGIN
                 END AS verdict
             FROM pg_temp.personalize_llm_items t1
             LEFT JOIN @extschema@.products p ON p.product_id = t1.product_id
-            WHERE t1.verdict IS NULL AND (t1.product_id IS NOT NULL OR t1.product_text IS NOT NULL)) v
+            WHERE t1.verdict IS NULL AND t1.item IS NOT NULL) v
      WHERE t.ord = v.ord AND v.verdict IS NOT NULL;
     UPDATE pg_temp.personalize_llm_items t SET verdict = 'too_many'
       FROM (SELECT t1.ord, row_number() OVER (PARTITION BY t1.customer_id ORDER BY t1.ord) AS rnk
@@ -1518,7 +1525,7 @@ BEGIN
                    WHEN 'too_many' THEN format('more than k = %s recommendations', k)
                END
           FROM pg_temp.personalize_llm_items t
-         WHERE t.verdict <> 'ok' AND (t.verdict IN ('unexpected_customer', 'duplicate_customer') IS NOT TRUE
+         WHERE t.verdict NOT IN ('ok', 'gone') AND (t.verdict IN ('unexpected_customer', 'duplicate_customer') IS NOT TRUE
                                       OR t.ord = (SELECT min(t2.ord) FROM pg_temp.personalize_llm_items t2
                                                   WHERE t2.entry = t.entry))
         UNION ALL
@@ -1528,6 +1535,7 @@ BEGIN
                     ELSE 'the answer has no entry for this customer' END
           FROM unnest(asked) a
          WHERE NOT EXISTS (SELECT FROM pg_temp.personalize_llm_items t WHERE t.customer_id = a AND t.verdict = 'ok')
+           AND EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = a)
         RETURNING 1)
     SELECT count(*) INTO rejected FROM ins;
     IF stored = 0 THEN
@@ -1966,6 +1974,8 @@ BEGIN
                 SELECT n_rejections + count(*) INTO n_rejections FROM ins;
                 UPDATE @extschema@.llm_batches SET finished_at = clock_timestamp(), ingest_run_id = run
                  WHERE batch_id = b.batch_id;
+                -- the custom_id -> customers map is not needed any more (and holds customer ids)
+                DELETE FROM @extschema@.llm_batch_requests q WHERE q.batch_id = b.batch_id;
                 n_finished := n_finished + 1;
                 RAISE NOTICE 'llm_batch_poll run %: batch % ended %, answers stored for % customers so far', run, b.batch_id, st, n_customers;
             END IF;
@@ -2031,6 +2041,9 @@ DECLARE
     n_retries integer := 0;
     n_failures integer := 0;
     n_prompt bigint := 0;
+    n_rejections integer := 0;
+    quota_error text;
+    last_error text;
     changed bigint[] := '{}';
     lists bigint := 0;
     stop_state text;
@@ -2107,10 +2120,15 @@ BEGIN
                 END IF;
                 IF NOT ok THEN
                     n_failures := n_failures + 1;
+                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input');
+                    IF r.error_code = 'insufficient_quota' THEN
+                        quota_error := r.error;
+                    END IF;
                     INSERT INTO @extschema@.llm_rejections (run_id, product_id, reason, detail)
                     SELECT run, id, CASE WHEN r.http_status BETWEEN 200 AND 299 THEN 'malformed_response' ELSE 'request_failed' END,
-                           left(coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input'), 500)
+                           left(last_error, 500)
                       FROM unnest(ids) id;
+                    n_rejections := n_rejections + cardinality(ids);
                     CONTINUE;
                 END IF;
                 n_prompt := n_prompt + coalesce((resp #>> '{usage,prompt_tokens}')::numeric::bigint, 0);
@@ -2128,7 +2146,8 @@ BEGIN
             END LOOP;
             UPDATE @extschema@.llm_runs
                SET customers = n_products, requests = n_requests, retries = n_retries, failures = n_failures,
-                   prompt_tokens = n_prompt, details = details || jsonb_build_object('embedded', n_products)
+                   rejections = n_rejections, prompt_tokens = n_prompt,
+                   details = details || jsonb_build_object('embedded', n_products)
              WHERE run_id = run;
         EXCEPTION
             WHEN query_canceled THEN
@@ -2150,17 +2169,37 @@ BEGIN
             RAISE NOTICE 'embed_products run %: % of % products embedded', run, n_products, cardinality(todo);
             last_notice := clock_timestamp();
         END IF;
+        EXIT WHEN quota_error IS NOT NULL;
     END LOOP;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- the content lists of this run's products, and of any product embedded by an earlier
+    -- run that stopped (cancel, crash) before it got to this step
+    changed := changed || ARRAY(SELECT e.product_id FROM @extschema@.product_embeddings e
+                                 JOIN @extschema@.products p ON p.product_id = e.product_id AND p.active
+                                WHERE NOT EXISTS (SELECT FROM @extschema@.neighbors n
+                                                   WHERE n.measure = 'content' AND n.product_id = e.product_id));
     IF cardinality(changed) > 0 THEN
-        lists := @extschema@._refresh_content_neighbors(changed);
+        lists := @extschema@._refresh_content_neighbors(ARRAY(SELECT DISTINCT unnest(changed)));
     END IF;
     UPDATE @extschema@.llm_runs
-       SET status = CASE WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed' ELSE 'completed' END,
-           error = CASE WHEN n_requests > 0 AND n_failures = n_requests THEN 'every embeddings request failed (see personalize.llm_rejections)' END,
+       SET status = CASE WHEN quota_error IS NOT NULL THEN 'quota_exceeded'
+                         WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed' ELSE 'completed' END,
+           error = coalesce(quota_error, CASE WHEN n_requests > 0 AND n_failures = n_requests THEN last_error END),
            finished_at = clock_timestamp(), details = details || jsonb_build_object('content_lists', lists)
      WHERE run_id = run;
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF quota_error IS NOT NULL THEN
+        RAISE EXCEPTION 'the OpenAI quota is exhausted'
+            USING ERRCODE = 'insufficient_resources',
+                  DETAIL = format('embed_products run %s stored %s embeddings, then the API said: %s', run, n_products, quota_error),
+                  HINT = 'Check the plan and billing of the OpenAI account; the next run continues with the products left.';
+    ELSIF n_requests > 0 AND n_failures = n_requests THEN
+        RAISE EXCEPTION 'every OpenAI request of embed_products run % failed', run
+            USING ERRCODE = 'connection_exception',
+                  DETAIL = format('%s requests; the last error: %s', n_requests, last_error),
+                  HINT = 'Check personalize.openai_base_url, the API key and personalize.llm_rejections for this run.';
+    END IF;
     RAISE NOTICE 'embed_products run %: done, % products embedded in % requests (% failed), % content neighbour lists written',
         run, n_products, n_requests, n_failures, lists;
 END $$;

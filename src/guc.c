@@ -25,7 +25,7 @@ int			personalize_openai_timeout = 120000;
 int			personalize_openai_max_retries = 5;
 int			personalize_openai_retry_base = 500;
 int			personalize_llm_customers_per_request = 25;
-int			personalize_llm_max_interactions = 5;
+int			personalize_llm_max_interactions = 3;
 int			personalize_llm_ttl = 10080;
 int			personalize_llm_k = 10;
 int			personalize_llm_candidates = 100;
@@ -241,10 +241,10 @@ define_openai_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("personalize.llm_max_interactions",
-							"Most interactions a customer may have to count as cold for the LLM.",
-							NULL,
+							"A customer with fewer interactions than this is cold: the LLM refresh asks about them.",
+							"The default matches hybrid's llm_history (3): every customer asked about gets the answer served.",
 							&personalize_llm_max_interactions,
-							5, 0, 1000000,
+							3, 0, 1000000,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 

@@ -9,5 +9,6 @@ test/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 exec pg_virtualenv -t \
   -o shared_preload_libraries=pg_cron,personalize \
   -o cron.database_name=postgres \
+  -o cron.use_background_workers=on \
   -o max_connections=60 \
   bash test/in_cluster.sh

@@ -250,16 +250,17 @@ is "$(q -c "SELECT count(*) FROM personalize.llm_rejections WHERE detail ~ 'sk-[
 if [[ "$(q -c 'SHOW shared_preload_libraries')" == *personalize* ]]; then
   confkey=sk-conf-visibility-only-5e8a1c
   q -c "ALTER SYSTEM SET personalize.openai_api_key = '$confkey'" -c 'SELECT pg_reload_conf()' >/dev/null
-  q -c "DROP ROLE IF EXISTS regress_llm_reader" -c "CREATE ROLE regress_llm_reader LOGIN" >/dev/null
+  q -c "DROP ROLE IF EXISTS regress_llm_reader" -c "CREATE ROLE regress_llm_reader LOGIN PASSWORD 'regress_llm_pw'" >/dev/null
+  reader() { PGPASSWORD=regress_llm_pw psql -X -q -At -d "$db" -U regress_llm_reader "$@" 2>&1; }
   sleep 0.5
   is "$(q -c "SELECT current_setting('personalize.openai_api_key') = '$confkey'")" t "a key set with ALTER SYSTEM reaches the sessions"
-  out=$(psql -X -q -At -d "$db" -U regress_llm_reader -c "SELECT current_setting('personalize.openai_api_key')" 2>&1)
+  out=$(reader -c "SELECT current_setting('personalize.openai_api_key')" 2>&1)
   has "$out" "must be superuser" "a non-superuser cannot read it in a fresh session"
-  out=$(psql -X -q -At -d "$db" -U regress_llm_reader -c "SHOW personalize.openai_api_key" 2>&1)
+  out=$(reader -c "SHOW personalize.openai_api_key" 2>&1)
   has "$out" "must be superuser" "nor SHOW it"
-  is "$(psql -X -q -At -d "$db" -U regress_llm_reader -c "SELECT count(*) FROM pg_settings WHERE name = 'personalize.openai_api_key'" 2>&1)" 0 \
+  is "$(reader -c "SELECT count(*) FROM pg_settings WHERE name = 'personalize.openai_api_key'")" 0 \
      "nor see it in pg_settings"
-  out=$(psql -X -q -At -d "$db" -U regress_llm_reader -c "SHOW ALL" 2>&1)
+  out=$(reader -c "SHOW ALL" 2>&1)
   [[ "$out" != *"$confkey"* ]]; tap $? "nor in SHOW ALL"
   q -c 'ALTER SYSTEM RESET personalize.openai_api_key' -c 'SELECT pg_reload_conf()' -c 'DROP ROLE regress_llm_reader' >/dev/null
 else
@@ -331,11 +332,20 @@ q -c "UPDATE personalize.products SET name = 'BLUE GLASS JAR RENAMED' WHERE prod
 out=$(llm ok.emb3 -c 'CALL personalize.embed_products()')
 is "$(q -c "SELECT customers FROM personalize.llm_runs ORDER BY run_id DESC LIMIT 1")" 1 "a renamed product is embedded again"
 
+q -c "INSERT INTO personalize.products (product_id, name) VALUES (302, 'RED PAPER BAG 302')" >/dev/null
+out=$(llm quota.emb -c 'CALL personalize.embed_products()')
+has "$out" "53000" "embed_products(): insufficient_quota stops it (53000)"
+is "$(q -c "SELECT status || '|' || requests || '|' || rejections FROM personalize.llm_runs ORDER BY run_id DESC LIMIT 1")" "quota_exceeded|1|1" \
+   "embed_products(): the run row says quota_exceeded, the product recorded as request_failed"
+out=$(llm 500always.emb -c 'SET personalize.openai_max_retries = 0' -c 'CALL personalize.embed_products()')
+has "$out" "08000" "embed_products(): every request failing is an error (08000), so pg_cron reports it"
+out=$(llm ok.emb4 -c 'CALL personalize.embed_products()')
+is "$(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content' AND product_id = 302")" 1 "embed_products(): the product is embedded by the next good run"
 q -c 'SELECT personalize.refresh_neighbors(all_products => true)' -c 'SELECT personalize.rebuild()' >/dev/null 2>&1
-is "$(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content'")" 300 "refresh_neighbors() and rebuild() keep the content lists"
+is "$(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content'")" 301 "refresh_neighbors() and rebuild() keep the content lists"
 q -c 'BEGIN' -c 'TRUNCATE personalize.interactions CASCADE' \
   -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'content'" -c 'ROLLBACK' > "$tmp/trunc.out" 2>&1
-is "$(tail -n 1 "$tmp/trunc.out")" 300 "TRUNCATE of the events empties the model but keeps the content lists"
+is "$(tail -n 1 "$tmp/trunc.out")" 301 "TRUNCATE of the events empties the model but keeps the content lists"
 
 # ---- pg_cron: the job scheduled at the start has run by now
 while [ $((SECONDS - cron_started)) -lt 75 ] && \
