@@ -23,8 +23,11 @@
 # Besides direct calls, CALL llm_refresh(), embed_products() and llm_batch_submit() run against
 # prism: every request they send must pass (their failures must be about prism's answers).
 # Prism is installed with npm once into ${XDG_CACHE_HOME:-~/.cache}/personalize-prism and
-# reused; it needs node >= 18.20.1 (Debian 12's nodejs 18.20.4 runs it). test/setup.sh lists
-# nodejs but not npm: the machines' nodejs (NodeSource, with npm) Provides and Conflicts npm.
+# reused; it needs node >= 18.20.1 (Debian 12's nodejs 18.20.4 runs it). test/setup.sh installs
+# nodejs, and Debian's npm only where node came without one (NodeSource's nodejs brings npm and
+# conflicts with Debian's). Where the npm registry cannot be reached over TLS because this
+# machine does not trust the certificate chain in front of it (a bare chroot without the
+# machine's CA certificates), the check is skipped and says so; any other install failure fails.
 # Runs inside pg_virtualenv (PGHOST, PGPORT, PGUSER set); creates and drops its own database;
 # uses the first free port of 4010-4019. TAP output.
 set -uo pipefail
@@ -71,6 +74,11 @@ if ! installed; then
   else
     sed 's/^/# npm: /' "$work/npm.log" | tail -n 20; rm -rf "$tmp"
   fi
+fi
+if ! installed && grep -qE 'SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE' "$work/npm.log" 2>/dev/null; then
+  echo "ok 1 # SKIP the npm registry's TLS certificate chain is not trusted here, so prism $version cannot be installed"
+  echo "1..1"
+  exit 0
 fi
 installed; tap $? "prism $version is installed in $cache (node $(node --version))"
 installed || { echo "1..$n"; exit 1; }
