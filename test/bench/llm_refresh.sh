@@ -216,7 +216,7 @@ s_req_scaled=$(calc "$s_req / $s_cust * $CUSTOMERS" %.0f)
 s_ms_req=$(calc "$s_secs * 1000 / $s_req" %.1f)
 # linearity: request rate over the first and the second half of the sample (progress samples)
 half=$(awk -v m="$s_secs" '$1 == "seed" { t[++n] = $2; r[n] = $3 }
-  END { if (n < 4) { print "-"; exit }
+  END { if (n < 4) { print "too short to sample (progress every 10 s)"; exit }
         h = 0; for (i = 1; i <= n; i++) if (t[i] <= m / 2) h = i;
         if (h < 1 || r[n] == r[h]) { print "-"; exit }
         printf "%.1f ms per request over the first %d s, %.1f ms over the next %d s",
@@ -230,8 +230,8 @@ report "- data: Online Retail ($(fmt "$n_or") customers, $(fmt "$n_products") ac
 report ""
 report "| way | customers | requests | wall s | customers/s | wall ms per request | prompt tokens | completion tokens | tokens per customer | × fewer requests | × less wall time |"
 report "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-report "| seed's way (1 per request, sequential), measured | $(fmt "$s_cust") | $(fmt "$s_req") | $(fmt "$s_secs" %.1f) | $(calc "$s_cust / $s_secs" %.2f) | $s_ms_req | $(fmt "$s_prompt") | $(fmt "$s_compl") | $(fmt "$(calc "($s_prompt + $s_compl) / $s_cust" %.0f)") | | |"
-report "| seed's way, scaled to $(fmt "$CUSTOMERS") | $(fmt "$CUSTOMERS") | $(fmt "$s_req_scaled") | $(fmt "$s_scaled" %.0f) | $(calc "$s_cust / $s_secs" %.2f) | $s_ms_req | $(fmt "$(calc "$s_prompt / $s_cust * $CUSTOMERS" %.0f)") | $(fmt "$(calc "$s_compl / $s_cust * $CUSTOMERS" %.0f)") | $(fmt "$(calc "($s_prompt + $s_compl) / $s_cust" %.0f)") | 1 | 1 |"
+report "| seed's way (1 per request, sequential), measured | $(fmt "$s_cust") | $(fmt "$s_req") | $(fmt "$s_secs" %.1f) | $(calc "$s_cust / $s_secs" %.2f) | $s_ms_req | $(fmt "$s_prompt") | $(fmt "$s_compl") | $(fmt "$(calc "($s_prompt + $s_compl) / $s_cust" %.0f)") | $( [ "$s_cust" = "$CUSTOMERS" ] && echo 1) | $( [ "$s_cust" = "$CUSTOMERS" ] && echo 1) |"
+[ "$s_cust" = "$CUSTOMERS" ] || report "| seed's way, scaled to $(fmt "$CUSTOMERS") | $(fmt "$CUSTOMERS") | $(fmt "$s_req_scaled") | $(fmt "$s_scaled" %.0f) | $(calc "$s_cust / $s_secs" %.2f) | $s_ms_req | $(fmt "$(calc "$s_prompt / $s_cust * $CUSTOMERS" %.0f)") | $(fmt "$(calc "$s_compl / $s_cust * $CUSTOMERS" %.0f)") | $(fmt "$(calc "($s_prompt + $s_compl) / $s_cust" %.0f)") | 1 | 1 |"
 : > llm_refresh.dat
 met_req=yes; met_wall=yes; best_wall=
 while IFS=$'\t' read -r label conc per max run status cust req retries fail rej prompt compl secs client stored stored_new mreq mcust; do
