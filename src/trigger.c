@@ -18,6 +18,7 @@
  */
 #include "personalize.h"
 
+#include "access/xact.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
@@ -42,7 +43,7 @@ typedef struct CustomerWork
 	bool		load_model;		/* its in-model rows take part */
 } CustomerWork;
 
-static SPIPlanPtr plan_cap, plan_lock, plan_model_rows, plan_all_rows, plan_pair_rows,
+static SPIPlanPtr plan_cap, plan_lock, plan_lock_check, plan_model_rows, plan_all_rows, plan_pair_rows,
 			plan_truth, plan_upsert_items, plan_delete_items, plan_update_state,
 			plan_delete_state, plan_pairs, plan_pairs_zero, plan_singles, plan_singles_zero,
 			plan_totals, plan_dirty;
@@ -234,12 +235,24 @@ apply_deltas(DeltaBuffer *buf, bool is_pairs)
 								   2, t2), v, SPI_OK_DELETE);
 }
 
-/* customer_state rows for the customers, created if missing, locked in id order. */
+/*
+ * customer_state rows for the customers, created if missing, locked in id order.
+ *
+ * Under REPEATABLE READ or SERIALIZABLE, a row updated since our snapshot makes
+ * the upsert fail with a serialization error, as it should: our snapshot's
+ * history of that customer is stale. A row deleted since our snapshot (the
+ * customer's last events deleted, forget_customer) does not: the upsert simply
+ * inserts a new one. Our snapshot still sees the deleted row then, so a
+ * customer whose row we inserted but whose old row we still see is refused the
+ * same way.
+ */
 static void
 lock_customers(CustomerWork *cw, int ncust)
 {
 	Oid			t1[1] = {INT8ARRAYOID};
 	int64	   *ids = palloc(sizeof(int64) * Max(ncust, 1));
+	int64	   *inserted = palloc(sizeof(int64) * Max(ncust, 1));
+	int			ninserted = 0;
 	Datum		v[1];
 
 	for (int i = 0; i < ncust; i++)
@@ -248,7 +261,7 @@ lock_customers(CustomerWork *cw, int ncust)
 					 "INSERT INTO personalize.customer_state AS s (customer_id) "
 					 "SELECT c FROM unnest($1) AS c ORDER BY c "
 					 "ON CONFLICT (customer_id) DO UPDATE SET items = s.items "
-					 "RETURNING s.customer_id, s.items, s.model_items, s.max_model_first_id",
+					 "RETURNING s.customer_id, s.items, s.model_items, s.max_model_first_id, s.xmax = '0'::xid",
 					 1, t1);
 	v[0] = int8_array_datum(ids, ncust);
 	exec_plan(plan_lock, v, SPI_OK_INSERT_RETURNING);
@@ -256,12 +269,29 @@ lock_customers(CustomerWork *cw, int ncust)
 	{
 		int64		id = spi_int8(i, 1, 0);
 		CustomerWork *w = bsearch(&id, cw, ncust, sizeof(CustomerWork), cmp_int64);
+		bool		isnull;
 
 		if (w == NULL)
 			elog(ERROR, "personalize: customer_state returned an unknown customer");
 		w->items = (int32) spi_int8(i, 2, 0);
 		w->model_items = (int32) spi_int8(i, 3, 0);
 		w->max_model_first_id = spi_int8(i, 4, PG_INT64_MAX);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull)) && !isnull)
+			inserted[ninserted++] = id;
+	}
+	if (ninserted > 0 && IsolationUsesXactSnapshot())
+	{
+		spi_prepare_kept(&plan_lock_check,
+						 "SELECT count(*) FROM personalize.customer_state WHERE customer_id = ANY($1)",
+						 1, t1);
+		v[0] = int8_array_datum(inserted, ninserted);
+		exec_plan(plan_lock_check, v, SPI_OK_SELECT);
+		if (spi_int8(0, 1, 0) > ninserted)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent delete"),
+					 errdetail("Another transaction deleted a customer's last events after this transaction's snapshot was taken."),
+					 errhint("The transaction might succeed if retried.")));
 	}
 }
 

@@ -183,4 +183,26 @@ interrupt_copy cancel cancel
 tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$work/cancel.out" && [ "$before" = "$after" ] && echo 0 || echo 1) \
   "cancel: a COPY cancelled mid-way reports the cancel and writes nothing ($after events)"
 check_exact cancel
+
+# REPEATABLE READ against a concurrent delete of a customer's last events: the delete
+# removes the customer's model state row, so the upsert that locks it finds no conflict;
+# the writer must still fail with a serialization error instead of working from its
+# stale snapshot (a random phase C run found it as a check-constraint violation)
+q -c 'INSERT INTO personalize.customers (customer_id) VALUES (990001)' \
+  -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (990001, 1, 'purchase'), (990001, 2, 'purchase')" >/dev/null
+( q <<'SQL'
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT count(*) FROM personalize.customer_items;
+SELECT pg_sleep(1.5);
+INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (990001, 3, 'purchase');
+COMMIT;
+SQL
+) > "$work/rr.out" 2>&1 &
+rr_pid=$!
+sleep 0.5
+q -c 'DELETE FROM personalize.interactions WHERE customer_id = 990001' >/dev/null
+wait "$rr_pid"
+tap $(grep -q 'could not serialize access due to concurrent delete' "$work/rr.out" && echo 0 || echo 1) \
+  "repeatable read: a writer whose customer's state was deleted after its snapshot gets a serialization failure"
+check_exact rr_delete
 exit 0
