@@ -672,28 +672,38 @@ BEGIN
 END $$;
 COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. CALL it outside a transaction block.';
 
-CREATE FUNCTION @extschema@.schedule_refresh(schedule text DEFAULT '* * * * *') RETURNS bigint
+-- pg_cron plumbing shared by every schedule_* function: a clear error with a hint where
+-- pg_cron is not installed in this database
+CREATE FUNCTION @extschema@._cron_schedule(job text, schedule text, command text) RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database'
             USING ERRCODE = 'feature_not_supported',
-                  DETAIL = 'The refresh is scheduled as a pg_cron job.',
-                  HINT = 'Add pg_cron to shared_preload_libraries, set cron.database_name to this database, run CREATE EXTENSION pg_cron; or run CALL personalize.refresh() from your own scheduler.';
+                  DETAIL = format('The job %s is scheduled with pg_cron.', job),
+                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name to this database, run CREATE EXTENSION pg_cron; or run %s from your own scheduler.', command);
     END IF;
-    RETURN cron.schedule('personalize-refresh', schedule, 'CALL personalize.refresh()');
+    RETURN cron.schedule(job, schedule, command);
 END $$;
-COMMENT ON FUNCTION @extschema@.schedule_refresh(text) IS 'Schedule CALL personalize.refresh() with pg_cron (job name personalize-refresh); returns the job id.';
 
-CREATE FUNCTION @extschema@.unschedule_refresh() RETURNS boolean
+CREATE FUNCTION @extschema@._cron_unschedule(job text) RETURNS boolean
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database'
             USING ERRCODE = 'feature_not_supported', HINT = 'Nothing is scheduled without pg_cron.';
     END IF;
-    RETURN cron.unschedule('personalize-refresh');
+    RETURN cron.unschedule(job);
 END $$;
+
+CREATE FUNCTION @extschema@.schedule_refresh(schedule text DEFAULT '* * * * *') RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_schedule('personalize-refresh', schedule, 'CALL personalize.refresh()');
+COMMENT ON FUNCTION @extschema@.schedule_refresh(text) IS 'Schedule CALL personalize.refresh() with pg_cron (job name personalize-refresh); returns the job id.';
+
+CREATE FUNCTION @extschema@.unschedule_refresh() RETURNS boolean
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_unschedule('personalize-refresh');
 COMMENT ON FUNCTION @extschema@.unschedule_refresh() IS 'Remove the pg_cron job that schedule_refresh() created.';
 
 ------------------------------------------------------------------------------
@@ -1258,19 +1268,23 @@ END $$;
 -- personalize.llm_ttl, not waiting in an unfinished batch.
 CREATE FUNCTION @extschema@._llm_pick(max_customers integer) RETURNS bigint[]
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- the settings once (a MATERIALIZED CTE), not once per customer in the lateral below
+    WITH s AS MATERIALIZED (
+        SELECT (g ->> 'llm_max_interactions')::integer AS max_events,
+               now() - make_interval(mins => (g ->> 'llm_ttl_minutes')::integer) AS fresh_after
+        FROM @extschema@._llm_settings() AS g)
     SELECT coalesce(array_agg(p.customer_id ORDER BY p.last_at DESC, p.customer_id), '{}')
     FROM (
         SELECT c.customer_id, coalesce(h.last_at, c.created_at) AS last_at
-        FROM @extschema@.customers c
+        FROM s CROSS JOIN @extschema@.customers c
         CROSS JOIN LATERAL (
             SELECT count(*) AS n, max(x.occurred_at) AS last_at
             FROM (SELECT i.occurred_at FROM @extschema@.interactions i
                   WHERE i.customer_id = c.customer_id
-                  LIMIT (@extschema@._llm_settings() ->> 'llm_max_interactions')::integer) x) h
-        WHERE h.n < (@extschema@._llm_settings() ->> 'llm_max_interactions')::integer
+                  LIMIT s.max_events) x) h
+        WHERE h.n < s.max_events
           AND NOT EXISTS (SELECT FROM @extschema@.llm_recommendations r
-                          WHERE r.customer_id = c.customer_id
-                            AND r.generated_at > now() - make_interval(mins => (@extschema@._llm_settings() ->> 'llm_ttl_minutes')::integer))
+                          WHERE r.customer_id = c.customer_id AND r.generated_at > s.fresh_after)
           AND NOT EXISTS (SELECT FROM @extschema@.llm_batch_requests q
                           JOIN @extschema@.llm_batches b ON b.batch_id = q.batch_id
                           WHERE b.finished_at IS NULL AND c.customer_id = ANY (q.customer_ids))
@@ -1283,11 +1297,12 @@ $$;
 -- personalize.llm_candidates active products.
 CREATE FUNCTION @extschema@._llm_catalog() RETURNS jsonb
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    WITH pick AS (
+    WITH n AS MATERIALIZED (SELECT (@extschema@._llm_settings() ->> 'llm_candidates')::integer AS candidates),
+    pick AS (
         SELECT DISTINCT ON (s.product_id) s.product_id, s.prio, s.ord
         FROM (
-            SELECT p.product_id, 0 AS prio, p.rank::bigint AS ord FROM @extschema@.popular p
-            WHERE p.rank <= (@extschema@._llm_settings() ->> 'llm_candidates')::integer / 2
+            SELECT p.product_id, 0 AS prio, p.rank::bigint AS ord FROM @extschema@.popular p, n
+            WHERE p.rank <= n.candidates / 2
             UNION ALL
             SELECT m.product_id, 1, 0 FROM @extschema@.marketing_campaigns m
             WHERE now() >= m.starts_at AND now() < m.ends_at
@@ -1304,7 +1319,7 @@ CREATE FUNCTION @extschema@._llm_catalog() RETURNS jsonb
         SELECT pr.product_id, pr.name, pr.category, pr.price, k.prio, k.ord
         FROM pick k JOIN @extschema@.products pr ON pr.product_id = k.product_id AND pr.active
         ORDER BY k.prio, k.ord, pr.product_id
-        LIMIT (@extschema@._llm_settings() ->> 'llm_candidates')::integer
+        LIMIT (SELECT n.candidates FROM n)
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object('product_id', product_id, 'name', name,
                                                   'category', category, 'price', price)
@@ -1502,14 +1517,14 @@ BEGIN
      ORDER BY c.customer_id FOR KEY SHARE;
     DELETE FROM @extschema@.llm_recommendations r
      WHERE r.customer_id IN (SELECT t.customer_id FROM pg_temp.personalize_llm_items t WHERE t.verdict = 'ok');
-    INSERT INTO @extschema@.llm_recommendations (customer_id, rank, product_id, reason, run_id, model)
-    SELECT t.customer_id, row_number() OVER (PARTITION BY t.customer_id ORDER BY t.ord), t.product_id, t.reason, run, model
-      FROM pg_temp.personalize_llm_items t
-      JOIN @extschema@.customers c ON c.customer_id = t.customer_id
-     WHERE t.verdict = 'ok';
-    SELECT count(DISTINCT t.customer_id) INTO stored
-      FROM pg_temp.personalize_llm_items t JOIN @extschema@.customers c ON c.customer_id = t.customer_id
-     WHERE t.verdict = 'ok';
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_recommendations (customer_id, rank, product_id, reason, run_id, model)
+        SELECT t.customer_id, row_number() OVER (PARTITION BY t.customer_id ORDER BY t.ord), t.product_id, t.reason, run, model
+          FROM pg_temp.personalize_llm_items t
+          JOIN @extschema@.customers c ON c.customer_id = t.customer_id
+         WHERE t.verdict = 'ok'
+        RETURNING customer_id)
+    SELECT count(DISTINCT ins.customer_id) INTO stored FROM ins;
 
     WITH ins AS (
         INSERT INTO @extschema@.llm_rejections (run_id, customer_id, product_id, reason, detail)
@@ -2205,29 +2220,6 @@ BEGIN
 END $$;
 COMMENT ON PROCEDURE @extschema@.embed_products(integer) IS
     'Store OpenAI embeddings of the products that lack a current one (2048 per request) and refresh their content neighbour lists. CALL it outside a transaction block.';
-
--- pg_cron plumbing shared by the schedule_* functions
-CREATE FUNCTION @extschema@._cron_schedule(job text, schedule text, command text) RETURNS bigint
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported',
-                  DETAIL = format('The job %s is scheduled with pg_cron.', job),
-                  HINT = format('Add pg_cron to shared_preload_libraries, set cron.database_name to this database, run CREATE EXTENSION pg_cron; or run %s from your own scheduler.', command);
-    END IF;
-    RETURN cron.schedule(job, schedule, command);
-END $$;
-
-CREATE FUNCTION @extschema@._cron_unschedule(job text) RETURNS boolean
-    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'pg_cron is not installed in this database'
-            USING ERRCODE = 'feature_not_supported', HINT = 'Nothing is scheduled without pg_cron.';
-    END IF;
-    RETURN cron.unschedule(job);
-END $$;
 
 CREATE FUNCTION @extschema@.schedule_llm_refresh(schedule text DEFAULT '0 3 * * *') RETURNS bigint
     LANGUAGE sql SET search_path = pg_catalog, pg_temp
