@@ -333,193 +333,211 @@ load_truth(CustomerItem *keys, int n)
 	return truth;
 }
 
-/*
- * The statement's work: changes[] are per-(customer, product) deltas (insert)
- * or only the keys to recompute from interactions once locked (recompute),
- * sorted by (customer, product).
- */
-static void
-apply_changes(CustomerItem *changes, int nchanges, bool recompute)
+/* The statement's state, handed from one phase of apply_changes() to the next. */
+typedef struct StatementWork
 {
-	int			cap;
-	int			ncust = 0;
-	CustomerWork *cw;
-	CustomerItem *rows;
-	int			nrows = 0,
-				rowcap = 256;
-	DeltaBuffer pairs = {0},
-				singles = {0};
-	int64		shard_delta[NUM_SHARDS] = {0};
-	int64	   *dirty = NULL;
-	int			ndirty = 0;
+	CustomerItem *changes;		/* sorted by (customer, product) */
+	int			nchanges;
+	bool		recompute;
+	int			cap;			/* max_items_per_customer */
+	CustomerWork *cw;			/* distinct customers, in id order */
+	int			ncust;
+	CustomerItem *rows;			/* stored rows, then merged with changes */
+	int			nrows;
+	DeltaBuffer pairs;
+	DeltaBuffer singles;
+	int64		shard_delta[NUM_SHARDS];
 	/* write buffers */
-	int			nup = 0,
-				ndel = 0;
 	CustomerItem **up;
+	int			nup;
 	int64	   *del_c,
 			   *del_p;
+	int			ndel;
 	int64	   *st_c,
 			   *st_x;
 	int32	   *st_i,
 			   *st_m;
-	int			nst = 0;
+	int			nst;
+} StatementWork;
 
-	if (nchanges == 0)
-		return;
-
+/* max_items_per_customer from model_settings. */
+static int
+read_cap(void)
+{
 	if (spi_execute_kept(spi_prepare_kept(&plan_cap,
 										  "SELECT max_items_per_customer FROM personalize.model_settings",
 										  0, NULL), NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "personalize: model_settings has no row");
-	cap = (int) spi_int8(0, 1, 100);
+	return (int) spi_int8(0, 1, 100);
+}
 
-	/* distinct customers, in id order */
-	cw = palloc0(sizeof(CustomerWork) * nchanges);
-	for (int i = 0; i < nchanges; i++)
-		if (ncust == 0 || cw[ncust - 1].customer_id != changes[i].customer_id)
-			cw[ncust++].customer_id = changes[i].customer_id;
-	if (nchanges >= BIG_STATEMENT)
+/* The distinct customers of the changes, in id order. */
+static void
+collect_customers(StatementWork *sw)
+{
+	sw->cw = palloc0(sizeof(CustomerWork) * sw->nchanges);
+	for (int i = 0; i < sw->nchanges; i++)
+		if (sw->ncust == 0 || sw->cw[sw->ncust - 1].customer_id != sw->changes[i].customer_id)
+			sw->cw[sw->ncust++].customer_id = sw->changes[i].customer_id;
+	if (sw->nchanges >= BIG_STATEMENT)
 		ereport(NOTICE,
 				(errmsg("personalize: updating the model for %d (customer, product) histories of %d customers",
-						nchanges, ncust)));
-	lock_customers(cw, ncust);
-	if (recompute)
-		changes = load_truth(changes, nchanges);
+						sw->nchanges, sw->ncust)));
+}
 
-	/* which customers' in-model rows take part */
+/* Which customers' in-model rows take part. */
+static void
+mark_model_loads(StatementWork *sw)
+{
+	int			ci = 0;
+
+	for (int i = 0; i < sw->nchanges; i++)
 	{
-		int			ci = 0;
-
-		for (int i = 0; i < nchanges; i++)
-		{
-			while (cw[ci].customer_id != changes[i].customer_id)
-				ci++;
-			if (recompute || cw[ci].model_items < cap ||
-				changes[i].first_id < cw[ci].max_model_first_id)
-				cw[ci].load_model = true;
-		}
+		while (sw->cw[ci].customer_id != sw->changes[i].customer_id)
+			ci++;
+		if (sw->recompute || sw->cw[ci].model_items < sw->cap ||
+			sw->changes[i].first_id < sw->cw[ci].max_model_first_id)
+			sw->cw[ci].load_model = true;
 	}
+}
 
-	/* load stored rows: changed pairs, plus in-model rows (insert) or all rows (recompute) */
-	rows = palloc(sizeof(CustomerItem) * rowcap);
+/* Load stored rows: changed pairs, plus in-model rows (insert) or all rows (recompute). */
+static void
+load_stored_rows(StatementWork *sw)
+{
+	int			rowcap = 256;
+	Oid			t1[1] = {INT8ARRAYOID};
+	Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	int64	   *lc;
+	int64	   *pc;
+	int64	   *pp;
+	int			nl = 0;
+	Datum		v[2];
+
+	sw->rows = palloc(sizeof(CustomerItem) * rowcap);
+	lc = palloc(sizeof(int64) * sw->ncust);
+	pc = palloc(sizeof(int64) * sw->nchanges);
+	pp = palloc(sizeof(int64) * sw->nchanges);
+	for (int i = 0; i < sw->ncust; i++)
+		if (sw->cw[i].load_model)
+			lc[nl++] = sw->cw[i].customer_id;
+	if (nl > 0)
 	{
-		Oid			t1[1] = {INT8ARRAYOID};
-		Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		int64	   *lc = palloc(sizeof(int64) * ncust);
-		int64	   *pc = palloc(sizeof(int64) * nchanges);
-		int64	   *pp = palloc(sizeof(int64) * nchanges);
-		int			nl = 0;
-		Datum		v[2];
+		SPIPlanPtr	p = sw->recompute
+			? spi_prepare_kept(&plan_all_rows,
+							   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1)",
+							   1, t1)
+			: spi_prepare_kept(&plan_model_rows,
+							   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1) AND in_model",
+							   1, t1);
 
-		for (int i = 0; i < ncust; i++)
-			if (cw[i].load_model)
-				lc[nl++] = cw[i].customer_id;
-		if (nl > 0)
-		{
-			SPIPlanPtr	p = recompute
-				? spi_prepare_kept(&plan_all_rows,
-								   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1)",
-								   1, t1)
-				: spi_prepare_kept(&plan_model_rows,
-								   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1) AND in_model",
-								   1, t1);
-
-			v[0] = int8_array_datum(lc, nl);
-			exec_plan(p, v, SPI_OK_SELECT);
-			append_stored(&rows, &nrows, &rowcap);
-		}
-		for (int i = 0; i < nchanges; i++)
-		{
-			pc[i] = changes[i].customer_id;
-			pp[i] = changes[i].product_id;
-		}
-		spi_prepare_kept(&plan_pair_rows,
-						 "SELECT ci.customer_id, ci.product_id, ci.events::int8, ci.purchases::int8, ci.weight, "
-						 "ci.first_interaction_id, ci.last_at, ci.in_model "
-						 "FROM unnest($1, $2) AS u(c, p) JOIN personalize.customer_items ci "
-						 "ON ci.customer_id = u.c AND ci.product_id = u.p",
-						 2, t2);
-		v[0] = int8_array_datum(pc, nchanges);
-		v[1] = int8_array_datum(pp, nchanges);
-		exec_plan(plan_pair_rows, v, SPI_OK_SELECT);
-		append_stored(&rows, &nrows, &rowcap);
+		v[0] = int8_array_datum(lc, nl);
+		exec_plan(p, v, SPI_OK_SELECT);
+		append_stored(&sw->rows, &sw->nrows, &rowcap);
 	}
+	for (int i = 0; i < sw->nchanges; i++)
+	{
+		pc[i] = sw->changes[i].customer_id;
+		pp[i] = sw->changes[i].product_id;
+	}
+	spi_prepare_kept(&plan_pair_rows,
+					 "SELECT ci.customer_id, ci.product_id, ci.events::int8, ci.purchases::int8, ci.weight, "
+					 "ci.first_interaction_id, ci.last_at, ci.in_model "
+					 "FROM unnest($1, $2) AS u(c, p) JOIN personalize.customer_items ci "
+					 "ON ci.customer_id = u.c AND ci.product_id = u.p",
+					 2, t2);
+	v[0] = int8_array_datum(pc, sw->nchanges);
+	v[1] = int8_array_datum(pp, sw->nchanges);
+	exec_plan(plan_pair_rows, v, SPI_OK_SELECT);
+	append_stored(&sw->rows, &sw->nrows, &rowcap);
+}
 
-	/* merge stored rows (deduplicated) and changes into one sorted item list */
+/* Merge stored rows (deduplicated) and changes into one sorted item list. */
+static void
+merge_rows(StatementWork *sw)
+{
+	CustomerItem *rows = sw->rows;
+	int			nrows = sw->nrows;
+	CustomerItem *changes = sw->changes;
+	int			nchanges = sw->nchanges;
+	CustomerItem *merged;
+	int			out = 0;
+	int			i = 0,
+				j = 0,
+				m = 0;
+
 	qsort(rows, nrows, sizeof(CustomerItem), cmp_item);
-	{
-		int			out = 0;
+	for (int r = 0; r < nrows; r++)
+		if (out == 0 || cmp_item(&rows[out - 1], &rows[r]) != 0)
+			rows[out++] = rows[r];
+	nrows = out;
 
-		for (int i = 0; i < nrows; i++)
-			if (out == 0 || cmp_item(&rows[out - 1], &rows[i]) != 0)
-				rows[out++] = rows[i];
-		nrows = out;
-	}
+	merged = MemoryContextAllocHuge(CurrentMemoryContext,
+									sizeof(CustomerItem) * (nrows + nchanges + 1));
+	while (i < nrows || j < nchanges)
 	{
-		CustomerItem *merged = MemoryContextAllocHuge(CurrentMemoryContext,
-													  sizeof(CustomerItem) * (nrows + nchanges + 1));
-		int			i = 0,
-					j = 0,
-					m = 0;
+		int			c = (i >= nrows) ? 1 : (j >= nchanges) ? -1 : cmp_item(&rows[i], &changes[j]);
 
-		while (i < nrows || j < nchanges)
+		if (c < 0)
+			merged[m++] = rows[i++];
+		else
 		{
-			int			c = (i >= nrows) ? 1 : (j >= nchanges) ? -1 : cmp_item(&rows[i], &changes[j]);
+			CustomerItem *x = &merged[m++];
+			CustomerItem *d = &changes[j++];
 
-			if (c < 0)
-				merged[m++] = rows[i++];
-			else
+			if (c == 0)
 			{
-				CustomerItem *x = &merged[m++];
-				CustomerItem *d = &changes[j++];
-
-				if (c == 0)
+				*x = rows[i++];
+				if (sw->recompute)
 				{
-					*x = rows[i++];
-					if (recompute)
-					{
-						x->changed = x->events != d->events || x->purchases != d->purchases ||
-							x->weight != d->weight || x->first_id != d->first_id || x->last_at != d->last_at;
-						x->events = d->events;
-						x->purchases = d->purchases;
-						x->weight = d->weight;
-						x->first_id = d->first_id;
-						x->last_at = d->last_at;
-					}
-					else
-					{
-						x->events += d->events;
-						x->purchases += d->purchases;
-						x->weight += d->weight;
-						x->first_id = Min(x->first_id, d->first_id);
-						x->last_at = Max(x->last_at, d->last_at);
-						x->changed = true;
-					}
+					x->changed = x->events != d->events || x->purchases != d->purchases ||
+						x->weight != d->weight || x->first_id != d->first_id || x->last_at != d->last_at;
+					x->events = d->events;
+					x->purchases = d->purchases;
+					x->weight = d->weight;
+					x->first_id = d->first_id;
+					x->last_at = d->last_at;
 				}
 				else
 				{
-					*x = *d;
-					x->present_old = false;
-					x->in_model_old = false;
-					x->changed = x->events > 0;
+					x->events += d->events;
+					x->purchases += d->purchases;
+					x->weight += d->weight;
+					x->first_id = Min(x->first_id, d->first_id);
+					x->last_at = Max(x->last_at, d->last_at);
+					x->changed = true;
 				}
 			}
+			else
+			{
+				*x = *d;
+				x->present_old = false;
+				x->in_model_old = false;
+				x->changed = x->events > 0;
+			}
 		}
-		rows = merged;
-		nrows = m;
 	}
+	sw->rows = merged;
+	sw->nrows = m;
+}
 
-	/* per customer: the model set and its deltas */
-	up = palloc(sizeof(CustomerItem *) * Max(nrows, 1));
-	del_c = palloc(sizeof(int64) * Max(nrows, 1));
-	del_p = palloc(sizeof(int64) * Max(nrows, 1));
-	st_c = palloc(sizeof(int64) * ncust);
-	st_x = palloc(sizeof(int64) * ncust);
-	st_i = palloc(sizeof(int32) * ncust);
-	st_m = palloc(sizeof(int32) * ncust);
-	for (int ci = 0, r = 0; ci < ncust; ci++)
+/* Per customer: the model set and its deltas, and the rows and state to write. */
+static void
+compute_customer_deltas(StatementWork *sw)
+{
+	CustomerItem *rows = sw->rows;
+	int			nrows = sw->nrows;
+
+	sw->up = palloc(sizeof(CustomerItem *) * Max(nrows, 1));
+	sw->del_c = palloc(sizeof(int64) * Max(nrows, 1));
+	sw->del_p = palloc(sizeof(int64) * Max(nrows, 1));
+	sw->st_c = palloc(sizeof(int64) * sw->ncust);
+	sw->st_x = palloc(sizeof(int64) * sw->ncust);
+	sw->st_i = palloc(sizeof(int32) * sw->ncust);
+	sw->st_m = palloc(sizeof(int32) * sw->ncust);
+	for (int ci = 0, r = 0; ci < sw->ncust; ci++)
 	{
-		CustomerWork *w = &cw[ci];
+		CustomerWork *w = &sw->cw[ci];
 		int			start = r;
 		int			items = w->items;
 		int			model_items = w->model_items;
@@ -531,8 +549,8 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 
 		if (w->load_model)
 		{
-			model_items = customer_model_delta(&rows[start], r - start, cap,
-											   &pairs, &singles, &max_first);
+			model_items = customer_model_delta(&rows[start], r - start, sw->cap,
+											   &sw->pairs, &sw->singles, &max_first);
 			if (model_items == 0)
 				max_first = PG_INT64_MAX;
 		}
@@ -551,8 +569,8 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 			{
 				if (x->present_old)
 				{
-					del_c[ndel] = x->customer_id;
-					del_p[ndel++] = x->product_id;
+					sw->del_c[sw->ndel] = x->customer_id;
+					sw->del_p[sw->ndel++] = x->product_id;
 					items--;
 				}
 			}
@@ -561,115 +579,130 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 				if (!x->present_old)
 					items++;
 				if (x->changed || x->in_model_new != x->in_model_old || !x->present_old)
-					up[nup++] = x;
+					sw->up[sw->nup++] = x;
 			}
 		}
 		if (w->model_items == 0 && model_items > 0)
-			shard_delta[shard_of(w->customer_id)]++;
+			sw->shard_delta[shard_of(w->customer_id)]++;
 		else if (w->model_items > 0 && model_items == 0)
-			shard_delta[shard_of(w->customer_id)]--;
+			sw->shard_delta[shard_of(w->customer_id)]--;
 
-		st_c[nst] = w->customer_id;
-		st_i[nst] = items;
-		st_m[nst] = model_items;
-		st_x[nst++] = (model_items > 0) ? max_first : 0;
+		sw->st_c[sw->nst] = w->customer_id;
+		sw->st_i[sw->nst] = items;
+		sw->st_m[sw->nst] = model_items;
+		sw->st_x[sw->nst++] = (model_items > 0) ? max_first : 0;
 	}
+}
 
-	/* writes, each one statement in key order */
-	if (nup > 0)
+/* Upsert the new and changed customer_items rows, one statement in key order. */
+static void
+write_item_upserts(CustomerItem **up, int nup)
+{
+	Oid			t[8] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+	FLOAT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
+	int64	   *c = palloc(sizeof(int64) * nup);
+	int64	   *p = palloc(sizeof(int64) * nup);
+	int32	   *ev = palloc(sizeof(int32) * nup);
+	int32	   *pu = palloc(sizeof(int32) * nup);
+	double	   *we = palloc(sizeof(double) * nup);
+	int64	   *fi = palloc(sizeof(int64) * nup);
+	TimestampTz *la = palloc(sizeof(TimestampTz) * nup);
+	bool	   *im = palloc(sizeof(bool) * nup);
+	Datum		v[8];
+
+	for (int i = 0; i < nup; i++)
 	{
-		Oid			t[8] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
-		FLOAT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
-		int64	   *c = palloc(sizeof(int64) * nup);
-		int64	   *p = palloc(sizeof(int64) * nup);
-		int32	   *ev = palloc(sizeof(int32) * nup);
-		int32	   *pu = palloc(sizeof(int32) * nup);
-		double	   *we = palloc(sizeof(double) * nup);
-		int64	   *fi = palloc(sizeof(int64) * nup);
-		TimestampTz *la = palloc(sizeof(TimestampTz) * nup);
-		bool	   *im = palloc(sizeof(bool) * nup);
-		Datum		v[8];
+		c[i] = up[i]->customer_id;
+		p[i] = up[i]->product_id;
+		ev[i] = up[i]->events;
+		pu[i] = up[i]->purchases;
+		we[i] = up[i]->weight;
+		fi[i] = up[i]->first_id;
+		la[i] = up[i]->last_at;
+		im[i] = up[i]->in_model_new;
+	}
+	spi_prepare_kept(&plan_upsert_items,
+					 "INSERT INTO personalize.customer_items AS ci (" ITEM_COLS ") "
+					 "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
+					 "ON CONFLICT (customer_id, product_id) DO UPDATE SET events = EXCLUDED.events, "
+					 "purchases = EXCLUDED.purchases, weight = EXCLUDED.weight, "
+					 "first_interaction_id = EXCLUDED.first_interaction_id, last_at = EXCLUDED.last_at, "
+					 "in_model = EXCLUDED.in_model",
+					 8, t);
+	v[0] = int8_array_datum(c, nup);
+	v[1] = int8_array_datum(p, nup);
+	v[2] = int4_array_datum(ev, nup);
+	v[3] = int4_array_datum(pu, nup);
+	v[4] = float8_array_datum(we, nup);
+	v[5] = int8_array_datum(fi, nup);
+	v[6] = timestamptz_array_datum(la, nup);
+	v[7] = bool_array_datum(im, nup);
+	exec_plan(plan_upsert_items, v, SPI_OK_INSERT);
+}
 
-		for (int i = 0; i < nup; i++)
+/* Delete the customer_items rows whose events are all gone. */
+static void
+write_item_deletes(int64 *del_c, int64 *del_p, int ndel)
+{
+	Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
+	Datum		v[2];
+
+	spi_prepare_kept(&plan_delete_items,
+					 "DELETE FROM personalize.customer_items ci USING unnest($1, $2) AS u(c, p) "
+					 "WHERE ci.customer_id = u.c AND ci.product_id = u.p",
+					 2, t);
+	v[0] = int8_array_datum(del_c, ndel);
+	v[1] = int8_array_datum(del_p, ndel);
+	exec_plan(plan_delete_items, v, SPI_OK_DELETE);
+}
+
+/* Write the customers' customer_state rows; delete those left without items. */
+static void
+write_state(StatementWork *sw)
+{
+	Oid			t[4] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
+	Oid			t1[1] = {INT8ARRAYOID};
+	Datum		v[4];
+
+	spi_prepare_kept(&plan_update_state,
+					 "UPDATE personalize.customer_state s SET items = u.i, model_items = u.m, "
+					 "max_model_first_id = nullif(u.x, 0) "
+					 "FROM unnest($1, $2, $3, $4) AS u(c, i, m, x) WHERE s.customer_id = u.c",
+					 4, t);
+	v[0] = int8_array_datum(sw->st_c, sw->nst);
+	v[1] = int4_array_datum(sw->st_i, sw->nst);
+	v[2] = int4_array_datum(sw->st_m, sw->nst);
+	v[3] = int8_array_datum(sw->st_x, sw->nst);
+	exec_plan(plan_update_state, v, SPI_OK_UPDATE);
+	if (sw->ndel > 0)
+	{
+		spi_prepare_kept(&plan_delete_state,
+						 "DELETE FROM personalize.customer_state WHERE customer_id = ANY($1) AND items = 0",
+						 1, t1);
+		v[0] = int8_array_datum(sw->st_c, sw->nst);
+		exec_plan(plan_delete_state, v, SPI_OK_DELETE);
+	}
+}
+
+/*
+ * Products whose neighbour lists the statement changed: every product of a net
+ * count change, once, sorted (NULL when there is none).
+ */
+static int64 *
+dirty_products(const DeltaBuffer *pairs, const DeltaBuffer *singles, int *ndirty_out)
+{
+	int64	   *dirty = NULL;
+	int			ndirty = 0;
+
+	if (pairs->n + singles->n > 0)
+	{
+		dirty = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * (singles->n + 2 * pairs->n));
+		for (Size k = 0; k < singles->n; k++)
+			dirty[ndirty++] = singles->items[k].a;
+		for (Size k = 0; k < pairs->n; k++)
 		{
-			c[i] = up[i]->customer_id;
-			p[i] = up[i]->product_id;
-			ev[i] = up[i]->events;
-			pu[i] = up[i]->purchases;
-			we[i] = up[i]->weight;
-			fi[i] = up[i]->first_id;
-			la[i] = up[i]->last_at;
-			im[i] = up[i]->in_model_new;
-		}
-		spi_prepare_kept(&plan_upsert_items,
-						 "INSERT INTO personalize.customer_items AS ci (" ITEM_COLS ") "
-						 "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
-						 "ON CONFLICT (customer_id, product_id) DO UPDATE SET events = EXCLUDED.events, "
-						 "purchases = EXCLUDED.purchases, weight = EXCLUDED.weight, "
-						 "first_interaction_id = EXCLUDED.first_interaction_id, last_at = EXCLUDED.last_at, "
-						 "in_model = EXCLUDED.in_model",
-						 8, t);
-		v[0] = int8_array_datum(c, nup);
-		v[1] = int8_array_datum(p, nup);
-		v[2] = int4_array_datum(ev, nup);
-		v[3] = int4_array_datum(pu, nup);
-		v[4] = float8_array_datum(we, nup);
-		v[5] = int8_array_datum(fi, nup);
-		v[6] = timestamptz_array_datum(la, nup);
-		v[7] = bool_array_datum(im, nup);
-		exec_plan(plan_upsert_items, v, SPI_OK_INSERT);
-	}
-	if (ndel > 0)
-	{
-		Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
-		Datum		v[2];
-
-		spi_prepare_kept(&plan_delete_items,
-						 "DELETE FROM personalize.customer_items ci USING unnest($1, $2) AS u(c, p) "
-						 "WHERE ci.customer_id = u.c AND ci.product_id = u.p",
-						 2, t);
-		v[0] = int8_array_datum(del_c, ndel);
-		v[1] = int8_array_datum(del_p, ndel);
-		exec_plan(plan_delete_items, v, SPI_OK_DELETE);
-	}
-	{
-		Oid			t[4] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
-		Oid			t1[1] = {INT8ARRAYOID};
-		Datum		v[4];
-
-		spi_prepare_kept(&plan_update_state,
-						 "UPDATE personalize.customer_state s SET items = u.i, model_items = u.m, "
-						 "max_model_first_id = nullif(u.x, 0) "
-						 "FROM unnest($1, $2, $3, $4) AS u(c, i, m, x) WHERE s.customer_id = u.c",
-						 4, t);
-		v[0] = int8_array_datum(st_c, nst);
-		v[1] = int4_array_datum(st_i, nst);
-		v[2] = int4_array_datum(st_m, nst);
-		v[3] = int8_array_datum(st_x, nst);
-		exec_plan(plan_update_state, v, SPI_OK_UPDATE);
-		if (ndel > 0)
-		{
-			spi_prepare_kept(&plan_delete_state,
-							 "DELETE FROM personalize.customer_state WHERE customer_id = ANY($1) AND items = 0",
-							 1, t1);
-			v[0] = int8_array_datum(st_c, nst);
-			exec_plan(plan_delete_state, v, SPI_OK_DELETE);
-		}
-	}
-
-	delta_buffer_merge(&pairs);
-	delta_buffer_merge(&singles);
-
-	/* products whose neighbour lists the statement changed: every product of a net count change, once */
-	if (pairs.n + singles.n > 0)
-	{
-		dirty = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * (singles.n + 2 * pairs.n));
-		for (Size k = 0; k < singles.n; k++)
-			dirty[ndirty++] = singles.items[k].a;
-		for (Size k = 0; k < pairs.n; k++)
-		{
-			dirty[ndirty++] = pairs.items[k].a;
-			dirty[ndirty++] = pairs.items[k].b;
+			dirty[ndirty++] = pairs->items[k].a;
+			dirty[ndirty++] = pairs->items[k].b;
 		}
 		qsort(dirty, ndirty, sizeof(int64), cmp_int64);
 		{
@@ -681,13 +714,14 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 			ndirty = out;
 		}
 	}
+	*ndirty_out = ndirty;
+	return dirty;
+}
 
-	if (nchanges >= BIG_STATEMENT)
-		ereport(NOTICE,
-				(errmsg("personalize: writing %zu pair count changes", (size_t) pairs.n)));
-	apply_deltas(&pairs, true);
-	apply_deltas(&singles, false);
-
+/* Add each shard's change in customers with a model to customer_totals, in shard order. */
+static void
+write_totals(const int64 *shard_delta)
+{
 	for (int s = 0; s < NUM_SHARDS; s++)
 	{
 		Oid			t[2] = {INT2OID, INT8OID};
@@ -702,19 +736,70 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 		v[1] = Int64GetDatum(shard_delta[s]);
 		exec_plan(plan_totals, v, SPI_OK_UPDATE);
 	}
+}
 
+/* Queue the products whose neighbour lists need a refresh in dirty_products. */
+static void
+write_dirty(int64 *dirty, int ndirty)
+{
+	Oid			t[1] = {INT8ARRAYOID};
+	Datum		v[1];
+
+	spi_prepare_kept(&plan_dirty,
+					 "INSERT INTO personalize.dirty_products (product_id) "
+					 "SELECT p FROM unnest($1) AS p ORDER BY p ON CONFLICT (product_id) DO NOTHING",
+					 1, t);
+	v[0] = int8_array_datum(dirty, ndirty);
+	exec_plan(plan_dirty, v, SPI_OK_INSERT);
+}
+
+/*
+ * The statement's work: changes[] are per-(customer, product) deltas (insert)
+ * or only the keys to recompute from interactions once locked (recompute),
+ * sorted by (customer, product).
+ */
+static void
+apply_changes(CustomerItem *changes, int nchanges, bool recompute)
+{
+	StatementWork sw = {0};
+	int64	   *dirty;
+	int			ndirty;
+
+	if (nchanges == 0)
+		return;
+	sw.changes = changes;
+	sw.nchanges = nchanges;
+	sw.recompute = recompute;
+
+	sw.cap = read_cap();
+	collect_customers(&sw);
+	lock_customers(sw.cw, sw.ncust);
+	if (recompute)
+		sw.changes = load_truth(sw.changes, nchanges);
+	mark_model_loads(&sw);
+	load_stored_rows(&sw);
+	merge_rows(&sw);
+	compute_customer_deltas(&sw);
+
+	/* writes, each one statement in key order */
+	if (sw.nup > 0)
+		write_item_upserts(sw.up, sw.nup);
+	if (sw.ndel > 0)
+		write_item_deletes(sw.del_c, sw.del_p, sw.ndel);
+	write_state(&sw);
+
+	delta_buffer_merge(&sw.pairs);
+	delta_buffer_merge(&sw.singles);
+	dirty = dirty_products(&sw.pairs, &sw.singles, &ndirty);
+
+	if (nchanges >= BIG_STATEMENT)
+		ereport(NOTICE,
+				(errmsg("personalize: writing %zu pair count changes", (size_t) sw.pairs.n)));
+	apply_deltas(&sw.pairs, true);
+	apply_deltas(&sw.singles, false);
+	write_totals(sw.shard_delta);
 	if (ndirty > 0)
-	{
-		Oid			t[1] = {INT8ARRAYOID};
-		Datum		v[1];
-
-		spi_prepare_kept(&plan_dirty,
-						 "INSERT INTO personalize.dirty_products (product_id) "
-						 "SELECT p FROM unnest($1) AS p ORDER BY p ON CONFLICT (product_id) DO NOTHING",
-						 1, t);
-		v[0] = int8_array_datum(dirty, ndirty);
-		exec_plan(plan_dirty, v, SPI_OK_INSERT);
-	}
+		write_dirty(dirty, ndirty);
 }
 
 typedef struct EventWeight
