@@ -438,39 +438,44 @@ quoted_name(HTAB *names, int64 id)
 	return found ? e->name : "another product";
 }
 
-/* personalize.recommend(customer_id bigint, variant text, k integer) */
-Datum
-personalize_recommend(PG_FUNCTION_ARGS)
+/* One product of a chunk of the ranking, as the products table has it. */
+typedef struct ProductInfo
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		id;
+	char	   *category;
+	bool		active;
+	bool		bought;
+} ProductInfo;
+
+/* How many products of a category have been returned (category_cap). */
+typedef struct CategoryCount
+{
+	char	   *category;
+	int			n;
+} CategoryCount;
+
+/* The state of one recommend() call, handed from one phase to the next. */
+typedef struct RecommendState
+{
 	int64		customer_id;
 	int			k;
-	char	   *variant_name;
 	VariantConfig cfg;
 	TimestampTz now;
-	HASHCTL		ctl;
 	HTAB	   *cands;
-	HTAB	   *names;
-	HistoryItem *hist = NULL;
-	int			nhist = 0;
-	int64		history_total = 0;
-	int			nllm = 0;
-	double		trust = 0.0;
-	double		window_days = 0.0;
-	double		max_cooc = 0.0;
-	Candidate **order;
-	int			ncand = 0;
-	int			emitted = 0;
-	HASH_SEQ_STATUS seq;
-	Candidate  *c;
-	typedef struct CategoryCount
-	{
-		char	   *category;
-		int			n;
-	}			CategoryCount;
-	CategoryCount *cats = NULL;
-	int			ncats = 0;
+	HistoryItem *hist;
+	int			nhist;
+	int64		history_total;
+	int			nllm;
+	double		trust;
+	double		window_days;
+	CategoryCount *cats;
+	int			ncats;
+} RecommendState;
 
+/* The arguments: customer_id and k must be given, k within 1..1000; returns the variant or NULL. */
+static char *
+check_args(FunctionCallInfo fcinfo, int64 *customer_id, int *k)
+{
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -481,236 +486,333 @@ personalize_recommend(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("k must not be null"),
 				 errhint("k is how many products to return, from 1 to 1000.")));
-	customer_id = PG_GETARG_INT64(0);
-	k = PG_GETARG_INT32(2);
-	if (k < 1 || k > 1000)
+	*customer_id = PG_GETARG_INT64(0);
+	*k = PG_GETARG_INT32(2);
+	if (*k < 1 || *k > 1000)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("k must be between 1 and 1000"),
-				 errdetail("Got k = %d.", k),
+				 errdetail("Got k = %d.", *k),
 				 errhint("k is how many products to return.")));
-	variant_name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	return PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+}
 
-	InitMaterializedSRF(fcinfo, 0);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "personalize: SPI_connect failed");
+/* The variant to serve: the one named, else the running experiment's arm, else hybrid. */
+static void
+choose_variant(int64 customer_id, char *variant_name, VariantConfig *cfg)
+{
 	/* no variant given: the running experiment's arm, else the default (an explicit one always wins) */
 	if (variant_name == NULL)
 		variant_name = experiment_running_variant(customer_id);
 	if (variant_name == NULL)
 		variant_name = "hybrid";
-	load_variant(variant_name, &cfg);
-	now = personalize_now();
+	load_variant(variant_name, cfg);
+}
+
+/* Every candidate of the variant: history neighbours, LLM answers, popularity, campaigns. */
+static void
+gather_candidates(RecommendState *rs)
+{
+	const VariantConfig *cfg = &rs->cfg;
+	HASHCTL		ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(Candidate);
 	ctl.hcxt = CurrentMemoryContext;
-	cands = hash_create("personalize candidates", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	rs->cands = hash_create("personalize candidates", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	hist = load_history(customer_id, &cfg, now, &nhist, &history_total);
-	if (cfg.algorithm == ALG_COOCCURRENCE || cfg.algorithm == ALG_HYBRID)
-		score_cooccurrence(cands, hist, nhist, &cfg);
+	rs->hist = load_history(rs->customer_id, cfg, rs->now, &rs->nhist, &rs->history_total);
+	if (cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID)
+		score_cooccurrence(rs->cands, rs->hist, rs->nhist, cfg);
 	/* LLM answers: the llm algorithm always, the others for customers with little history */
-	if (cfg.algorithm == ALG_LLM)
-		nllm = score_llm(cands, customer_id);
-	else if ((cfg.algorithm == ALG_COOCCURRENCE || cfg.algorithm == ALG_HYBRID) &&
-			 history_total < cfg.llm_history)
+	if (cfg->algorithm == ALG_LLM)
+		rs->nllm = score_llm(rs->cands, rs->customer_id);
+	else if ((cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID) &&
+			 rs->history_total < cfg->llm_history)
 	{
-		nllm = score_llm(cands, customer_id);
-		trust = (double) history_total / (double) cfg.llm_history;
+		rs->nllm = score_llm(rs->cands, rs->customer_id);
+		rs->trust = (double) rs->history_total / (double) cfg->llm_history;
 	}
-	if (cfg.algorithm == ALG_POPULAR || cfg.popular_fill || cfg.popularity_weight > 0.0)
-		window_days = score_popular(cands);
-	if (cfg.campaigns)
-		apply_campaigns(cands, now);
+	if (cfg->algorithm == ALG_POPULAR || cfg->popular_fill || cfg->popularity_weight > 0.0)
+		rs->window_days = score_popular(rs->cands);
+	if (cfg->campaigns)
+		apply_campaigns(rs->cands, rs->now);
+}
 
-	/* exclusions known now: purchases among the history read (the rest when walking) */
-	if (!cfg.allow_repeat)
-		for (int i = 0; i < nhist; i++)
-			if (hist[i].bought)
-			{
-				bool		found;
+/* Exclusions known now: purchases among the history read (the rest when walking). */
+static void
+exclude_bought(RecommendState *rs)
+{
+	if (rs->cfg.allow_repeat)
+		return;
+	for (int i = 0; i < rs->nhist; i++)
+		if (rs->hist[i].bought)
+		{
+			bool		found;
+			Candidate  *c = hash_search(rs->cands, &rs->hist[i].product_id, HASH_FIND, &found);
 
-				c = hash_search(cands, &hist[i].product_id, HASH_FIND, &found);
-				if (found)
-					c->excluded = true;
-			}
+			if (found)
+				c->excluded = true;
+		}
+}
 
-	/* final scores */
-	hash_seq_init(&seq, cands);
+/*
+ * A candidate's final score and which kind of reason it shows (see the header
+ * comment); false when it is not recommended at all.
+ */
+static bool
+final_score(Candidate *c, double max_cooc, const RecommendState *rs)
+{
+	double		base;
+
+	double		cooc = (c->cooc > 0.0 && max_cooc > 0.0) ? c->cooc / max_cooc : 0.0;
+	double		w = rs->cfg.popularity_weight;
+	double		trust = rs->trust;
+
+	if (c->excluded)
+		return false;
+	c->cooc_reason = false;
+	c->show_llm = false;
+	if (rs->nllm > 0 && (c->has_llm || cooc > 0.0))
+	{
+		/* LLM rows in play: the personal candidates rank above the fill, blended by trust */
+		double		pers = trust * cooc + (1.0 - trust) * c->llm;
+
+		base = 1.0 + (1.0 - w) * pers + w * c->pop;
+		if ((1.0 - w) * pers >= w * c->pop)
+		{
+			c->show_llm = c->has_llm && (1.0 - trust) * c->llm >= trust * cooc;
+			c->cooc_reason = !c->show_llm;
+		}
+	}
+	else if (rs->cfg.algorithm != ALG_POPULAR && w > 0.0 && (cooc > 0.0 || c->pop > 0.0))
+	{
+		/* blend: a trending product can outrank a weak co-occurrence */
+		base = (1.0 - w) * cooc + w * c->pop;
+		c->cooc_reason = cooc > 0.0 && (1.0 - w) * cooc >= w * c->pop;
+	}
+	else if (cooc > 0.0)
+	{
+		/* co-occurrence first, popularity only fills up below it */
+		base = 1.0 + cooc;
+		c->cooc_reason = true;
+	}
+	else if (c->pop > 0.0 && (rs->cfg.algorithm == ALG_POPULAR || rs->cfg.popular_fill))
+		base = c->pop;
+	else if (c->campaign != NULL)
+		base = Max(c->pop, 0.01);
+	else
+		return false;
+	c->score = base * c->boost;
+	return true;
+}
+
+/* The scored candidates, best first (ties by product id); *ncand_out of them. */
+static Candidate **
+rank_candidates(RecommendState *rs, int *ncand_out)
+{
+	HASH_SEQ_STATUS seq;
+	Candidate  *c;
+	Candidate **order;
+	int			ncand = 0;
+	double		max_cooc = 0.0;
+
+	hash_seq_init(&seq, rs->cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
 		max_cooc = Max(max_cooc, c->cooc);
-	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(cands), 1));
-	hash_seq_init(&seq, cands);
+	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(rs->cands), 1));
+	hash_seq_init(&seq, rs->cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
-	{
-		double		base;
-
-		double		cooc = (c->cooc > 0.0 && max_cooc > 0.0) ? c->cooc / max_cooc : 0.0;
-		double		w = cfg.popularity_weight;
-
-		if (c->excluded)
-			continue;
-		c->cooc_reason = false;
-		c->show_llm = false;
-		if (nllm > 0 && (c->has_llm || cooc > 0.0))
-		{
-			/* LLM rows in play: the personal candidates rank above the fill, blended by trust */
-			double		pers = trust * cooc + (1.0 - trust) * c->llm;
-
-			base = 1.0 + (1.0 - w) * pers + w * c->pop;
-			if ((1.0 - w) * pers >= w * c->pop)
-			{
-				c->show_llm = c->has_llm && (1.0 - trust) * c->llm >= trust * cooc;
-				c->cooc_reason = !c->show_llm;
-			}
-		}
-		else if (cfg.algorithm != ALG_POPULAR && w > 0.0 && (cooc > 0.0 || c->pop > 0.0))
-		{
-			/* blend: a trending product can outrank a weak co-occurrence */
-			base = (1.0 - w) * cooc + w * c->pop;
-			c->cooc_reason = cooc > 0.0 && (1.0 - w) * cooc >= w * c->pop;
-		}
-		else if (cooc > 0.0)
-		{
-			/* co-occurrence first, popularity only fills up below it */
-			base = 1.0 + cooc;
-			c->cooc_reason = true;
-		}
-		else if (c->pop > 0.0 && (cfg.algorithm == ALG_POPULAR || cfg.popular_fill))
-			base = c->pop;
-		else if (c->campaign != NULL)
-			base = Max(c->pop, 0.01);
-		else
-			continue;
-		c->score = base * c->boost;
-		order[ncand++] = c;
-	}
+		if (final_score(c, max_cooc, rs))
+			order[ncand++] = c;
 	qsort(order, ncand, sizeof(Candidate *), cmp_candidate);
+	*ncand_out = ncand;
+	return order;
+}
 
-	/* walk the ranking in chunks: drop inactive products, apply the category cap */
+/*
+ * Products, categories and the customer's purchases for a chunk of the ranking
+ * and the history products their reasons name; the names go into names.
+ */
+static ProductInfo *
+load_products(int64 customer_id, Candidate **chunk_cands, int chunk, HTAB *names, int *ninfo_out)
+{
+	int64	   *ids = palloc(sizeof(int64) * chunk * 2);
+	int			nids = 0;
+	Oid			t[2] = {INT8ARRAYOID, INT8OID};
+	Datum		v[2];
+	ProductInfo *info;
+	int			ninfo;
+
+	for (int i = 0; i < chunk; i++)
+	{
+		ids[nids++] = chunk_cands[i]->product_id;
+		if (chunk_cands[i]->has_best)
+			ids[nids++] = chunk_cands[i]->best_from;
+	}
+	spi_prepare_kept(&plan_products,
+					 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0 "
+					 "FROM personalize.products p LEFT JOIN personalize.customer_items ci "
+					 "ON ci.customer_id = $2 AND ci.product_id = p.product_id "
+					 "WHERE p.product_id = ANY($1)",
+					 2, t);
+	v[0] = int8_array_datum(ids, nids);
+	v[1] = Int64GetDatum(customer_id);
+	if (SPI_execute_plan(plan_products, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read products");
+	ninfo = (int) SPI_processed;
+	info = palloc(sizeof(ProductInfo) * Max(ninfo, 1));
+	for (int r = 0; r < ninfo; r++)
+	{
+		bool		isnull;
+		bool		found;
+		NameEntry  *slot;
+
+		info[r].id = spi_int8(r, 1, 0);
+		info[r].category = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
+		info[r].active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4, &isnull));
+		info[r].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
+		slot = hash_search(names, &info[r].id, HASH_ENTER, &found);
+		if (!found)
+			slot->name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+	}
+	*ninfo_out = ninfo;
+	return info;
+}
+
+/* The category cap: false if the category is full, else the product is counted in it. */
+static bool
+category_take(RecommendState *rs, char *category)
+{
+	int			j;
+
+	for (j = 0; j < rs->ncats; j++)
+		if (strcmp(rs->cats[j].category, category) == 0)
+			break;
+	if (j < rs->ncats && rs->cats[j].n >= rs->cfg.category_cap)
+		return false;
+	if (j == rs->ncats)
+	{
+		rs->cats = rs->ncats == 0 ? palloc(sizeof(CategoryCount) * (rs->k + 1))
+			: repalloc(rs->cats, sizeof(CategoryCount) * (rs->ncats + 1));
+		rs->cats[rs->ncats].category = category;
+		rs->cats[rs->ncats++].n = 0;
+	}
+	rs->cats[j].n++;
+	return true;
+}
+
+/* The reason shown with a recommendation, appended to reason. */
+static void
+build_reason(StringInfo reason, const Candidate *c, HTAB *names, double window_days)
+{
+	if (c->show_llm && c->llm_reason != NULL)
+		appendStringInfo(reason, "suggested for you: %s", c->llm_reason);
+	else if (c->show_llm)
+		appendStringInfoString(reason, "suggested for you");
+	else if (c->cooc_reason && c->best_content)
+		appendStringInfo(reason, "similar to \"%s\"", quoted_name(names, c->best_from));
+	else if (c->cooc_reason)
+		appendStringInfo(reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
+						 quoted_name(names, c->best_from));
+	else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))
+		appendStringInfoString(reason, "popular this week");
+	else if (c->pop_source == 1 && window_days < 1.5)
+		appendStringInfoString(reason, "popular today");
+	else if (c->pop_source == 1)
+		appendStringInfo(reason, "popular in the last %.0f days", window_days);
+	else if (c->pop_source == 2)
+		appendStringInfoString(reason, "bestseller");
+	if (c->campaign != NULL)
+		appendStringInfo(reason, "%scampaign: %s", reason->len > 0 ? "; " : "", c->campaign);
+}
+
+/* One result row: product_id, score, reason. */
+static void
+emit_row(ReturnSetInfo *rsinfo, const Candidate *c, const char *reason)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[0] = Int64GetDatum(c->product_id);
+	values[1] = Float8GetDatum(c->score);
+	values[2] = CStringGetTextDatum(reason);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* Walk the ranking in chunks: drop inactive products, apply the category cap. */
+static void
+walk_ranking(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rsinfo)
+{
+	HASHCTL		ctl;
+	HTAB	   *names;
+	int			emitted = 0;
+
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(NameEntry);
 	ctl.hcxt = CurrentMemoryContext;
 	names = hash_create("personalize names", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (int start = 0; start < ncand && emitted < k;)
+	for (int start = 0; start < ncand && emitted < rs->k;)
 	{
-		int			chunk = Min(ncand - start, Max(2 * (k - emitted), 32));
-		int64	   *ids = palloc(sizeof(int64) * chunk * 2);
-		int			nids = 0;
-		Oid			t[2] = {INT8ARRAYOID, INT8OID};
-		Datum		v[2];
-		typedef struct ProductInfo
-		{
-			int64		id;
-			char	   *category;
-			bool		active;
-			bool		bought;
-		}			ProductInfo;
+		int			chunk = Min(ncand - start, Max(2 * (rs->k - emitted), 32));
 		ProductInfo *info;
 		int			ninfo;
 
 		CHECK_FOR_INTERRUPTS();
-		for (int i = start; i < start + chunk; i++)
-		{
-			ids[nids++] = order[i]->product_id;
-			if (order[i]->has_best)
-				ids[nids++] = order[i]->best_from;
-		}
-		spi_prepare_kept(&plan_products,
-						 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0 "
-						 "FROM personalize.products p LEFT JOIN personalize.customer_items ci "
-						 "ON ci.customer_id = $2 AND ci.product_id = p.product_id "
-						 "WHERE p.product_id = ANY($1)",
-						 2, t);
-		v[0] = int8_array_datum(ids, nids);
-		v[1] = Int64GetDatum(customer_id);
-		if (SPI_execute_plan(plan_products, v, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "personalize: could not read products");
-		ninfo = (int) SPI_processed;
-		info = palloc(sizeof(ProductInfo) * Max(ninfo, 1));
-		for (int r = 0; r < ninfo; r++)
-		{
-			bool		isnull;
-			bool		found;
-			NameEntry  *slot;
+		info = load_products(rs->customer_id, &order[start], chunk, names, &ninfo);
 
-			info[r].id = spi_int8(r, 1, 0);
-			info[r].category = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
-			info[r].active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4, &isnull));
-			info[r].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
-			slot = hash_search(names, &info[r].id, HASH_ENTER, &found);
-			if (!found)
-				slot->name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
-		}
-
-		for (int i = start; i < start + chunk && emitted < k; i++)
+		for (int i = start; i < start + chunk && emitted < rs->k; i++)
 		{
 			ProductInfo *p = NULL;
 			StringInfoData reason;
-			Datum		values[3];
-			bool		nulls[3] = {false, false, false};
+			Candidate  *c = order[i];
 
-			c = order[i];
 			for (int r = 0; r < ninfo; r++)
 				if (info[r].id == c->product_id)
 				{
 					p = &info[r];
 					break;
 				}
-			if (p == NULL || !p->active || (p->bought && !cfg.allow_repeat))
+			if (p == NULL || !p->active || (p->bought && !rs->cfg.allow_repeat))
 				continue;
-			if (cfg.category_cap > 0 && p->category != NULL)
-			{
-				int			j;
-
-				for (j = 0; j < ncats; j++)
-					if (strcmp(cats[j].category, p->category) == 0)
-						break;
-				if (j < ncats && cats[j].n >= cfg.category_cap)
-					continue;
-				if (j == ncats)
-				{
-					cats = ncats == 0 ? palloc(sizeof(CategoryCount) * (k + 1))
-						: repalloc(cats, sizeof(CategoryCount) * (ncats + 1));
-					cats[ncats].category = p->category;
-					cats[ncats++].n = 0;
-				}
-				cats[j].n++;
-			}
+			if (rs->cfg.category_cap > 0 && p->category != NULL &&
+				!category_take(rs, p->category))
+				continue;
 
 			initStringInfo(&reason);
-			if (c->show_llm && c->llm_reason != NULL)
-				appendStringInfo(&reason, "suggested for you: %s", c->llm_reason);
-			else if (c->show_llm)
-				appendStringInfoString(&reason, "suggested for you");
-			else if (c->cooc_reason && c->best_content)
-				appendStringInfo(&reason, "similar to \"%s\"", quoted_name(names, c->best_from));
-			else if (c->cooc_reason)
-				appendStringInfo(&reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
-								 quoted_name(names, c->best_from));
-			else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))
-				appendStringInfoString(&reason, "popular this week");
-			else if (c->pop_source == 1 && window_days < 1.5)
-				appendStringInfoString(&reason, "popular today");
-			else if (c->pop_source == 1)
-				appendStringInfo(&reason, "popular in the last %.0f days", window_days);
-			else if (c->pop_source == 2)
-				appendStringInfoString(&reason, "bestseller");
-			if (c->campaign != NULL)
-				appendStringInfo(&reason, "%scampaign: %s", reason.len > 0 ? "; " : "", c->campaign);
-
-			values[0] = Int64GetDatum(c->product_id);
-			values[1] = Float8GetDatum(c->score);
-			values[2] = CStringGetTextDatum(reason.data);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			build_reason(&reason, c, names, rs->window_days);
+			emit_row(rsinfo, c, reason.data);
 			emitted++;
 		}
 		start += chunk;
 	}
+}
+
+/* personalize.recommend(customer_id bigint, variant text, k integer) */
+Datum
+personalize_recommend(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	RecommendState rs = {0};
+	char	   *variant_name;
+	Candidate **order;
+	int			ncand;
+
+	variant_name = check_args(fcinfo, &rs.customer_id, &rs.k);
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	choose_variant(rs.customer_id, variant_name, &rs.cfg);
+	rs.now = personalize_now();
+
+	gather_candidates(&rs);
+	exclude_bought(&rs);
+	order = rank_candidates(&rs, &ncand);
+	walk_ranking(&rs, order, ncand, rsinfo);
 
 	SPI_finish();
 	return (Datum) 0;
