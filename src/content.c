@@ -27,6 +27,9 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
+#include "guc.h"
+#include "spiutil.h"
+
 PG_FUNCTION_INFO_V1(personalize_refresh_content_neighbors);
 
 typedef struct Neighbor

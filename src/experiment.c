@@ -12,6 +12,9 @@
 #include "common/hashfn.h"
 #include "utils/lsyscache.h"
 
+#include "experiment.h"
+#include "spiutil.h"
+
 PG_FUNCTION_INFO_V1(personalize_assigned_variant);
 PG_FUNCTION_INFO_V1(personalize_bucket);
 

@@ -8,6 +8,8 @@
 #include "utils/guc.h"
 #include "utils/json.h"
 
+#include "guc.h"
+
 int			personalize_neighbors_k = 50;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;

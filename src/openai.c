@@ -17,6 +17,7 @@
 #include "storage/fd.h"
 #include "utils/memutils.h"
 
+#include "guc.h"
 #include "http.h"
 
 PG_FUNCTION_INFO_V1(personalize_openai_post);

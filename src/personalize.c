@@ -6,6 +6,8 @@
 
 #include "utils/guc.h"
 
+#include "guc.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);

@@ -52,6 +52,10 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "experiment.h"
+#include "guc.h"
+#include "similarity.h"
+#include "spiutil.h"
 #include "variant.h"
 
 PG_FUNCTION_INFO_V1(personalize_recommend);

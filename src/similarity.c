@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include "similarity.h"
+
 static const char *const measure_names[] = {"count", "jaccard", "cosine", "lift", "llr"};
 
 /* Look a measure up by name; false if there is none. */

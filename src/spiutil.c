@@ -7,6 +7,8 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 
+#include "spiutil.h"
+
 /*
  * Prepare a statement once per backend and keep it; *cache holds it. The plan
  * is generic: every statement here takes arrays whose size the planner cannot

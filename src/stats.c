@@ -8,6 +8,8 @@
 
 #include <math.h>
 
+#include "stats.h"
+
 PG_FUNCTION_INFO_V1(personalize_normal_cdf);
 PG_FUNCTION_INFO_V1(personalize_chisq_sf);
 PG_FUNCTION_INFO_V1(personalize_t_cdf);

@@ -26,6 +26,7 @@
 #include "utils/tuplestore.h"
 
 #include "model_delta.h"
+#include "spiutil.h"
 
 PG_FUNCTION_INFO_V1(personalize_interactions_trigger);
 

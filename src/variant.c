@@ -6,6 +6,7 @@
 
 #include "utils/jsonb.h"
 
+#include "similarity.h"
 #include "variant.h"
 
 static const char *const param_names =

@@ -6,6 +6,8 @@
 
 #include "utils/jsonb.h"
 
+#include "similarity.h"
+
 typedef enum VariantAlgorithm
 {
 	ALG_POPULAR,
