@@ -1,8 +1,16 @@
 # personalize: plain PGXS build (see README.md)
 EXTENSION   = personalize
+EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big  = personalize
 OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/trigger.o src/variant.o src/recommend.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o
-DATA        = sql/personalize--0.1.0.sql
+
+# The install script of the current version is built from one file per concern
+# (sql/parts/, in this order); older versions' install scripts are frozen, and every
+# step between versions has its update script (sql/personalize--A--B.sql).
+SQL_PARTS   = $(addprefix sql/parts/, header.sql catalog.sql model.sql variants.sql serving.sql \
+                refresh.sql scheduling.sql experiments.sql cold_start.sql privileges.sql)
+DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
 REGRESS     = install schema errors privileges search_path loader engine recommend experiments llm_serving llm
@@ -16,3 +24,6 @@ EXTRA_CLEAN = results/ regression.diffs regression.out
 PG_CONFIG  ?= pg_config
 PGXS       := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
+	{ echo '-- personalize $(EXTVERSION): product recommendations inside PostgreSQL.'; cat $(SQL_PARTS); } > $@

@@ -1,0 +1,254 @@
+------------------------------------------------------------------------------
+-- The co-occurrence model. Derived from interactions (never dumped: a restore
+-- streams interactions through the trigger, or run personalize.rebuild()).
+------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.model_settings (
+    singleton              boolean PRIMARY KEY DEFAULT true,
+    max_items_per_customer integer NOT NULL DEFAULT 100,
+    rebuilt_at             timestamptz,
+    CONSTRAINT model_settings_singleton CHECK (singleton),
+    CONSTRAINT model_settings_cap_check CHECK (max_items_per_customer OPERATOR(pg_catalog.>=) 2
+                                               AND max_items_per_customer OPERATOR(pg_catalog.<=) 10000)
+);
+COMMENT ON TABLE @extschema@.model_settings IS 'Model parameters the trigger and rebuild() share; change them only through rebuild().';
+INSERT INTO @extschema@.model_settings DEFAULT VALUES;
+
+CREATE TABLE @extschema@.customer_items (
+    customer_id          bigint NOT NULL,
+    product_id           bigint NOT NULL,
+    events               integer NOT NULL,
+    purchases            integer NOT NULL,
+    weight               double precision NOT NULL,
+    first_interaction_id bigint NOT NULL,
+    last_at              timestamptz NOT NULL,
+    in_model             boolean NOT NULL,
+    PRIMARY KEY (customer_id, product_id),
+    CONSTRAINT customer_items_events_check CHECK (events OPERATOR(pg_catalog.>) 0 AND purchases OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE @extschema@.customer_items IS 'One row per (customer, product) with at least one interaction: the customer''s history as recommend() reads it. in_model marks the first max_items_per_customer products (by first interaction id) that take part in co-occurrence.';
+
+CREATE TABLE @extschema@.customer_state (
+    customer_id        bigint PRIMARY KEY,
+    items              integer NOT NULL DEFAULT 0,
+    model_items        integer NOT NULL DEFAULT 0,
+    max_model_first_id bigint,
+    CONSTRAINT customer_state_items_check CHECK (model_items OPERATOR(pg_catalog.>=) 0 AND items OPERATOR(pg_catalog.>=) model_items)
+) WITH (fillfactor = 70);
+COMMENT ON TABLE @extschema@.customer_state IS 'Per-customer model bookkeeping; its row is the lock that serialises concurrent writers of one customer''s history.';
+
+CREATE TABLE @extschema@.item_counts (
+    product_id bigint PRIMARY KEY,
+    customers  bigint NOT NULL
+) WITH (fillfactor = 70);
+-- no CHECK on customers: INSERT ... ON CONFLICT checks constraints on the proposed row, and the
+-- trigger proposes negative deltas; it checks the result itself and deletes rows that reach 0
+COMMENT ON TABLE @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product.';
+
+CREATE TABLE @extschema@.pair_counts (
+    product_a bigint NOT NULL,
+    product_b bigint NOT NULL,
+    customers bigint NOT NULL,
+    PRIMARY KEY (product_a, product_b),
+    CONSTRAINT pair_counts_order CHECK (product_a OPERATOR(pg_catalog.<) product_b)
+) WITH (fillfactor = 70);
+-- no CHECK on customers, for the same reason as item_counts; fillfactor 70 (and on item_counts,
+-- customer_state): the counts change all the time and their indexed columns never do, so
+-- with room on the page every update is HOT
+CREATE INDEX pair_counts_b_idx ON @extschema@.pair_counts (product_b);
+COMMENT ON TABLE @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b).';
+
+CREATE TABLE @extschema@.customer_totals (
+    shard     smallint PRIMARY KEY,
+    customers bigint NOT NULL,
+    CONSTRAINT customer_totals_nonnegative CHECK (customers OPERATOR(pg_catalog.>=) 0)
+);
+COMMENT ON TABLE @extschema@.customer_totals IS 'Customers with at least one in-model product, in 16 shards (customer_id % 16) so that new customers do not all wait on one row.';
+INSERT INTO @extschema@.customer_totals SELECT s, 0 FROM pg_catalog.generate_series(0, 15) AS s;
+
+CREATE TABLE @extschema@.dirty_products (
+    product_id bigint PRIMARY KEY,
+    since      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.dirty_products IS 'Products whose counts changed since their neighbour lists were last refreshed.';
+
+CREATE TABLE @extschema@.neighbors (
+    measure      text NOT NULL,
+    product_id   bigint NOT NULL,
+    neighbor_ids bigint[] NOT NULL,
+    scores       double precision[] NOT NULL,
+    counts       bigint[] NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (measure, product_id)
+);
+COMMENT ON TABLE @extschema@.neighbors IS 'Serving lists: the top neighbours of each product under one similarity measure, best first.';
+
+CREATE TABLE @extschema@.popular (
+    rank       integer PRIMARY KEY,
+    product_id bigint NOT NULL UNIQUE,
+    customers  bigint NOT NULL,
+    share      double precision NOT NULL,
+    source     text NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
+    CONSTRAINT popular_source_check CHECK (source OPERATOR(pg_catalog.=) ANY (ARRAY['window', 'all_time']))
+);
+COMMENT ON TABLE @extschema@.popular IS 'Popularity list for fill-up and anonymous visitors: products by distinct customers in the recent window, then all-time.';
+
+CREATE TABLE @extschema@.popular_scores (
+    singleton   boolean PRIMARY KEY DEFAULT true,
+    product_ids bigint[] NOT NULL,
+    scores      double precision[] NOT NULL,
+    window_days double precision NOT NULL,
+    CONSTRAINT popular_scores_singleton CHECK (singleton)
+);
+COMMENT ON TABLE @extschema@.popular_scores IS 'The popularity list as recommend() reads it in one row: product ids in rank order and their popularity scores (0.5 + 0.5 * share for the window, 0.5 * share for all-time).';
+
+-- the statement triggers that keep the model exact (src/trigger.c)
+CREATE FUNCTION @extschema@._interactions_trigger() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'personalize_interactions_trigger';
+CREATE TRIGGER interactions_model_insert AFTER INSERT ON @extschema@.interactions
+    REFERENCING NEW TABLE AS personalize_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_delete AFTER DELETE ON @extschema@.interactions
+    REFERENCING OLD TABLE AS personalize_old
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_update AFTER UPDATE ON @extschema@.interactions
+    REFERENCING OLD TABLE AS personalize_old NEW TABLE AS personalize_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+CREATE TRIGGER interactions_model_truncate AFTER TRUNCATE ON @extschema@.interactions
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+
+CREATE FUNCTION @extschema@.similarity(measure text, ab bigint, a bigint, b bigint, n bigint)
+    RETURNS double precision
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_similarity';
+COMMENT ON FUNCTION @extschema@.similarity(text, bigint, bigint, bigint, bigint) IS
+    'Similarity of a product pair from its co-occurrence ab, the product counts a and b and the customer count n: count, jaccard, cosine, lift or llr (Dunning).';
+
+CREATE FUNCTION @extschema@.cooccurrence_count(a bigint, b bigint) RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT CASE WHEN a = b
+                THEN coalesce((SELECT ic.customers FROM @extschema@.item_counts ic WHERE ic.product_id = a), 0)
+                ELSE coalesce((SELECT pc.customers FROM @extschema@.pair_counts pc
+                               WHERE pc.product_a = least(a, b) AND pc.product_b = greatest(a, b)), 0)
+           END;
+END;
+COMMENT ON FUNCTION @extschema@.cooccurrence_count(bigint, bigint) IS
+    'Distinct customers whose in-model history holds both products (for a = b: customers with the product).';
+
+CREATE VIEW @extschema@.cooccurrence AS
+    SELECT pc.product_a, pc.product_b, pc.customers,
+           ia.customers AS customers_a, ib.customers AS customers_b
+    FROM @extschema@.pair_counts pc
+    JOIN @extschema@.item_counts ia ON ia.product_id = pc.product_a
+    JOIN @extschema@.item_counts ib ON ib.product_id = pc.product_b;
+COMMENT ON VIEW @extschema@.cooccurrence IS 'Every co-occurring product pair once (product_a < product_b) with both products'' counts.';
+
+CREATE VIEW @extschema@.model_stats AS
+    SELECT (SELECT sum(t.customers) FROM @extschema@.customer_totals t)::bigint AS customers,
+           (SELECT count(*) FROM @extschema@.item_counts) AS products,
+           (SELECT count(*) FROM @extschema@.pair_counts) AS pairs,
+           (SELECT count(*) FROM @extschema@.dirty_products) AS dirty_products,
+           (SELECT s.max_items_per_customer FROM @extschema@.model_settings s) AS max_items_per_customer,
+           (SELECT s.rebuilt_at FROM @extschema@.model_settings s) AS rebuilt_at;
+COMMENT ON VIEW @extschema@.model_stats IS 'Size and freshness of the co-occurrence model at a glance.';
+
+CREATE VIEW @extschema@.neighbor_list AS
+    SELECT n.measure, n.product_id, u.rank, u.neighbor_id, u.score, u.customers, n.refreshed_at
+    FROM @extschema@.neighbors n,
+         LATERAL unnest(n.neighbor_ids, n.scores, n.counts) WITH ORDINALITY AS u(neighbor_id, score, customers, rank);
+COMMENT ON VIEW @extschema@.neighbor_list IS 'The neighbour lists, one row per (measure, product, rank), for BI tools.';
+
+-- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
+CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
+    RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cap integer;
+    started timestamptz := clock_timestamp();
+    phase_at timestamptz;
+    n_customers bigint;
+    n_products bigint;
+    n_pairs bigint;
+    n_lists bigint;
+BEGIN
+    IF max_items_per_customer IS NOT NULL AND (max_items_per_customer < 2 OR max_items_per_customer > 10000) THEN
+        RAISE EXCEPTION 'max_items_per_customer must be between 2 and 10000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
+                  HINT = 'Pass NULL to keep the current value.';
+    END IF;
+    -- writers of interactions wait; readers keep the old model until the TRUNCATE below
+    LOCK TABLE @extschema@.interactions IN SHARE MODE;
+    UPDATE @extschema@.model_settings s
+       SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
+           rebuilt_at = now()
+    RETURNING s.max_items_per_customer INTO cap;
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
+    phase_at := clock_timestamp();
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
+             @extschema@.pair_counts, @extschema@.dirty_products;
+    -- the 'content' lists come from embeddings (embed_products), not from the events
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
+    INSERT INTO @extschema@.customer_items
+        (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
+    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
+           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
+    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
+                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
+                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
+          FROM @extschema@.interactions i
+          JOIN @extschema@.event_types e ON e.event_type = i.event_type
+          GROUP BY i.customer_id, i.product_id) g;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 2/5 customers and products', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.customer_state (customer_id, items, model_items, max_model_first_id)
+    SELECT ci.customer_id, count(*), count(*) FILTER (WHERE ci.in_model),
+           max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
+    FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    INSERT INTO @extschema@.item_counts (product_id, customers)
+    SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
+    GET DIAGNOSTICS n_products = ROW_COUNT;
+    UPDATE @extschema@.customer_totals t SET customers = coalesce(
+        (SELECT count(*) FROM @extschema@.customer_state s
+         WHERE s.model_items > 0 AND ((s.customer_id % 16) + 16) % 16 = t.shard), 0);
+    RAISE NOTICE 'rebuild: 2/5 % customers, % products (% s)', n_customers, n_products,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    SELECT a.product_id, b.product_id, count(*)
+    FROM @extschema@.customer_items a
+    JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
+    WHERE a.in_model AND b.in_model
+    GROUP BY a.product_id, b.product_id
+    ORDER BY a.product_id, b.product_id;  -- the primary key is then built in order, compact
+    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
+    phase_at := clock_timestamp();
+    n_lists := @extschema@.refresh_neighbors(NULL, true);
+    RAISE NOTICE 'rebuild: 4/5 neighbour lists for % products (% s)', n_lists,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
+    PERFORM @extschema@.refresh_popular();
+    RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('rebuild', started, n_pairs, jsonb_build_object('customers', n_customers, 'products', n_products,
+            'pairs', n_pairs, 'max_items_per_customer', cap));
+    RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
+END $$;
+COMMENT ON FUNCTION @extschema@.rebuild(integer) IS
+    'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs.';

@@ -1,0 +1,187 @@
+------------------------------------------------------------------------------
+-- Refresh: neighbour lists of dirty products, the popularity list, and the
+-- periodic job that runs both; every run is logged in maintenance_runs
+------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.maintenance_runs (
+    run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job         text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    items       bigint NOT NULL,
+    details     jsonb
+);
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per completed rebuild() and refresh_neighbors()/refresh_popular() run.';
+
+-- Recompute the top-K neighbour lists of up to max_products dirty products (all products
+-- with all_products), logging the run unless log_run is false (refresh() logs its own).
+CREATE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_products boolean, log_run boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measures text[];
+    n_total bigint;
+    k integer := coalesce(current_setting('personalize.neighbors_k', true), '50')::integer;
+    min_count integer := coalesce(current_setting('personalize.neighbors_min_count', true), '2')::integer;
+    batch bigint[];
+    done bigint := 0;
+    started timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'Pass NULL to refresh every dirty product.';
+    END IF;
+    IF all_products THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        ON CONFLICT (product_id) DO NOTHING;
+        -- the 'content' lists (embed_products) do not depend on co-occurrence: kept
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+    END IF;
+    SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
+    FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS m
+          FROM @extschema@.variants v) s
+    WHERE m IS NOT NULL;
+    SELECT coalesce(sum(t.customers), 0) INTO n_total FROM @extschema@.customer_totals t;
+    LOOP
+        WITH d AS (
+            DELETE FROM @extschema@.dirty_products dp
+            WHERE dp.product_id IN (SELECT x.product_id FROM @extschema@.dirty_products x
+                                    ORDER BY x.product_id
+                                    LIMIT least(500, coalesce(max_products - done, 500))
+                                    FOR UPDATE SKIP LOCKED)
+            RETURNING dp.product_id)
+        SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
+        EXIT WHEN batch IS NULL;
+
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
+        IF measures IS NOT NULL THEN
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
+            FROM (
+                SELECT s.measure, s.p, s.q, s.ab, s.s,
+                       row_number() OVER (PARTITION BY s.measure, s.p ORDER BY s.s DESC, s.ab DESC, s.q) AS rn
+                FROM (
+                    SELECT m.measure, pr.p, pr.q, pr.ab,
+                           @extschema@.similarity(m.measure, pr.ab, ia.customers, ib.customers, greatest(n_total, ia.customers, ib.customers)) AS s
+                    FROM (SELECT pc.product_a AS p, pc.product_b AS q, pc.customers AS ab
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_a = ANY (batch) AND pc.customers >= min_count
+                          UNION ALL
+                          SELECT pc.product_b, pc.product_a, pc.customers
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_b = ANY (batch) AND pc.customers >= min_count) pr
+                    JOIN @extschema@.item_counts ia ON ia.product_id = pr.p
+                    JOIN @extschema@.item_counts ib ON ib.product_id = pr.q
+                    CROSS JOIN unnest(measures) AS m(measure)
+                ) s
+                WHERE s.s > 0
+            ) r
+            WHERE r.rn <= k
+            GROUP BY r.measure, r.p;
+        END IF;
+        done := done + cardinality(batch);
+        IF clock_timestamp() - last_notice > interval '5 seconds' THEN
+            RAISE NOTICE 'refresh_neighbors: % products refreshed, % still dirty', done,
+                (SELECT count(*) FROM @extschema@.dirty_products);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN max_products IS NOT NULL AND done >= max_products;
+    END LOOP;
+    IF log_run THEN
+        INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products, 'k', k));
+    END IF;
+    RETURN done;
+END $$;
+CREATE FUNCTION @extschema@.refresh_neighbors(max_products integer DEFAULT NULL, all_products boolean DEFAULT false)
+    RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._refresh_neighbors(max_products, all_products, true);
+COMMENT ON FUNCTION @extschema@.refresh_neighbors(integer, boolean) IS
+    'Recompute the neighbour lists of products whose counts changed (all products with all_products => true); returns how many.';
+
+-- Recompute the popularity list as of a time.
+CREATE FUNCTION @extschema@.refresh_popular(window_length interval DEFAULT '7 days', as_of timestamptz DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t_end timestamptz := coalesce(as_of, nullif(current_setting('personalize.as_of', true), '')::timestamptz, now());
+    started timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    IF window_length IS NULL OR window_length <= interval '0' THEN
+        RAISE EXCEPTION 'window_length must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(window_length::text, 'NULL')),
+                  HINT = 'For example interval ''7 days''.';
+    END IF;
+    -- one refresh at a time (readers keep reading the old list until we commit)
+    LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
+    DELETE FROM @extschema@.popular;
+    INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
+    SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id), y.product_id, y.n,
+           y.n::double precision / max(y.n) OVER (PARTITION BY y.src),
+           CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END, t_end - window_length, t_end
+    FROM (
+        SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
+        FROM (
+            SELECT 1 AS src, w.product_id, w.n FROM (
+                SELECT i.product_id, count(DISTINCT i.customer_id) AS n
+                FROM @extschema@.interactions i
+                JOIN @extschema@.products p ON p.product_id = i.product_id AND p.active
+                WHERE i.occurred_at > t_end - window_length AND i.occurred_at <= t_end
+                GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
+            UNION ALL
+            SELECT 2, a.product_id, a.customers FROM (
+                SELECT ic.product_id, ic.customers FROM @extschema@.item_counts ic
+                JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
+                ORDER BY ic.customers DESC, ic.product_id LIMIT 1000) a
+        ) x
+        ORDER BY x.product_id, x.src
+    ) y
+    ORDER BY 1 LIMIT 1000;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM @extschema@.popular_scores;
+    INSERT INTO @extschema@.popular_scores (product_ids, scores, window_days)
+    SELECT coalesce(array_agg(p.product_id ORDER BY p.rank), '{}'),
+           coalesce(array_agg(CASE p.source WHEN 'window' THEN 0.5 + 0.5 * p.share ELSE 0.5 * p.share END
+                              ORDER BY p.rank), '{}'),
+           extract(epoch FROM window_length)::double precision / 86400
+    FROM @extschema@.popular p;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh_popular', started, n, jsonb_build_object('window', window_length, 'as_of', t_end));
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.refresh_popular(interval, timestamptz) IS
+    'Recompute the popularity list: products by distinct customers in the window ending at as_of (default personalize.as_of, else now()), then all-time.';
+
+-- Periodic upkeep: neighbour lists of dirty products, then popularity. Commits after
+-- every batch of 100 products, so that writers re-marking a product dirty wait at
+-- most one batch (a procedure with COMMIT cannot have a SET clause: search_path is
+-- set for each transaction instead).
+CREATE PROCEDURE @extschema@.refresh()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    n bigint;
+    done bigint := 0;
+    popular bigint;
+BEGIN
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        n := @extschema@._refresh_neighbors(100, false, false);
+        done := done + n;
+        COMMIT;
+        EXIT WHEN n < 100;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    popular := @extschema@.refresh_popular();
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular));
+END $$;
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. CALL it outside a transaction block.';

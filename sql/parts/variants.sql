@@ -1,0 +1,69 @@
+------------------------------------------------------------------------------
+-- Variants: named algorithm configurations (A/B arms) recommend() can serve
+------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.variants (
+    name       text PRIMARY KEY,
+    algorithm  text NOT NULL,
+    params     jsonb NOT NULL DEFAULT '{}',
+    builtin    boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT variants_name_check CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT variants_algorithm_check CHECK (algorithm OPERATOR(pg_catalog.=) ANY (ARRAY['popular', 'cooccurrence', 'hybrid', 'llm']))
+);
+COMMENT ON TABLE @extschema@.variants IS 'Named algorithm configurations recommend() can serve (A/B arms).';
+INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
+    ('popular', 'popular', '{}', true),
+    ('cooccurrence', 'cooccurrence', '{"measure": "llr"}', true),
+    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
+
+CREATE FUNCTION @extschema@._validate_variant(name text, algorithm text, params jsonb)
+    RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_validate_variant';
+
+-- Variants
+CREATE FUNCTION @extschema@.create_variant(name text, algorithm text, params jsonb DEFAULT '{}')
+    RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    needs_measure text;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(name), 'NULL')
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
+                  HINT = 'For example ''cooc_jaccard''.';
+    END IF;
+    needs_measure := @extschema@._validate_variant(name, algorithm, coalesce(params, '{}'));
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = create_variant.name) THEN
+        RAISE EXCEPTION 'variant "%" already exists', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
+    END IF;
+    IF needs_measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = needs_measure LIMIT 1)
+       AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT ic.product_id FROM @extschema@.item_counts ic ORDER BY ic.product_id ON CONFLICT (product_id) DO NOTHING;
+        RAISE NOTICE 'no neighbour lists exist yet for measure "%"', needs_measure
+            USING HINT = 'Every product was marked for refresh: run SELECT personalize.refresh_neighbors(), or wait for the scheduled refresh.';
+    END IF;
+    INSERT INTO @extschema@.variants (name, algorithm, params) VALUES (name, algorithm, coalesce(params, '{}'));
+    RETURN name;
+END $$;
+COMMENT ON FUNCTION @extschema@.create_variant(text, text, jsonb) IS
+    'Create a named variant (popular, cooccurrence, hybrid or llm with parameters), validated; see docs/reference.md for the parameters.';
+
+CREATE FUNCTION @extschema@.drop_variant(name text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
+        RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
+    END IF;
+    DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown variant "%"', name USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+COMMENT ON FUNCTION @extschema@.drop_variant(text) IS 'Drop a user-created variant.';
