@@ -122,7 +122,7 @@ run_block() {
   psql -X -e -v ON_ERROR_STOP=1 -d "$1" -f "$tmp/blocks/$2.sql" > "$tmp/out" 2>&1
   local rc=$?
   tap $rc "$3"
-  [ $rc = 0 ] || grep -E '^(psql:|ERROR|DETAIL|HINT)' "$tmp/out" | diag
+  [ $rc = 0 ] || grep -E '(ERROR|FATAL|error):|^(DETAIL|HINT):' "$tmp/out" | diag
   return $rc
 }
 
