@@ -155,7 +155,8 @@ SET personalize.openai_api_key_file = '';
 SELECT * FROM personalize._openai_post('/chat/completions', ARRAY['{}']);
 \echo SQLSTATE :SQLSTATE
 SELECT personalize._llm_settings() - 'openai_model' - 'openai_embedding_model' AS settings;
--- without pg_cron in this database
+-- pg_cron is loaded but not installed in its database (cron.database_name = postgres):
+-- a clear error to schedule, nothing to unschedule
 SELECT personalize.schedule_llm_refresh();
 \echo SQLSTATE :SQLSTATE
 SELECT personalize.unschedule_llm_batch_poll();

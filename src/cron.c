@@ -1,0 +1,304 @@
+/*
+ * cron.c: scheduling from the shop's own database when pg_cron lives in
+ * another one (cron.database_name). pg_cron's functions exist only in its own
+ * database, so personalize._cron_remote() starts a dynamic background worker
+ * that connects there as the calling role (its CONNECT privilege and pg_cron's
+ * own permission checks apply; no password, no network) and runs one fixed,
+ * parameterised statement: cron.schedule_in_database() for this database, or
+ * cron.unschedule() of this database's personalize jobs. The request and the
+ * answer (a number, or the error with its SQLSTATE, detail and hint) travel in
+ * a dynamic shared memory segment. The worker commits on its own: a job
+ * scheduled this way stays scheduled if the caller's transaction rolls back.
+ */
+#include "personalize.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "cron.h"
+#include "lifecycle.h"
+
+PG_FUNCTION_INFO_V1(personalize_cron_remote);
+
+typedef enum CronOp
+{
+	CRON_SCHEDULE,				/* cron.schedule_in_database(job, schedule, command, db) */
+	CRON_UNSCHEDULE,			/* cron.unschedule() of the job of this name in db */
+	CRON_UNSCHEDULE_ALL			/* cron.unschedule() of every personalize-* job in db */
+} CronOp;
+
+#define CRON_TEXT 1024
+
+/* One request and its answer, in a DSM segment shared with the worker. */
+typedef struct CronRequest
+{
+	CronOp		op;
+	char		cron_db[NAMEDATALEN];	/* where pg_cron is installed */
+	char		target_db[NAMEDATALEN]; /* where the job runs: the caller's */
+	char		role[NAMEDATALEN];	/* the calling role */
+	char		job[CRON_TEXT];
+	char		schedule[CRON_TEXT];
+	char		command[CRON_TEXT];
+	bool		done;			/* the worker got to the end */
+	bool		failed;
+	int64		result;
+	int			sqlerrcode;
+	char		message[CRON_TEXT];
+	char		detail[CRON_TEXT];
+	char		hint[CRON_TEXT];
+} CronRequest;
+
+/*
+ * Worker: is pg_cron installed where cron.database_name points? Scheduling
+ * without it is an error; there is nothing to unschedule.
+ */
+static bool
+worker_has_pg_cron(CronRequest *req)
+{
+	if (SPI_execute("SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read pg_extension");
+	if (SPI_processed == 0 && req->op == CRON_SCHEDULE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_cron is not installed in database \"%s\"", req->cron_db),
+				 errdetail("cron.database_name is \"%s\"; pg_cron's functions live there.", req->cron_db),
+				 errhint("Run CREATE EXTENSION pg_cron in database \"%s\".", req->cron_db)));
+	return SPI_processed > 0;
+}
+
+/* Worker: run the request's statement and keep its one number. */
+static void
+worker_run(CronRequest *req)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	const char *sql;
+	int			nargs;
+	bool		isnull;
+
+	req->result = 0;
+	if (!worker_has_pg_cron(req))
+		return;
+	switch (req->op)
+	{
+		case CRON_SCHEDULE:
+			sql = "SELECT cron.schedule_in_database($1, $2, $3, $4)";
+			values[0] = CStringGetTextDatum(req->job);
+			values[1] = CStringGetTextDatum(req->schedule);
+			values[2] = CStringGetTextDatum(req->command);
+			values[3] = CStringGetTextDatum(req->target_db);
+			nargs = 4;
+			break;
+		case CRON_UNSCHEDULE:
+			sql = "SELECT count(cron.unschedule(j.jobid)) FROM cron.job j WHERE j.jobname = $1 AND j.database = $2";
+			values[0] = CStringGetTextDatum(req->job);
+			values[1] = CStringGetTextDatum(req->target_db);
+			nargs = 2;
+			break;
+		default:
+			sql = "SELECT count(cron.unschedule(j.jobid)) FROM cron.job j "
+				"WHERE j.jobname LIKE 'personalize-%' AND j.database = $1";
+			values[0] = CStringGetTextDatum(req->target_db);
+			nargs = 1;
+			break;
+	}
+	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "personalize: the pg_cron statement returned no row");
+	req->result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Worker: keep an error for the caller (message, detail, hint, SQLSTATE). */
+static void
+worker_keep_error(CronRequest *req, MemoryContext keep)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(keep);
+	edata = CopyErrorData();
+	FlushErrorState();
+	req->sqlerrcode = edata->sqlerrcode;
+	strlcpy(req->message, edata->message ? edata->message : "unknown error", CRON_TEXT);
+	strlcpy(req->detail, edata->detail ? edata->detail : "", CRON_TEXT);
+	strlcpy(req->hint, edata->hint ? edata->hint : "", CRON_TEXT);
+	req->failed = true;
+}
+
+/* The background worker: connect to pg_cron's database as the caller, run, answer. */
+void
+personalize_cron_worker_main(Datum arg)
+{
+	dsm_segment *seg;
+	CronRequest *req;
+	MemoryContext keep = AllocSetContextCreate(TopMemoryContext, "personalize cron worker", ALLOCSET_SMALL_SIZES);
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("personalize cron worker: the caller's request is gone")));
+	req = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnection(req->cron_db, req->role, 0);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "personalize: pg_cron request");
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "personalize: SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		worker_run(req);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		worker_keep_error(req, keep);
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	req->done = true;
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* Caller: start the worker and wait for it; a cancel stops it too. */
+static void
+run_in_worker(CronRequest *req)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	dsm_segment *seg = dsm_create(sizeof(CronRequest), 0);
+	CronRequest *shared = dsm_segment_address(seg);
+
+	memcpy(shared, req, sizeof(CronRequest));
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "personalize");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "personalize_cron_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "personalize pg_cron request for %s", req->target_db);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "personalize pg_cron request");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a background worker to reach pg_cron in database \"%s\"", req->cron_db),
+				 errdetail("Every background worker slot is taken."),
+				 errhint("Raise max_worker_processes (pg_cron's own workers use slots too), or retry.")));
+	PG_TRY();
+	{
+		status = WaitForBackgroundWorkerShutdown(handle);
+	}
+	PG_CATCH();
+	{
+		TerminateBackgroundWorker(handle);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (status == BGWH_POSTMASTER_DIED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("postmaster exited while personalize waited for its pg_cron request")));
+	memcpy(req, shared, sizeof(CronRequest));
+	dsm_detach(seg);
+}
+
+/* Caller: the worker's answer, or its error raised here as if it were ours. */
+static int64
+answer(const CronRequest *req)
+{
+	if (!req->done)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("could not reach pg_cron in database \"%s\" as role \"%s\"", req->cron_db, req->role),
+				 errdetail("The background worker that connects there stopped before it answered."),
+				 errhint("The server log says why: the database must exist and the role must be allowed to log in and to connect to it.")));
+	if (req->failed)
+		ereport(ERROR,
+				(errcode(req->sqlerrcode),
+				 errmsg("%s", req->message),
+				 req->detail[0] ? errdetail("%s", req->detail) : 0,
+				 req->hint[0] ? errhint("%s", req->hint) : 0,
+				 errcontext("pg_cron in database \"%s\"", req->cron_db)));
+	return req->result;
+}
+
+/* A text argument copied into a request field, refused when it does not fit. */
+static void
+copy_arg(FunctionCallInfo fcinfo, int argno, char *dst, const char *what)
+{
+	char	   *s;
+
+	if (PG_ARGISNULL(argno))
+	{
+		dst[0] = '\0';
+		return;
+	}
+	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strlen(s) >= CRON_TEXT)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("%s is too long for a pg_cron request", what),
+				 errdetail("It has %zu bytes; at most %d fit.", strlen(s), CRON_TEXT - 1)));
+	strlcpy(dst, s, CRON_TEXT);
+}
+
+/*
+ * personalize._cron_remote(operation text, job text, schedule text, command text)
+ * operation 'schedule' returns the job id; 'unschedule' and 'unschedule_all'
+ * return how many jobs were removed. Jobs run in the calling database.
+ */
+Datum
+personalize_cron_remote(PG_FUNCTION_ARGS)
+{
+	CronRequest req;
+	const char *cron_db = GetConfigOption("cron.database_name", true, false);
+	char	   *op;
+
+	personalize_require_sql_version("0.2.0");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("operation must not be null")));
+	op = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	memset(&req, 0, sizeof(req));
+	if (strcmp(op, "schedule") == 0)
+		req.op = CRON_SCHEDULE;
+	else if (strcmp(op, "unschedule") == 0)
+		req.op = CRON_UNSCHEDULE;
+	else if (strcmp(op, "unschedule_all") == 0)
+		req.op = CRON_UNSCHEDULE_ALL;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown pg_cron operation \"%s\"", op),
+				 errhint("One of schedule, unschedule, unschedule_all.")));
+	if (cron_db == NULL || cron_db[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_cron is not loaded"),
+				 errhint("Add pg_cron to shared_preload_libraries and restart the server.")));
+	strlcpy(req.cron_db, cron_db, NAMEDATALEN);
+	strlcpy(req.target_db, get_database_name(MyDatabaseId), NAMEDATALEN);
+	strlcpy(req.role, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+	copy_arg(fcinfo, 1, req.job, "the job name");
+	copy_arg(fcinfo, 2, req.schedule, "the schedule");
+	copy_arg(fcinfo, 3, req.command, "the command");
+	run_in_worker(&req);
+	PG_RETURN_INT64(answer(&req));
+}
