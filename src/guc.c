@@ -11,6 +11,7 @@
 #include "guc.h"
 
 int			personalize_neighbors_k = 50;
+bool		personalize_allow_drop_with_data = false;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
 
@@ -302,6 +303,14 @@ personalize_define_gucs(void)
 							   "",
 							   PGC_USERSET, 0,
 							   check_as_of, NULL, NULL);
+
+	DefineCustomBoolVariable("personalize.allow_drop_with_data",
+							 "Lets DROP EXTENSION personalize delete products, customers and interactions that hold rows.",
+							 "Off: such a drop is refused (see Uninstalling in docs/reference.md). Set it for the one session that uninstalls.",
+							 &personalize_allow_drop_with_data,
+							 false,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 
 	define_openai_gucs();
 
