@@ -56,6 +56,7 @@
 #include "guc.h"
 #include "similarity.h"
 #include "spiutil.h"
+#include "lifecycle.h"
 #include "variant.h"
 
 PG_FUNCTION_INFO_V1(personalize_recommend);
@@ -74,6 +75,7 @@ typedef struct Candidate
 	char	   *campaign;
 	bool		excluded;
 	bool		best_content;	/* that contribution came from a content list */
+	bool		best_live;		/* ... from a list computed live (not refreshed yet) */
 	double		llm;			/* (n - i + 1) / n from the LLM rank; 0 none */
 	bool		has_llm;
 	char	   *llm_reason;		/* the LLM's reason (may be NULL) */
@@ -88,10 +90,12 @@ typedef struct HistoryItem
 	double		weight;
 	bool		bought;
 	bool		has_list;		/* has a co-occurrence list under the measure */
+	bool		dirty;			/* its counts changed since its lists were refreshed */
 } HistoryItem;
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
-			plan_popular, plan_campaigns, plan_products, plan_llm;
+			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_llm,
+			plan_live_neighbors;
 
 static int
 cmp_candidate(const void *pa, const void *pb)
@@ -203,10 +207,10 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
  * *len is its length.
  */
 static void *
-list_values(uint64 row, int col, int *len)
+list_values(SPITupleTable *tt, uint64 row, int col, int *len)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, &isnull);
+	Datum		d = SPI_getbinval(tt->vals[row], tt->tupdesc, col, &isnull);
 	ArrayType  *a;
 
 	if (isnull)
@@ -221,7 +225,7 @@ list_values(uint64 row, int col, int *len)
 
 /* One neighbour's contribution, remembering the largest for the reason. */
 static void
-contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, bool content)
+contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, bool content, bool live)
 {
 	Candidate  *c = candidate(cands, product_id);
 
@@ -233,22 +237,25 @@ contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, 
 		c->best_from = h->product_id;
 		c->best_from_bought = h->bought;
 		c->best_content = content;
+		c->best_live = live;
 	}
 }
 
 /*
- * Add one list row (SPI row r) of history product h: a co-occurrence list
- * scaled by its best score, or a content list as the header comment says.
+ * Add one list row (row r of tt) of history product h: a co-occurrence list
+ * scaled by its best score (live: computed just now, not stored), or a content
+ * list as the header comment says.
  */
 static void
-add_list(HTAB *cands, uint64 r, HistoryItem *h, bool content, const VariantConfig *cfg)
+add_list(HTAB *cands, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content, bool live,
+		 const VariantConfig *cfg)
 {
 	int			nlen = 0,
 				slen = 0,
 				clen = 0;
-	int64	   *nid = list_values(r, 2, &nlen);
-	double	   *nsc = list_values(r, 3, &slen);
-	int64	   *ncnt = content ? list_values(r, 4, &clen) : NULL;
+	int64	   *nid = list_values(tt, r, 2, &nlen);
+	double	   *nsc = list_values(tt, r, 3, &slen);
+	int64	   *ncnt = content ? list_values(tt, r, 4, &clen) : NULL;
 	int			len = Min(nlen, cfg->neighbors);
 
 	if (nid == NULL || nsc == NULL || slen < len || (content && (ncnt == NULL || clen < len)))
@@ -258,7 +265,7 @@ add_list(HTAB *cands, uint64 r, HistoryItem *h, bool content, const VariantConfi
 		h->has_list = true;
 		for (int j = 0; j < len; j++)
 			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
-			contribute(cands, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false);
+			contribute(cands, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false, live);
 		return;
 	}
 	for (int j = 0; j < len; j++)
@@ -271,62 +278,127 @@ add_list(HTAB *cands, uint64 r, HistoryItem *h, bool content, const VariantConfi
 		if (h->has_list && ncnt[j] >= personalize_neighbors_min_count)
 			continue;
 		if (nsc[j] > 0.0)
-			contribute(cands, nid[j], h->weight * cfg->content_weight * nsc[j], h, true);
+			contribute(cands, nid[j], h->weight * cfg->content_weight * nsc[j], h, true, false);
 	}
 }
 
 /*
- * Add the neighbour lists of the top history products to the candidates, and
- * with content_weight > 0 their content lists.
+ * Add the list rows of tt to the history products they belong to: the
+ * co-occurrence lists (content false) or the content lists (content true).
+ * Rows whose fifth column is null mark dirty products (see read_lists).
  */
 static void
-score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
+add_lists(HTAB *cands, SPITupleTable *tt, uint64 n, HistoryItem *hist, int use, bool content, bool live,
+		  const VariantConfig *cfg)
+{
+	for (uint64 r = 0; r < n; r++)
+	{
+		bool		marker;
+		bool		isnull;
+		Datum		d = SPI_getbinval(tt->vals[r], tt->tupdesc, 5, &marker);
+		int64		from = DatumGetInt64(SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull));
+
+		for (int i = 0; i < use; i++)
+			if (hist[i].product_id == from)
+			{
+				if (marker)
+					hist[i].dirty = true;
+				else if (DatumGetBool(d) == content)
+					add_list(cands, tt, r, &hist[i], content, live, cfg);
+				break;
+			}
+	}
+}
+
+/*
+ * The stored lists of the history products under the measure (and 'content'
+ * with with_content), and one row with a null fifth column for each of them
+ * that is dirty. Two text parameters, not a text[]: a generic plan built on an
+ * empty table then still looks both columns up in the primary key (with an
+ * array it scanned every list of the measure). Without content the measure is
+ * passed twice.
+ */
+static SPITupleTable *
+read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_content, uint64 *n)
 {
 	Oid			t[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
-	int			use = Min(nhist, cfg->history_items);
-	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
 	Datum		v[3];
-	bool		with_content = cfg->content_weight > 0.0;
 
-	if (use == 0)
-		return;
-	for (int i = 0; i < use; i++)
-		ids[i] = hist[i].product_id;
-	/*
-	 * Two text parameters, not a text[]: a generic plan built on an empty
-	 * table then still looks both columns up in the primary key (with an
-	 * array it scanned every list of the measure). Without content the
-	 * measure is passed twice.
-	 */
 	spi_prepare_kept(&plan_neighbors,
 					 "SELECT product_id, neighbor_ids, scores, counts, measure = 'content' FROM personalize.neighbors "
-					 "WHERE measure IN ($1, $2) AND product_id = ANY($3)",
+					 "WHERE measure IN ($1, $2) AND product_id = ANY($3) "
+					 "UNION ALL SELECT product_id, NULL, NULL, NULL, NULL FROM personalize.dirty_products "
+					 "WHERE product_id = ANY($3)",
 					 3, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = with_content ? CStringGetTextDatum("content") : v[0];
 	v[2] = int8_array_datum(ids, use);
 	if (SPI_execute_plan(plan_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read neighbour lists");
+	*n = SPI_processed;
+	return SPI_tuptable;
+}
 
-	/* co-occurrence lists in the first pass: a content list is read knowing whether its product has one */
-	for (int pass = 0; pass < (with_content ? 2 : 1); pass++)
-	{
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			bool		content = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
-			int64		from = spi_int8(r, 1, 0);
+/*
+ * No empty first hour: the lists of history products that are dirty and have
+ * no stored list under the measure (before the first refresh, after a
+ * restore, right after create_variant() with a new measure, a product bought
+ * for the first time) computed now from the exact counts, as the refresh
+ * will store them. NULL when there is none to compute.
+ */
+static SPITupleTable *
+read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint64 *n)
+{
+	Oid			t[2] = {TEXTOID, INT8ARRAYOID};
+	Datum		v[2];
+	int64	   *ids = palloc(sizeof(int64) * use);
+	int			nids = 0;
 
-			if (content != (pass == 1))
-				continue;
-			for (int i = 0; i < use; i++)
-				if (hist[i].product_id == from)
-				{
-					add_list(cands, r, &hist[i], content, cfg);
-					break;
-				}
-		}
-	}
+	for (int i = 0; i < use; i++)
+		if (hist[i].dirty && !hist[i].has_list)
+			ids[nids++] = hist[i].product_id;
+	if (nids == 0)
+		return NULL;
+	spi_prepare_kept(&plan_live_neighbors,
+					 "SELECT product_id, neighbor_ids, scores, counts, false "
+					 "FROM personalize._compute_neighbors(ARRAY[$1], $2)",
+					 2, t);
+	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
+	v[1] = int8_array_datum(ids, nids);
+	if (SPI_execute_plan(plan_live_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not compute neighbour lists");
+	*n = SPI_processed;
+	return SPI_tuptable;
+}
+
+/*
+ * Add the neighbour lists of the top history products to the candidates (the
+ * stored ones, then live ones where none is stored yet), and with
+ * content_weight > 0 their content lists: those last, because a content list
+ * is read knowing whether its product has a co-occurrence list.
+ */
+static void
+score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
+{
+	int			use = Min(nhist, cfg->history_items);
+	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
+	bool		with_content = cfg->content_weight > 0.0;
+	SPITupleTable *stored,
+			   *live;
+	uint64		nstored,
+				nlive = 0;
+
+	if (use == 0)
+		return;
+	for (int i = 0; i < use; i++)
+		ids[i] = hist[i].product_id;
+	stored = read_lists(ids, use, cfg, with_content, &nstored);
+	add_lists(cands, stored, nstored, hist, use, false, false, cfg);
+	live = read_live_lists(hist, use, cfg, &nlive);
+	if (live != NULL)
+		add_lists(cands, live, nlive, hist, use, false, true, cfg);
+	if (with_content)
+		add_lists(cands, stored, nstored, hist, use, true, false, cfg);
 }
 
 /*
@@ -359,14 +431,44 @@ score_llm(HTAB *cands, int64 customer_id)
 }
 
 /*
+ * The all-time part of the popularity list computed now from item_counts, as
+ * refresh_popular() will store it (0.5 * share): popularity before the first
+ * refresh. Sets *live if there is any.
+ */
+static double
+score_popular_live(HTAB *cands, bool *live)
+{
+	int64		top = 0;
+
+	spi_prepare_kept(&plan_popular_live,
+					 "SELECT product_id, customers FROM personalize._popular_all_time(1000)", 0, NULL);
+	if (SPI_execute_plan(plan_popular_live, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not compute the popularity list");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		int64		customers = spi_int8(r, 2, 0);
+		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
+
+		if (r == 0)
+			top = Max(customers, 1);
+		c->pop = 0.5 * (double) customers / (double) top;
+		c->pop_source = 2;
+	}
+	*live = SPI_processed > 0;
+	return 0.0;
+}
+
+/*
  * Popularity of every product on the list (one row of two arrays, written by
  * refresh_popular()): each becomes a candidate with its score, so a blend is
  * exact and the ranking does not depend on k; purchases are skipped while
  * walking. A window product scores above 0.5, an all-time one at most 0.5.
- * Returns the window length in days (0 if there is no list).
+ * Returns the window length in days (0 if there is no list). With no list or
+ * an empty one (before the first refresh, after a restore) the live
+ * bestsellers stand in and *live is set.
  */
 static double
-score_popular(HTAB *cands)
+score_popular(HTAB *cands, bool *live)
 {
 	bool		isnull;
 	ArrayType  *ids,
@@ -381,13 +483,15 @@ score_popular(HTAB *cands)
 	if (SPI_execute_plan(plan_popular, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the popularity list");
 	if (SPI_processed == 0)
-		return 0.0;
+		return score_popular_live(cands, live);
 	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	scores = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	window_days = spi_float8(0, 3, 7.0);
 	n = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
 	if (ARR_HASNULL(ids) || ARR_HASNULL(scores) || ArrayGetNItems(ARR_NDIM(scores), ARR_DIMS(scores)) != n)
 		elog(ERROR, "personalize: popular_scores is malformed");
+	if (n == 0)
+		return score_popular_live(cands, live);
 	/* no null bitmap (checked above): the values follow the fixed header */
 	id = (int64 *) ((char *) ids + ARR_OVERHEAD_NONULLS(ARR_NDIM(ids)));
 	score = (double *) ((char *) scores + ARR_OVERHEAD_NONULLS(ARR_NDIM(scores)));
@@ -472,6 +576,7 @@ typedef struct RecommendState
 	int			nllm;
 	double		trust;
 	double		window_days;
+	bool		popular_live;	/* the popularity list was computed live */
 	CategoryCount *cats;
 	int			ncats;
 } RecommendState;
@@ -539,7 +644,7 @@ gather_candidates(RecommendState *rs)
 		rs->trust = (double) rs->history_total / (double) cfg->llm_history;
 	}
 	if (cfg->algorithm == ALG_POPULAR || cfg->popular_fill || cfg->popularity_weight > 0.0)
-		rs->window_days = score_popular(rs->cands);
+		rs->window_days = score_popular(rs->cands, &rs->popular_live);
 	if (cfg->campaigns)
 		apply_campaigns(rs->cands, rs->now);
 }
@@ -709,8 +814,10 @@ category_take(RecommendState *rs, char *category)
 
 /* The reason shown with a recommendation, appended to reason. */
 static void
-build_reason(StringInfo reason, const Candidate *c, HTAB *names, double window_days)
+build_reason(StringInfo reason, const Candidate *c, HTAB *names, const RecommendState *rs)
 {
+	double		window_days = rs->window_days;
+
 	if (c->show_llm && c->llm_reason != NULL)
 		appendStringInfo(reason, "suggested for you: %s", c->llm_reason);
 	else if (c->show_llm)
@@ -718,8 +825,8 @@ build_reason(StringInfo reason, const Candidate *c, HTAB *names, double window_d
 	else if (c->cooc_reason && c->best_content)
 		appendStringInfo(reason, "similar to \"%s\"", quoted_name(names, c->best_from));
 	else if (c->cooc_reason)
-		appendStringInfo(reason, "%s \"%s\"", c->best_from_bought ? "bought with" : "goes with",
-						 quoted_name(names, c->best_from));
+		appendStringInfo(reason, "%s \"%s\"%s", c->best_from_bought ? "bought with" : "goes with",
+						 quoted_name(names, c->best_from), c->best_live ? " (live)" : "");
 	else if (c->pop_source == 1 && (window_days > 6.5 && window_days < 7.5))
 		appendStringInfoString(reason, "popular this week");
 	else if (c->pop_source == 1 && window_days < 1.5)
@@ -727,7 +834,7 @@ build_reason(StringInfo reason, const Candidate *c, HTAB *names, double window_d
 	else if (c->pop_source == 1)
 		appendStringInfo(reason, "popular in the last %.0f days", window_days);
 	else if (c->pop_source == 2)
-		appendStringInfoString(reason, "bestseller");
+		appendStringInfoString(reason, rs->popular_live ? "bestseller (live)" : "bestseller");
 	if (c->campaign != NULL)
 		appendStringInfo(reason, "%scampaign: %s", reason->len > 0 ? "; " : "", c->campaign);
 }
@@ -786,7 +893,7 @@ walk_ranking(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rs
 				continue;
 
 			initStringInfo(&reason);
-			build_reason(&reason, c, names, rs->window_days);
+			build_reason(&reason, c, names, rs);
 			emit_row(rsinfo, c, reason.data);
 			emitted++;
 		}
@@ -804,6 +911,8 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	Candidate **order;
 	int			ncand;
 
+	/* it reads _compute_neighbors() and _popular_all_time(), new in 0.2.0 */
+	personalize_require_sql_version("0.2.0");
 	variant_name = check_args(fcinfo, &rs.customer_id, &rs.k);
 
 	InitMaterializedSRF(fcinfo, 0);

@@ -9,9 +9,60 @@ CREATE TABLE @extschema@.maintenance_runs (
     started_at  timestamptz NOT NULL,
     finished_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     items       bigint NOT NULL,
-    details     jsonb
+    details     jsonb,
+    status      text NOT NULL DEFAULT 'succeeded',
+    error       text,
+    CONSTRAINT maintenance_runs_status_check CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'failed']))
 );
-COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per completed rebuild() and refresh_neighbors()/refresh_popular() run.';
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message).';
+
+-- The top personalize.neighbors_k neighbours of each product under each measure, from
+-- the exact counts (pairs seen by at least personalize.neighbors_min_count customers):
+-- what refresh stores in neighbors, and what recommend() computes on the spot for a
+-- product whose list is not stored yet.
+CREATE FUNCTION @extschema@._compute_neighbors(measures text[], product_ids bigint[])
+    RETURNS TABLE (measure text, product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH settings AS (
+        SELECT coalesce(current_setting('personalize.neighbors_k', true), '50')::integer AS k,
+               coalesce(current_setting('personalize.neighbors_min_count', true), '2')::integer AS min_count,
+               (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t) AS n_total)
+    SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
+    FROM (
+        SELECT s.measure, s.p, s.q, s.ab, s.s,
+               row_number() OVER (PARTITION BY s.measure, s.p ORDER BY s.s DESC, s.ab DESC, s.q) AS rn
+        FROM (
+            SELECT m.measure, pr.p, pr.q, pr.ab,
+                   @extschema@.similarity(m.measure, pr.ab, ia.customers, ib.customers,
+                                          greatest(st.n_total, ia.customers, ib.customers)) AS s
+            FROM settings st,
+                 LATERAL (SELECT pc.product_a AS p, pc.product_b AS q, pc.customers AS ab
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_a = ANY (product_ids) AND pc.customers >= st.min_count
+                          UNION ALL
+                          SELECT pc.product_b, pc.product_a, pc.customers
+                          FROM @extschema@.pair_counts pc
+                          WHERE pc.product_b = ANY (product_ids) AND pc.customers >= st.min_count) pr
+            JOIN @extschema@.item_counts ia ON ia.product_id = pr.p
+            JOIN @extschema@.item_counts ib ON ib.product_id = pr.q
+            CROSS JOIN unnest(measures) AS m(measure)
+        ) s
+        WHERE s.s > 0
+    ) r, settings st
+    WHERE r.rn <= st.k
+    GROUP BY r.measure, r.p
+$$;
+
+-- The all-time bestsellers among active products, by distinct customers (item_counts):
+-- the second part of the popularity list, and what recommend() serves before the first
+-- refresh_popular().
+CREATE FUNCTION @extschema@._popular_all_time(n integer)
+    RETURNS TABLE (product_id bigint, customers bigint)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ic.product_id, ic.customers FROM @extschema@.item_counts ic
+    JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
+    ORDER BY ic.customers DESC, ic.product_id LIMIT n
+$$;
 
 -- Recompute the top-K neighbour lists of up to max_products dirty products (all products
 -- with all_products), logging the run unless log_run is false (refresh() logs its own).
@@ -20,9 +71,6 @@ CREATE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_product
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     measures text[];
-    n_total bigint;
-    k integer := coalesce(current_setting('personalize.neighbors_k', true), '50')::integer;
-    min_count integer := coalesce(current_setting('personalize.neighbors_min_count', true), '2')::integer;
     batch bigint[];
     done bigint := 0;
     started timestamptz := clock_timestamp();
@@ -46,7 +94,6 @@ BEGIN
     FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS m
           FROM @extschema@.variants v) s
     WHERE m IS NOT NULL;
-    SELECT coalesce(sum(t.customers), 0) INTO n_total FROM @extschema@.customer_totals t;
     LOOP
         WITH d AS (
             DELETE FROM @extschema@.dirty_products dp
@@ -62,28 +109,8 @@ BEGIN
         WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
-            SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
-            FROM (
-                SELECT s.measure, s.p, s.q, s.ab, s.s,
-                       row_number() OVER (PARTITION BY s.measure, s.p ORDER BY s.s DESC, s.ab DESC, s.q) AS rn
-                FROM (
-                    SELECT m.measure, pr.p, pr.q, pr.ab,
-                           @extschema@.similarity(m.measure, pr.ab, ia.customers, ib.customers, greatest(n_total, ia.customers, ib.customers)) AS s
-                    FROM (SELECT pc.product_a AS p, pc.product_b AS q, pc.customers AS ab
-                          FROM @extschema@.pair_counts pc
-                          WHERE pc.product_a = ANY (batch) AND pc.customers >= min_count
-                          UNION ALL
-                          SELECT pc.product_b, pc.product_a, pc.customers
-                          FROM @extschema@.pair_counts pc
-                          WHERE pc.product_b = ANY (batch) AND pc.customers >= min_count) pr
-                    JOIN @extschema@.item_counts ia ON ia.product_id = pr.p
-                    JOIN @extschema@.item_counts ib ON ib.product_id = pr.q
-                    CROSS JOIN unnest(measures) AS m(measure)
-                ) s
-                WHERE s.s > 0
-            ) r
-            WHERE r.rn <= k
-            GROUP BY r.measure, r.p;
+            SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
+            FROM @extschema@._compute_neighbors(measures, batch) c;
         END IF;
         done := done + cardinality(batch);
         IF clock_timestamp() - last_notice > interval '5 seconds' THEN
@@ -95,7 +122,8 @@ BEGIN
     END LOOP;
     IF log_run THEN
         INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
-        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products, 'k', k));
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
+                                  'k', coalesce(current_setting('personalize.neighbors_k', true), '50')::integer));
     END IF;
     RETURN done;
 END $$;
@@ -137,10 +165,7 @@ BEGIN
                 WHERE i.occurred_at > t_end - window_length AND i.occurred_at <= t_end
                 GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
             UNION ALL
-            SELECT 2, a.product_id, a.customers FROM (
-                SELECT ic.product_id, ic.customers FROM @extschema@.item_counts ic
-                JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
-                ORDER BY ic.customers DESC, ic.product_id LIMIT 1000) a
+            SELECT 2, a.product_id, a.customers FROM @extschema@._popular_all_time(1000) a
         ) x
         ORDER BY x.product_id, x.src
     ) y
@@ -163,7 +188,10 @@ COMMENT ON FUNCTION @extschema@.refresh_popular(interval, timestamptz) IS
 -- Periodic upkeep: neighbour lists of dirty products, then popularity. Commits after
 -- every batch of 100 products, so that writers re-marking a product dirty wait at
 -- most one batch (a procedure with COMMIT cannot have a SET clause: search_path is
--- set for each transaction instead).
+-- set for each transaction instead). Every run leaves a maintenance_runs row: a
+-- failed one (an error, a cancel, a statement_timeout) with status failed and its
+-- error, then the error is raised again so that pg_cron records it too. The work
+-- committed before the failure stays.
 CREATE PROCEDURE @extschema@.refresh()
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -171,17 +199,36 @@ DECLARE
     n bigint;
     done bigint := 0;
     popular bigint;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
 BEGIN
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        n := @extschema@._refresh_neighbors(100, false, false);
+        BEGIN
+            n := @extschema@._refresh_neighbors(100, false, false);
+            IF n < 100 THEN
+                popular := @extschema@.refresh_popular();
+            END IF;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN e_state IS NOT NULL;
         done := done + n;
-        COMMIT;
         EXIT WHEN n < 100;
+        COMMIT;
     END LOOP;
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    popular := @extschema@.refresh_popular();
-    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
-    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular));
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular),
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The lists refreshed before the error are kept; the next run continues with the rest.');
+    END IF;
 END $$;
-COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. CALL it outside a transaction block.';
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. Logs every run, a failed one with its error, in maintenance_runs. CALL it outside a transaction block.';

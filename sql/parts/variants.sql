@@ -45,8 +45,9 @@ BEGIN
        AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT ic.product_id FROM @extschema@.item_counts ic ORDER BY ic.product_id ON CONFLICT (product_id) DO NOTHING;
-        RAISE NOTICE 'no neighbour lists exist yet for measure "%"', needs_measure
-            USING HINT = 'Every product was marked for refresh: run SELECT personalize.refresh_neighbors(), or wait for the scheduled refresh.';
+        RAISE NOTICE 'variant "%" is served from live counts until the next refresh stores its "%" lists', name, needs_measure
+            USING DETAIL = 'Every product was marked for refresh; until then recommend() computes the lists it needs on the spot (reason "... (live)").',
+                  HINT = 'Run CALL personalize.refresh(), or wait for the scheduled refresh.';
     END IF;
     INSERT INTO @extschema@.variants (name, algorithm, params) VALUES (name, algorithm, coalesce(params, '{}'));
     RETURN name;
