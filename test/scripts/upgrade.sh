@@ -1,0 +1,195 @@
+#!/bin/bash
+# Upgrades: for the same data (the whole Online Retail file plus feedback, a campaign, a
+# user variant, an experiment with exposures, a flag and a custom event type),
+#   (a) CREATE EXTENSION personalize VERSION '0.1.0', load, ALTER EXTENSION ... UPDATE;
+#   (b) a fresh CREATE EXTENSION personalize (the default version), load;
+#   (c) pg_dump -Fc of (a), pg_restore into a new database;
+# the three have the same schema (pg_dump --binary-upgrade --schema-only, which dumps an
+# extension's member objects, normalised; plus member list, ACLs, initial privileges,
+# comments and pg_extension_config_dump registrations), the same data and model, and
+# recommend() answers the same. Also: the update keeps every row and count of 0.1.0, the
+# frozen 0.1.0 script is byte-identical, every version has a path, and a library newer
+# than the installed SQL refuses with a hint instead of misbehaving.
+# Runs inside pg_virtualenv (see test/in_cluster.sh). TAP output; creates and drops
+# personalize_up_{a,b,c}_<pid>.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$
+work=$(mktemp -d)
+n=0
+cleanup() { for d in "$a" "$b" "$c"; do dropdb --if-exists "$d" >/dev/null 2>&1; done; rm -rf "$work"; }
+trap cleanup EXIT
+die() { echo "upgrade: $*" >&2; echo "Bail out! $*"; exit 2; }
+ok()  { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+is()  { local r=1; [ "$1" = "$2" ] && r=0; ok $r "$3"; [ $r = 0 ] || printf '#   got:  %s\n#   want: %s\n' "$1" "$2"; }
+q()   { local d=$1; shift; psql -X -q -At -v ON_ERROR_STOP=1 -d "$d" "$@"; }
+
+# sha256 of sql/personalize--0.1.0.sql when 0.1.0 was frozen (commit 5d5c08e)
+frozen=7a576972fc15c2814456fb26bc8b8d243b443550f9ce370d33a37a9e1c191bfd
+is "$(sha256sum sql/personalize--0.1.0.sql | cut -d' ' -f1)" "$frozen" "the 0.1.0 install script is byte-identical to the frozen release"
+
+# what every database gets besides the events: run under 0.1.0 (a) and the new version (b)
+extras() {
+  q "$1" <<'SQL'
+INSERT INTO personalize.event_types (event_type, weight) VALUES ('wishlist', 2);
+INSERT INTO personalize.customer_feedback (customer_id, product_id, rating, comment)
+SELECT customer_id, product_id, 1 + (customer_id + product_id) % 5, 'fine'
+FROM (SELECT DISTINCT customer_id, product_id FROM personalize.interactions ORDER BY 1, 2 LIMIT 500) s;
+INSERT INTO personalize.marketing_campaigns (name, product_id, starts_at, ends_at, boost)
+SELECT 'Christmas', product_id, '2011-11-01', '2031-12-31', 1.5
+FROM personalize.item_counts ORDER BY customers DESC, product_id LIMIT 3;
+SELECT personalize.create_variant('cooc_cosine', 'cooccurrence', '{"measure": "cosine"}');
+SELECT personalize.create_experiment('home', ARRAY['cooccurrence', 'cooc_cosine']);
+UPDATE personalize.experiments SET salt = 'upgrade-test' WHERE name = 'home';   -- the same arms everywhere
+SELECT personalize.start_experiment('home');
+SELECT personalize.log_exposure(c.customer_id, ARRAY[1::bigint, 2], NULL)
+FROM (SELECT customer_id FROM personalize.customers ORDER BY customer_id LIMIT 200) c;
+INSERT INTO personalize.flags (name, rollout, salt) VALUES ('new_widget', 0.25, 'upgrade-test');
+UPDATE personalize.model_settings SET max_items_per_customer = max_items_per_customer;
+SQL
+}
+load() {   # $1 = database: the real file through the triggers, then the extras
+  PGDATABASE=$1 bash test/load_online_retail.sh > "$work/load_$1" 2>&1 || { cat "$work/load_$1"; die "cannot load Online Retail into $1"; }
+  extras "$1" > /dev/null || die "cannot add the extras to $1"
+}
+
+# Every user and model table: rows and an md5 of their content without the columns that
+# hold the time of the load (created_at, updated_at, refreshed_at, rebuilt_at, since,
+# shown_at, started_at): these differ between databases loaded at different times.
+fingerprint() {
+  q "$1" <<'SQL'
+SELECT format($f$SELECT %L || ' ' || count(*) || ' ' || coalesce(md5(string_agg(j, ',' ORDER BY j COLLATE "C")), '-')
+                FROM (SELECT (to_jsonb(t) - ARRAY['created_at', 'updated_at', 'refreshed_at', 'rebuilt_at', 'since',
+                                                  'shown_at', 'started_at'])::text AS j FROM personalize.%I t) s$f$,
+              c.relname, c.relname)
+FROM pg_class c
+WHERE c.relnamespace = 'personalize'::regnamespace AND c.relkind = 'r' AND c.relname <> 'maintenance_runs'
+ORDER BY c.relname COLLATE "C" \gexec
+SQL
+}
+
+# The schema of the extension: pg_dump's binary-upgrade mode dumps member objects (a plain
+# dump names only CREATE EXTENSION); OIDs, relfilenodes, xids and the \restrict key are
+# the only lines that may differ and are dropped.
+schema() {
+  pg_dump --binary-upgrade --schema-only -d "$1" \
+    | grep -vE '^(\\(un)?restrict |SELECT pg_catalog\.binary_upgrade_set_next_|SELECT pg_catalog\.binary_upgrade_set_missing_value|SELECT pg_catalog\.binary_upgrade_create_empty_extension)' \
+    | sed -E "s/relfrozenxid = '[0-9]+', relminmxid = '[0-9]+'/relfrozenxid = X/; s/^WHERE oid = '[0-9]+';/WHERE oid = X;/" \
+    | grep -vE '^-- Dumped (from|by)|^-- .*set missing value|^$'
+  # what the dump leaves implicit: members, ACLs against the initial privileges, comments,
+  # the config_dump registrations (the create_empty_extension line above, by OID)
+  q "$1" <<'SQL'
+WITH members AS (
+    SELECT d.classid, d.objid FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+    WHERE e.extname = 'personalize' AND d.deptype = 'e')
+SELECT x FROM (
+    SELECT 'member ' || pg_describe_object(m.classid, m.objid, 0) FROM members m
+    UNION ALL
+    SELECT 'init_priv ' || pg_describe_object(i.classoid, i.objoid, i.objsubid) || ' ' || i.privtype::text || ' ' || i.initprivs::text
+    FROM pg_init_privs i JOIN members m ON m.classid = i.classoid AND m.objid = i.objoid
+    UNION ALL
+    SELECT 'acl ' || p.oid::regprocedure::text || ' ' || coalesce(p.proacl::text, '-') FROM pg_proc p
+    WHERE p.pronamespace = 'personalize'::regnamespace
+    UNION ALL
+    SELECT 'acl ' || c.oid::regclass::text || ' ' || coalesce(c.relacl::text, '-') FROM pg_class c
+    WHERE c.relnamespace = 'personalize'::regnamespace
+    UNION ALL
+    SELECT 'comment ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' ' || d.description
+    FROM pg_description d JOIN members m ON m.classid = d.classoid AND m.objid = d.objoid
+    UNION ALL
+    SELECT 'config_dump ' || c.oid::regclass::text || ' ' || coalesce(e.extcondition[i], '')
+    FROM pg_extension e, generate_subscripts(e.extconfig, 1) i, pg_class c
+    WHERE e.extname = 'personalize' AND c.oid = e.extconfig[i]
+    UNION ALL
+    SELECT 'event_trigger ' || t.evtname || ' ' || t.evtevent || ' ' || t.evtenabled::text || ' ' || coalesce(t.evttags::text, '')
+           || ' ' || t.evtfoid::regprocedure::text
+    FROM pg_event_trigger t JOIN members m ON m.classid = 'pg_event_trigger'::regclass AND m.objid = t.oid
+    UNION ALL
+    SELECT 'version ' || extversion FROM pg_extension WHERE extname = 'personalize'
+) s(x) ORDER BY x COLLATE "C";
+SQL
+}
+
+# recommend() for 300 customers under three variants, at a fixed time, after a refresh
+answers() {
+  q "$1" -c "CALL personalize.refresh()" > /dev/null 2>&1
+  q "$1" <<'SQL'
+SET personalize.as_of = '2011-12-10';
+SELECT md5(string_agg(format('%s %s %s %s %s', c.customer_id, v, r.product_id, round(r.score::numeric, 9), r.reason), E'\n'
+                      ORDER BY c.customer_id, v, r.score DESC, r.product_id))
+FROM (SELECT customer_id FROM personalize.customers ORDER BY customer_id LIMIT 300) c,
+     unnest(ARRAY['cooccurrence', 'hybrid', 'cooc_cosine']) v,
+     LATERAL personalize.recommend(c.customer_id, v, 10) r;
+SQL
+}
+
+# --- paths -------------------------------------------------------------------------------
+for d in "$a" "$b" "$c"; do dropdb --if-exists "$d" >/dev/null 2>&1; done
+createdb "$a" && createdb "$b" || die "cannot create databases"
+q "$a" -c "CREATE EXTENSION personalize VERSION '0.1.0'" || die "cannot create personalize 0.1.0"
+default=$(sed -n "s/^default_version = '\(.*\)'/\1/p" personalize.control)
+is "$(q "$a" -c "SELECT string_agg(source || '>' || target, ' ' ORDER BY source, target) FROM pg_extension_update_paths('personalize') WHERE path IS NOT NULL AND source = '0.1.0'")" \
+   "0.1.0>$default" "pg_extension_update_paths: 0.1.0 updates to $default"
+
+# --- (a) 0.1.0, loaded -------------------------------------------------------------------
+load "$a"
+fingerprint "$a" > "$work/a_before"
+ok $([ "$(grep '^interactions ' "$work/a_before" | cut -d' ' -f2)" -gt 300000 ] && [ "$(grep '^pair_counts ' "$work/a_before" | cut -d' ' -f2)" -gt 1000000 ] && echo 0 || echo 1) \
+   "0.1.0 with Online Retail loaded ($(grep -E '^(interactions|pair_counts) ' "$work/a_before" | cut -d' ' -f1,2 | tr '\n' ' '))"
+
+# a library built from a newer release refuses old SQL with a hint (before the update)
+err=$(psql -X -q -At -d "$a" -c '\set VERBOSITY verbose' -c 'SELECT * FROM personalize.recommend(12347)' 2>&1)
+ok $([[ "$err" == *"55000"* && "$err" == *"0.1.0"* && "$err" == *"ALTER EXTENSION personalize UPDATE"* ]] && echo 0 || echo 1) \
+   "recommend() with SQL 0.1.0 under the new library: 55000 naming the version, hint ALTER EXTENSION personalize UPDATE (${err%%$'\n'*})"
+is "$(q "$a" -c "SELECT count(*) FROM personalize.interactions")" "$(grep '^interactions ' "$work/a_before" | cut -d' ' -f2)" "the refusal changed nothing"
+
+out=$(q "$a" -c "ALTER EXTENSION personalize UPDATE" 2>&1)
+ok $? "ALTER EXTENSION personalize UPDATE from 0.1.0 with Online Retail loaded ($out)"
+is "$(q "$a" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")" "$default" "the installed version is $default"
+fingerprint "$a" > "$work/a_after"
+diff "$work/a_before" "$work/a_after" > "$work/diff_a"
+ok $? "the update keeps every row and every count of every table ($(wc -l < "$work/a_after") tables)"
+[ -s "$work/diff_a" ] && sed 's/^/#   /' "$work/diff_a" | head -20
+
+# --- (b) fresh, loaded; (c) restored from (a) --------------------------------------------
+q "$b" -c "CREATE EXTENSION personalize" || die "cannot create personalize in $b"
+load "$b"
+pg_dump -Fc -d "$a" -f "$work/a.dump" || die "pg_dump of $a failed"
+createdb "$c" || die "cannot create $c"
+pg_restore -d "$c" "$work/a.dump" > "$work/restore" 2>&1
+ok $? "pg_restore of the updated database runs without errors"
+[ -s "$work/restore" ] && sed 's/^/#   /' "$work/restore" | head -10
+
+schema "$a" > "$work/schema_a"; schema "$b" > "$work/schema_b"; schema "$c" > "$work/schema_c"
+members=$(grep -c '^member ' "$work/schema_b")
+ok $([ "$members" -gt 100 ] && grep -q '^event_trigger personalize_guard_drop' "$work/schema_b" && grep -q '^config_dump ' "$work/schema_b" && echo 0 || echo 1) \
+   "the schema fingerprint lists members ($members), the event trigger and the config_dump registrations"
+diff "$work/schema_b" "$work/schema_a" > "$work/diff_ab"
+ok $? "schema: updated 0.1.0 = fresh $default ($(wc -l < "$work/schema_b") lines compared)"
+[ -s "$work/diff_ab" ] && sed 's/^/#   /' "$work/diff_ab" | head -40
+diff "$work/schema_b" "$work/schema_c" > "$work/diff_bc"
+ok $? "schema: restored dump of the updated database = fresh $default"
+[ -s "$work/diff_bc" ] && sed 's/^/#   /' "$work/diff_bc" | head -40
+
+fingerprint "$b" > "$work/b"; fingerprint "$c" > "$work/c"
+diff "$work/b" "$work/a_after" > "$work/diff_data_ab"
+ok $? "data and model: updated 0.1.0 = fresh $default"
+[ -s "$work/diff_data_ab" ] && sed 's/^/#   /' "$work/diff_data_ab" | head -20
+diff "$work/a_after" "$work/c" > "$work/diff_data_bc"
+ok $? "data and model: restored = the updated database it was dumped from"
+[ -s "$work/diff_data_bc" ] && sed 's/^/#   /' "$work/diff_data_bc" | head -20
+
+# a restore stores no derived list (neighbors, popularity): recommend() computes them live
+cust=$(q "$c" -c "SELECT customer_id FROM personalize.customer_items GROUP BY 1 HAVING count(*) >= 20 ORDER BY 1 LIMIT 1")
+is "$(q "$c" -c "SELECT (SELECT count(*) FROM personalize.neighbors) || ' ' || (SELECT count(*) FROM personalize.popular_scores)")" "0 0" \
+   "after pg_restore no neighbour or popularity list is stored"
+is "$(q "$c" -c "SELECT count(*) || ' ' || (count(*) FILTER (WHERE reason LIKE '%(live)') > 0) FROM personalize.recommend($cust, 'cooccurrence', 10)")" \
+   "10 t" "after pg_restore, before any refresh: recommend() answers k = 10 rows for customer $cust, from live lists"
+is "$(q "$c" -c "SELECT count(*) || ' ' || min(reason) FROM personalize.recommend(0, 'popular', 10)")" "10 bestseller (live)" \
+   "after pg_restore, before any refresh: an anonymous visitor gets 10 live bestsellers"
+
+ra=$(answers "$a"); rb=$(answers "$b"); rc=$(answers "$c")
+ok $([ -n "$rb" ] && [ ${#rb} = 32 ] && echo 0 || echo 1) "recommend() answers in the fresh install ($rb)"
+is "$ra" "$rb" "recommend() answers the same after the update as in a fresh install (300 customers x 3 variants)"
+is "$rc" "$rb" "recommend() answers the same after a restore"
+exit 0
