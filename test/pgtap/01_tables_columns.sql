@@ -10,7 +10,8 @@ SELECT is((SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.o
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'personalize'),
           false, 'the extension is not relocatable');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'personalize'),
-          '0.1.0', 'installed version is 0.1.0');
+          (SELECT default_version FROM pg_available_extensions WHERE name = 'personalize'),
+          'the installed version is the default version');
 
 -- the foundation's tables; later features add their own (model, variants) and test them
 SELECT has_table('personalize', 'products', 'table products exists');

@@ -17,7 +17,7 @@ control_version=$(sed -nE "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]
 [ -n "$control_version" ] || { echo "Bail out! no default_version in personalize.control"; exit 2; }
 mk=$(mktemp)
 trap 'rm -f "$mk"' EXIT
-printf 'meta-json-print-data:\n\t@echo $(DATA)\n' > "$mk"
+printf 'meta-json-print-data:\n\t@echo $(DATA) $(DATA_built)\n' > "$mk"
 make_data=$(make -s --no-print-directory -f Makefile -f "$mk" meta-json-print-data 2>/dev/null) \
   || { echo "Bail out! cannot read DATA from the Makefile"; exit 2; }
 echo "# personalize.control default_version: $control_version; Makefile DATA: $make_data"
@@ -80,7 +80,7 @@ p = prov.get("personalize", {})
 report(p.get("version") == cv, f"provides.personalize.version equals default_version ({cv})")
 install = [d for d in data if re.fullmatch(r"(?:.*/)?personalize--[^-]+(?:-[^-]+)*\.sql", d) and "--" not in d.split("personalize--", 1)[1]]
 report(p.get("file") == f"sql/personalize--{cv}.sql" and p.get("file") in install,
-       f"provides.personalize.file is sql/personalize--{cv}.sql, the install script the Makefile installs (DATA)")
+       f"provides.personalize.file is sql/personalize--{cv}.sql, the install script the Makefile installs (DATA or DATA_built)")
 report(os.path.isfile(p.get("file", "")), "provides.personalize.file exists")
 report(p.get("docfile") == "README.md" and os.path.isfile("README.md"), "provides.personalize.docfile is README.md and it exists")
 

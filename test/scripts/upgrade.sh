@@ -184,7 +184,7 @@ cust=$(q "$c" -c "SELECT customer_id FROM personalize.customer_items GROUP BY 1 
 is "$(q "$c" -c "SELECT (SELECT count(*) FROM personalize.neighbors) || ' ' || (SELECT count(*) FROM personalize.popular_scores)")" "0 0" \
    "after pg_restore no neighbour or popularity list is stored"
 is "$(q "$c" -c "SELECT count(*) || ' ' || (count(*) FILTER (WHERE reason LIKE '%(live)') > 0) FROM personalize.recommend($cust, 'cooccurrence', 10)")" \
-   "10 t" "after pg_restore, before any refresh: recommend() answers k = 10 rows for customer $cust, from live lists"
+   "10 true" "after pg_restore, before any refresh: recommend() answers k = 10 rows for customer $cust, from live lists"
 is "$(q "$c" -c "SELECT count(*) || ' ' || min(reason) FROM personalize.recommend(0, 'popular', 10)")" "10 bestseller (live)" \
    "after pg_restore, before any refresh: an anonymous visitor gets 10 live bestsellers"
 
