@@ -41,6 +41,15 @@
  * LLM rows or content lists for the customer these are exactly the scores of
  * co-occurrence and popularity alone. recommend() only reads tables: the LLM
  * answers and the embeddings are fetched by other functions.
+ *
+ * No empty first hour. A history product that is dirty and has no stored
+ * list under the measure (before the first refresh, after a restore, right
+ * after create_variant() with a new measure, bought for the first time since
+ * the refresh) gets its list computed now by _compute_neighbors(), the SQL
+ * function the refresh stores from; with no stored popularity list the
+ * all-time bestsellers come from _popular_all_time(). The answers equal the
+ * refreshed ones; the reason ends in " (live)". Nothing is written: recommend()
+ * stays read-only (hot standbys).
  */
 #include "personalize.h"
 
