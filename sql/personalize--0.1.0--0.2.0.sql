@@ -274,12 +274,19 @@ CREATE FUNCTION @extschema@._cron_remote(operation text, job text, schedule text
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'personalize_cron_remote';
 
+-- pg_cron's settings are readable by superusers (and pg_read_all_settings) only: the two
+-- that scheduling needs, for the roles that may schedule
+CREATE FUNCTION @extschema@._cron_setting(name text) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN name IN ('database_name', 'use_background_workers')
+                THEN nullif(current_setting('cron.' || name, true), '') END;
+
 -- where pg_cron lives: its database, after a clear error when it is not loaded or not
 -- installed there (only its own database can tell the second; _cron_remote() checks it)
 CREATE FUNCTION @extschema@._cron_database(command text) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
 BEGIN
     IF cron_db IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not loaded'
@@ -301,7 +308,7 @@ CREATE OR REPLACE FUNCTION @extschema@._cron_schedule(job text, schedule text, c
 DECLARE
     name text := job || '@' || current_database();
 BEGIN
-    IF current_setting('cron.use_background_workers', true) = 'off' THEN
+    IF @extschema@._cron_setting('use_background_workers') = 'off' THEN
         RAISE NOTICE 'pg_cron will run % over a new connection to this database, as %', command, current_user
             USING DETAIL = 'With cron.use_background_workers = off, pg_cron connects like a client (cron.host, default localhost): without a password in the server''s ~/.pgpass or a trust/peer rule in pg_hba.conf, every run fails with "connection failed" (cron.job_run_details).',
                   HINT = 'Set cron.use_background_workers = on (a restart), or provide the password; then check that the first run succeeded.';
@@ -317,7 +324,7 @@ CREATE OR REPLACE FUNCTION @extschema@._cron_unschedule(job text) RETURNS boolea
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     name text := job || '@' || current_database();
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
 BEGIN
     IF cron_db IS NULL OR (cron_db = current_database() AND NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')) THEN
         RETURN false;
@@ -333,7 +340,7 @@ END $$;
 CREATE FUNCTION @extschema@._cron_unschedule_all() RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
     msg text;
 BEGIN
     IF cron_db IS NULL OR (cron_db = current_database() AND NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')) THEN
@@ -371,8 +378,8 @@ BEGIN
 END $$;
 
 ------------------------------------------------------------------------------
--- Lifecycle: DROP EXTENSION personalize (or DROP SCHEMA personalize) never
--- deletes the shop's data without a confirmation (src/lifecycle.c): while
+-- Lifecycle: DROP EXTENSION personalize (DROP SCHEMA personalize, DROP OWNED BY
+-- its owner) never deletes the shop's data without a confirmation (src/lifecycle.c): while
 -- products, customers or interactions hold rows it is refused unless
 -- personalize.allow_drop_with_data is on; a drop that goes ahead first removes
 -- this database's personalize-* pg_cron jobs. See "Uninstalling" in
@@ -384,10 +391,12 @@ CREATE FUNCTION @extschema@._guard_drop() RETURNS event_trigger
     LANGUAGE c SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'personalize_guard_drop';
 COMMENT ON FUNCTION @extschema@._guard_drop() IS
-    'Event trigger: refuses DROP EXTENSION/SCHEMA personalize while the shop''s data is there, unless personalize.allow_drop_with_data is on.';
+    'Event trigger: refuses DROP EXTENSION/SCHEMA personalize (and DROP OWNED BY its owner) while the shop''s data is there, unless personalize.allow_drop_with_data is on.';
 CREATE EVENT TRIGGER personalize_guard_drop ON ddl_command_start
-    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+    WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION @extschema@._guard_drop();
+-- also under session_replication_role = replica (a restore or a replica's apply worker)
+ALTER EVENT TRIGGER personalize_guard_drop ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER personalize_guard_drop IS
     'personalize: DROP EXTENSION personalize keeps the shop''s data unless personalize.allow_drop_with_data is on.';
 
@@ -398,5 +407,6 @@ REVOKE ALL ON FUNCTION @extschema@._compute_neighbors(text[], bigint[]) FROM PUB
 REVOKE ALL ON FUNCTION @extschema@._popular_all_time(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._cron_remote(text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._cron_database(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._cron_setting(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._cron_unschedule_all() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._guard_drop() FROM PUBLIC;

@@ -175,9 +175,12 @@ personalize_cron_worker_main(Datum arg)
 	proc_exit(0);
 }
 
-/* Caller: start the worker and wait for it; a cancel stops it too. */
-static void
-run_in_worker(CronRequest *req)
+/*
+ * Caller: start the worker and wait for it; a cancel stops it too. Returns
+ * false when no worker slot is free and soft is set (an error otherwise).
+ */
+static bool
+run_in_worker(CronRequest *req, bool soft)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -197,11 +200,16 @@ run_in_worker(CronRequest *req)
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		dsm_detach(seg);
+		if (soft)
+			return false;
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a background worker to reach pg_cron in database \"%s\"", req->cron_db),
 				 errdetail("Every background worker slot is taken."),
 				 errhint("Raise max_worker_processes (pg_cron's own workers use slots too), or retry.")));
+	}
 	PG_TRY();
 	{
 		status = WaitForBackgroundWorkerShutdown(handle);
@@ -218,6 +226,7 @@ run_in_worker(CronRequest *req)
 				 errmsg("postmaster exited while personalize waited for its pg_cron request")));
 	memcpy(req, shared, sizeof(CronRequest));
 	dsm_detach(seg);
+	return true;
 }
 
 /* Caller: the worker's answer, or its error raised here as if it were ours. */
@@ -238,6 +247,71 @@ answer(const CronRequest *req)
 				 req->hint[0] ? errhint("%s", req->hint) : 0,
 				 errcontext("pg_cron in database \"%s\"", req->cron_db)));
 	return req->result;
+}
+
+/* Where a request goes (pg_cron's database), for which database and as whom. */
+static void
+address_request(CronRequest *req, const char *cron_db)
+{
+	strlcpy(req->cron_db, cron_db, NAMEDATALEN);
+	strlcpy(req->target_db, get_database_name(MyDatabaseId), NAMEDATALEN);
+	strlcpy(req->role, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+}
+
+/*
+ * DROP EXTENSION personalize removes this database's jobs when pg_cron lives
+ * elsewhere at pre-commit, not when the drop starts: the worker commits on
+ * its own, and a drop that failed or was rolled back must keep them. Never
+ * stops the commit: what goes wrong is a WARNING with the command to run.
+ */
+static bool unschedule_at_commit = false;
+
+static void
+unschedule_all_now(void)
+{
+	CronRequest req;
+	const char *cron_db = GetConfigOption("cron.database_name", true, false);
+
+	if (cron_db == NULL || cron_db[0] == '\0')
+		return;
+	memset(&req, 0, sizeof(req));
+	req.op = CRON_UNSCHEDULE_ALL;
+	address_request(&req, cron_db);
+	if (run_in_worker(&req, true) && req.done && !req.failed)
+		return;
+	ereport(WARNING,
+			(errmsg("could not remove the personalize pg_cron jobs of database \"%s\"", req.target_db),
+			 errdetail("%s", !req.done ? "No background worker answered." : req.message),
+			 errhint("In database %s: SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'personalize-%%' AND database = '%s';",
+					 req.cron_db, req.target_db)));
+}
+
+static void
+cron_xact_callback(XactEvent event, void *arg)
+{
+	if (!unschedule_at_commit)
+		return;
+	if (event == XACT_EVENT_PRE_COMMIT)
+	{
+		unschedule_at_commit = false;
+		unschedule_all_now();
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		unschedule_at_commit = false;
+}
+
+/* Remove this database's personalize-* jobs in pg_cron's database when this transaction commits. */
+void
+cron_unschedule_all_at_commit(void)
+{
+	static bool registered = false;
+
+	if (!registered)
+	{
+		RegisterXactCallback(cron_xact_callback, NULL);
+		registered = true;
+	}
+	unschedule_at_commit = true;
 }
 
 /* A text argument copied into a request field, refused when it does not fit. */
@@ -293,12 +367,10 @@ personalize_cron_remote(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pg_cron is not loaded"),
 				 errhint("Add pg_cron to shared_preload_libraries and restart the server.")));
-	strlcpy(req.cron_db, cron_db, NAMEDATALEN);
-	strlcpy(req.target_db, get_database_name(MyDatabaseId), NAMEDATALEN);
-	strlcpy(req.role, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+	address_request(&req, cron_db);
 	copy_arg(fcinfo, 1, req.job, "the job name");
 	copy_arg(fcinfo, 2, req.schedule, "the schedule");
 	copy_arg(fcinfo, 3, req.command, "the command");
-	run_in_worker(&req);
+	run_in_worker(&req, false);
 	PG_RETURN_INT64(answer(&req));
 }

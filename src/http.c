@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 
 #include "http.h"
+#include "lifecycle.h"
 
 /* curl_multi_poll arrived in 7.66; Debian 12 ships 7.88 */
 #if LIBCURL_VERSION_NUM < 0x074200
@@ -309,7 +310,7 @@ start_transfer(Engine *eng, Slot *slot, HttpRequest *req, int i, const HttpOptio
 	SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) opts->connect_timeout_ms);
 	SETOPT(easy, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
 	SETOPT(easy, CURLOPT_HTTPHEADER, eng->headers);
-	SETOPT(easy, CURLOPT_USERAGENT, "personalize/0.1.0");
+	SETOPT(easy, CURLOPT_USERAGENT, "personalize/" PERSONALIZE_LIBRARY_VERSION);
 	SETOPT(easy, CURLOPT_ACCEPT_ENCODING, "");
 	SETOPT(easy, CURLOPT_ERRORBUFFER, slot->errbuf);
 	SETOPT(easy, CURLOPT_WRITEFUNCTION, write_cb);

@@ -8,7 +8,8 @@
  * symbols, so old SQL never calls a function it does not know).
  *
  * personalize_guard_drop() is a ddl_command_start event trigger: DROP EXTENSION
- * personalize (and DROP SCHEMA personalize) is refused while products,
+ * personalize (and DROP SCHEMA personalize, DROP OWNED BY its owner) is
+ * refused while products,
  * customers or interactions hold rows, unless personalize.allow_drop_with_data
  * is on; a drop that goes ahead first removes this database's pg_cron jobs.
  */
@@ -20,24 +21,27 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
+#include "commands/dbcommands.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "cron.h"
 #include "guc.h"
 #include "lifecycle.h"
 #include "spiutil.h"
 
 PG_FUNCTION_INFO_V1(personalize_guard_drop);
 
-/* The installed SQL version of personalize in this database, or NULL. */
+/* The installed SQL version of personalize in this database (NULL if none) and its owner. */
 static char *
-installed_version(void)
+installed_version(Oid *owner)
 {
 	Relation	rel;
 	ScanKeyData key;
@@ -57,6 +61,8 @@ installed_version(void)
 
 		if (!isnull)
 			version = text_to_cstring(DatumGetTextPP(d));
+		if (owner != NULL)
+			*owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -93,7 +99,7 @@ version_cmp(const char *a, const char *b)
 void
 personalize_require_sql_version(const char *needed)
 {
-	char	   *installed = installed_version();
+	char	   *installed = installed_version(NULL);
 
 	if (installed != NULL && version_cmp(installed, needed) >= 0)
 		return;
@@ -105,13 +111,33 @@ personalize_require_sql_version(const char *needed)
 			 errhint("Run ALTER EXTENSION personalize UPDATE in this database (see CHANGELOG.md for what it does).")));
 }
 
-/* Does the statement drop the extension, or its schema (which drops it too)? */
+/* Does DROP OWNED name the role that owns the extension? */
+static bool
+drops_owner(DropOwnedStmt *stmt)
+{
+	Oid			owner = InvalidOid;
+	ListCell   *lc;
+
+	if (installed_version(&owner) == NULL)
+		return false;
+	foreach(lc, stmt->roles)
+		if (get_rolespec_oid(lfirst(lc), true) == owner)
+			return true;
+	return false;
+}
+
+/*
+ * Does the statement drop the extension: DROP EXTENSION, DROP SCHEMA of its
+ * schema, or DROP OWNED of its owner?
+ */
 static bool
 drops_personalize(Node *parsetree)
 {
 	DropStmt   *stmt;
 	ListCell   *lc;
 
+	if (parsetree != NULL && IsA(parsetree, DropOwnedStmt))
+		return drops_owner((DropOwnedStmt *) parsetree);
 	if (parsetree == NULL || !IsA(parsetree, DropStmt))
 		return false;
 	stmt = (DropStmt *) parsetree;
@@ -174,6 +200,7 @@ personalize_guard_drop(PG_FUNCTION_ARGS)
 	int64		interactions,
 				products,
 				customers;
+	const char *cron_db;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -195,9 +222,19 @@ personalize_guard_drop(PG_FUNCTION_ARGS)
 						   rows_text(interactions), rows_text(products), rows_text(customers)),
 				 errhint("Back up first (pg_dump --data-only -n personalize saves these rows), then SET personalize.allow_drop_with_data = on "
 						 "and drop again; see \"Uninstalling\" in docs/reference.md.")));
-	/* going ahead: this database's scheduled jobs would fail forever once the procedures are gone */
-	if (SPI_execute("SELECT personalize._cron_unschedule_all()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "personalize: could not remove the pg_cron jobs");
+	/*
+	 * Going ahead: this database's jobs would fail forever once the procedures
+	 * are gone. With pg_cron in this database they go in this transaction;
+	 * in another one, when it commits (cron.c).
+	 */
+	cron_db = GetConfigOption("cron.database_name", true, false);
+	if (cron_db != NULL && strcmp(cron_db, get_database_name(MyDatabaseId)) == 0)
+	{
+		if (SPI_execute("SELECT personalize._cron_unschedule_all()", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "personalize: could not remove the pg_cron jobs");
+	}
+	else if (cron_db != NULL && cron_db[0] != '\0')
+		cron_unschedule_all_at_commit();
 	SPI_finish();
 	PG_RETURN_VOID();
 }

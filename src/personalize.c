@@ -1,6 +1,6 @@
 /*
  * personalize.c: module entry point. Defines the settings and nothing else;
- * each concern lives in its own file (see src/README in docs/architecture.md).
+ * each concern lives in its own file (the source layout is in docs/architecture.md).
  */
 #include "personalize.h"
 

@@ -12,12 +12,19 @@ CREATE FUNCTION @extschema@._cron_remote(operation text, job text, schedule text
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'personalize_cron_remote';
 
+-- pg_cron's settings are readable by superusers (and pg_read_all_settings) only: the two
+-- that scheduling needs, for the roles that may schedule
+CREATE FUNCTION @extschema@._cron_setting(name text) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN name IN ('database_name', 'use_background_workers')
+                THEN nullif(current_setting('cron.' || name, true), '') END;
+
 -- where pg_cron lives: its database, after a clear error when it is not loaded or not
 -- installed there (only its own database can tell the second; _cron_remote() checks it)
 CREATE FUNCTION @extschema@._cron_database(command text) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
 BEGIN
     IF cron_db IS NULL THEN
         RAISE EXCEPTION 'pg_cron is not loaded'
@@ -39,7 +46,7 @@ CREATE FUNCTION @extschema@._cron_schedule(job text, schedule text, command text
 DECLARE
     name text := job || '@' || current_database();
 BEGIN
-    IF current_setting('cron.use_background_workers', true) = 'off' THEN
+    IF @extschema@._cron_setting('use_background_workers') = 'off' THEN
         RAISE NOTICE 'pg_cron will run % over a new connection to this database, as %', command, current_user
             USING DETAIL = 'With cron.use_background_workers = off, pg_cron connects like a client (cron.host, default localhost): without a password in the server''s ~/.pgpass or a trust/peer rule in pg_hba.conf, every run fails with "connection failed" (cron.job_run_details).',
                   HINT = 'Set cron.use_background_workers = on (a restart), or provide the password; then check that the first run succeeded.';
@@ -55,7 +62,7 @@ CREATE FUNCTION @extschema@._cron_unschedule(job text) RETURNS boolean
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     name text := job || '@' || current_database();
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
 BEGIN
     IF cron_db IS NULL OR (cron_db = current_database() AND NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')) THEN
         RETURN false;
@@ -71,7 +78,7 @@ END $$;
 CREATE FUNCTION @extschema@._cron_unschedule_all() RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    cron_db text := nullif(current_setting('cron.database_name', true), '');
+    cron_db text := @extschema@._cron_setting('database_name');
     msg text;
 BEGIN
     IF cron_db IS NULL OR (cron_db = current_database() AND NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')) THEN

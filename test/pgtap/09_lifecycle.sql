@@ -3,7 +3,7 @@
 -- functions and their privileges. Behaviour: test/scripts/upgrade.sh, uninstall.sh,
 -- cron_shop.sh and sql/first_hour.sql.
 BEGIN;
-SELECT plan(24);
+SELECT plan(26);
 
 SELECT is((SELECT string_agg(path, ' ') FROM pg_extension_update_paths('personalize')
            WHERE source = '0.1.0' AND target = '0.2.0'), '0.1.0--0.2.0', 'an update path from 0.1.0 to 0.2.0');
@@ -13,8 +13,8 @@ SELECT is((SELECT count(*)::integer FROM pg_available_extension_versions WHERE n
 -- the drop guard
 SELECT is((SELECT evtevent || ' ' || evtenabled::text || ' ' || array_to_string(evttags, ',') || ' ' || evtfoid::regprocedure::text
            FROM pg_event_trigger WHERE evtname = 'personalize_guard_drop'),
-          'ddl_command_start O DROP EXTENSION,DROP SCHEMA personalize._guard_drop()',
-          'event trigger personalize_guard_drop: enabled, before DROP EXTENSION and DROP SCHEMA');
+          'ddl_command_start A DROP EXTENSION,DROP SCHEMA,DROP OWNED personalize._guard_drop()',
+          'event trigger personalize_guard_drop: enabled always (also as a replica), before DROP EXTENSION, DROP SCHEMA and DROP OWNED');
 SELECT is((SELECT count(*)::integer FROM pg_depend d JOIN pg_event_trigger t ON t.oid = d.objid
            WHERE d.classid = 'pg_event_trigger'::regclass AND d.deptype = 'e'
              AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'personalize')), 1,
@@ -42,17 +42,19 @@ SELECT has_function('personalize', '_popular_all_time', ARRAY['integer'], '_popu
 SELECT has_function('personalize', '_cron_remote', ARRAY['text', 'text', 'text', 'text'], '_cron_remote(text, text, text, text)');
 SELECT has_function('personalize', '_cron_database', ARRAY['text'], '_cron_database(text)');
 SELECT has_function('personalize', '_cron_unschedule_all', '_cron_unschedule_all()');
+SELECT has_function('personalize', '_cron_setting', ARRAY['text'], '_cron_setting(text)');
+SELECT is(personalize._cron_setting('host'), NULL, '_cron_setting() reads only the two settings scheduling needs');
 SELECT volatility_is('personalize', '_compute_neighbors', ARRAY['text[]', 'bigint[]'], 'stable', '_compute_neighbors is stable (recommend() reads it)');
 SELECT volatility_is('personalize', '_popular_all_time', ARRAY['integer'], 'stable', '_popular_all_time is stable');
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::regprocedure::text)
            FROM pg_proc p WHERE p.pronamespace = 'personalize'::regnamespace
              AND p.proname IN ('_compute_neighbors', '_popular_all_time', '_cron_remote', '_cron_database',
-                               '_cron_unschedule_all', '_guard_drop')
+                               '_cron_setting', '_cron_unschedule_all', '_guard_drop')
              AND has_function_privilege('public', p.oid, 'EXECUTE')), NULL,
           'none of the new functions is executable by PUBLIC');
 SELECT is((SELECT count(*)::integer FROM pg_proc p WHERE p.pronamespace = 'personalize'::regnamespace
              AND p.proname IN ('_compute_neighbors', '_popular_all_time', '_cron_remote', '_cron_database',
-                               '_cron_unschedule_all', '_guard_drop')), 6, 'all six are there');
+                               '_cron_setting', '_cron_unschedule_all', '_guard_drop')), 7, 'all seven are there');
 
 -- the computation recommend() and the refresh share: on an empty model, nothing
 SELECT is((SELECT count(*)::integer FROM personalize._compute_neighbors(ARRAY['llr'], ARRAY[1::bigint, 2])), 0,

@@ -10,7 +10,7 @@ is() { [ "$1" = "$2" ]; tap $? "$3 (got '$1', want '$2')"; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@" 2>&1; }
 nocron=personalize_nocron
 dropdb --if-exists "$nocron" >/dev/null 2>&1
-trap 'dropdb --if-exists "$nocron" >/dev/null 2>&1; psql -X -q -d postgres -c "DROP EXTENSION IF EXISTS personalize CASCADE" -c "DROP EXTENSION IF EXISTS pg_cron" >/dev/null 2>&1' EXIT
+trap 'dropdb --if-exists "$nocron" >/dev/null 2>&1; psql -X -q -d postgres -c "SET personalize.allow_drop_with_data = on" -c "DROP EXTENSION IF EXISTS personalize CASCADE" -c "DROP EXTENSION IF EXISTS pg_cron" >/dev/null 2>&1' EXIT
 
 # in the cron database
 q -d postgres -c 'CREATE EXTENSION IF NOT EXISTS pg_cron' -c 'CREATE EXTENSION personalize' >/dev/null

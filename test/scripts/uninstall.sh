@@ -5,7 +5,8 @@
 # model, the pg_cron job). An empty install drops without a confirmation. With
 # personalize.allow_drop_with_data = on the drop goes ahead and removes this database's
 # personalize-* pg_cron jobs, not another database's. The backup docs/reference.md names
-# (pg_dump --data-only -n personalize) brings every row and the model back.
+# (pg_dump --data-only -n personalize) brings every row and the model back. DROP OWNED BY
+# the owner and a drop under session_replication_role = replica are refused too.
 # Runs inside pg_virtualenv (pg_cron in database postgres). TAP output; creates and
 # drops personalize_un_<pid>, personalize_un_empty_<pid> and personalize_un_other_<pid>.
 set -uo pipefail
@@ -43,7 +44,8 @@ jobs $(q postgres -c "SELECT count(*) FROM cron.job WHERE database = '$db'")"
 before=$(state)
 ok $([[ "$before" == "120 40 30 "*" jobs 1" ]] && echo 0 || echo 1) "a shop with data and a scheduled refresh ($before)"
 
-for stmt in 'DROP EXTENSION personalize' 'DROP EXTENSION personalize CASCADE' 'DROP SCHEMA personalize CASCADE'; do
+for stmt in 'DROP EXTENSION personalize' 'DROP EXTENSION personalize CASCADE' 'DROP SCHEMA personalize CASCADE' \
+            'DROP OWNED BY CURRENT_USER' 'SET session_replication_role = replica; DROP EXTENSION personalize CASCADE'; do
   err=$(psql -X -q -At -d "$db" -c '\set VERBOSITY verbose' -c "$stmt" 2>&1)
   ok $([[ "$err" == *2BP01* && "$err" == *"would delete the shop's data"* && "$err" == *"interactions holds 120 rows"* \
           && "$err" == *HINT*"personalize.allow_drop_with_data"* ]] && echo 0 || echo 1) \
@@ -53,6 +55,18 @@ done
 is "$(q "$db" -c "SELECT extversion IS NOT NULL FROM pg_extension WHERE extname = 'personalize'")" t "the extension is still installed"
 is "$(q "$db" -c 'SET client_min_messages = warning' -c 'BEGIN' -c 'DROP EXTENSION IF EXISTS pg_trgm' -c 'DROP SCHEMA IF EXISTS nothing_here' -c 'ROLLBACK' -c 'SELECT 1')" 1 \
    "other DROP EXTENSION / DROP SCHEMA statements pass the guard"
+
+# a non-owner gets PostgreSQL's own refusal, and learns nothing of the data
+psql -X -q -d "$db" -c "CREATE ROLE regress_un_$$" >/dev/null 2>&1
+err=$(psql -X -q -At -d "$db" -c "SET ROLE regress_un_$$" -c 'DROP EXTENSION personalize' 2>&1)
+ok $([[ "$err" == *"must be owner of extension personalize"* && "$err" != *"rows"* ]] && echo 0 || echo 1) \
+   "a role that may not drop it gets 'must be owner', no row counts (${err%%$'\n'*})"
+psql -X -q -d "$db" -c "DROP ROLE regress_un_$$" >/dev/null 2>&1
+
+# a confirmed drop that is rolled back keeps the jobs (pg_cron lives in database postgres:
+# they are removed only when the drop commits)
+q "$db" -c 'BEGIN' -c 'SET LOCAL personalize.allow_drop_with_data = on' -c 'DROP EXTENSION personalize' -c 'ROLLBACK' >/dev/null
+is "$(state)" "$before" "a confirmed drop rolled back changes nothing, its pg_cron job included"
 
 # an empty install is not the shop's data
 createdb "$empty" && q "$empty" -c 'CREATE EXTENSION personalize' >/dev/null
