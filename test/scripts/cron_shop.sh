@@ -73,9 +73,10 @@ ok $([[ "$err" == *ERROR* && "$err" != *XX000* && "$err" == *"pg_cron in databas
 is "$(q postgres -c "SELECT count(*) FROM cron.job WHERE database = 'shop'")" 0 "the refused schedule left no job"
 
 # a role that is not a superuser schedules from shop: it needs EXECUTE on the schedule
-# functions (docs/reference.md lists them) and, in pg_cron's database, on schedule_in_database
+# functions (docs/reference.md lists them) and, in pg_cron's database, USAGE on schema cron
+# and EXECUTE on cron.schedule_in_database()
 role=regress_scheduler_$$
-psql -X -q -d postgres -c "CREATE ROLE $role LOGIN" -c "GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) TO $role" >/dev/null
+psql -X -q -d postgres -c "CREATE ROLE $role LOGIN" -c "GRANT USAGE ON SCHEMA cron TO $role" -c "GRANT EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) TO $role" >/dev/null
 q shop -c "GRANT USAGE ON SCHEMA personalize TO $role" \
        -c "GRANT EXECUTE ON FUNCTION personalize.schedule_refresh(text), personalize.unschedule_refresh(),
                personalize._cron_schedule(text, text, text), personalize._cron_unschedule(text), personalize._cron_database(text),
@@ -84,7 +85,8 @@ rjob=$(q shop -c "SET ROLE $role" -c "SELECT personalize.schedule_refresh('0 5 *
 is "$(q postgres -c "SELECT jobname || ' ' || username || ' ' || database FROM cron.job WHERE jobid = ${rjob:-0}")" \
    "personalize-refresh@shop $role shop" "a non-superuser schedules from shop: the job is theirs and runs in shop ($rjob)"
 is "$(q shop -c "SET ROLE $role" -c 'SELECT personalize.unschedule_refresh()')" t "and removes it"
-q postgres -c "REVOKE ALL ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) FROM $role" >/dev/null
+q postgres -c "REVOKE ALL ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) FROM $role" \
+           -c "REVOKE USAGE ON SCHEMA cron FROM $role" >/dev/null
 q shop -c "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA personalize FROM $role" -c "REVOKE ALL ON SCHEMA personalize FROM $role" >/dev/null
 q postgres -c "DROP ROLE $role" >/dev/null
 
