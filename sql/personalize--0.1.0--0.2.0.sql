@@ -410,3 +410,10 @@ REVOKE ALL ON FUNCTION @extschema@._cron_database(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._cron_setting(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._cron_unschedule_all() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._guard_drop() FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Privacy (issue 10): recommend() reveals a customer's purchases (the reason names
+-- them, and what it leaves out is the purchase set): no longer executable by PUBLIC.
+-- Grant it to the application role (docs/reference.md, Security and privacy).
+------------------------------------------------------------------------------
+REVOKE EXECUTE ON FUNCTION @extschema@.recommend(bigint, text, integer) FROM PUBLIC;

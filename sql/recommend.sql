@@ -150,10 +150,13 @@ SET TRANSACTION READ ONLY;
 SELECT count(*) AS rows_read_only FROM personalize.recommend(3, NULL, 5);
 ROLLBACK;
 
--- an application role needs no table privilege to be served
+-- an application role needs no table privilege to be served, only EXECUTE on recommend();
+-- a role without that grant is refused (recommend() reveals purchases)
 \set ON_ERROR_ROLLBACK on
 BEGIN;
 CREATE ROLE regress_reader LOGIN;
+CREATE ROLE regress_nogrant LOGIN;
+GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer) TO regress_reader;
 INSERT INTO personalize.products (product_id, name) VALUES (1, 'WHITE METAL LANTERN');
 INSERT INTO personalize.customers (customer_id) VALUES (1), (2);
 INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'purchase');
@@ -165,5 +168,9 @@ SELECT count(*) FROM personalize.customer_items;
 SELECT personalize.rebuild();
 \echo SQLSTATE :SQLSTATE
 SELECT personalize.create_variant('mine', 'popular');
+\echo SQLSTATE :SQLSTATE
+RESET ROLE;
+SET LOCAL ROLE regress_nogrant;
+SELECT product_id, reason FROM personalize.recommend(1, NULL, 5);
 \echo SQLSTATE :SQLSTATE
 ROLLBACK;

@@ -1,12 +1,13 @@
 ------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC but the schema's name and the read-only
--- serving functions. Applications get the grants in docs/reference.md.
+-- Privileges: nothing for PUBLIC that reveals a customer: the schema's name, the
+-- model-level and arithmetic functions, assignment and flags. recommend() reveals a
+-- customer's purchases (its reasons, and what it leaves out): granted per role, like
+-- the tables. Applications get the grants in docs/reference.md.
 ------------------------------------------------------------------------------
 REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 REVOKE ALL ON ALL PROCEDURES IN SCHEMA @extschema@ FROM PUBLIC;
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
-GRANT EXECUTE ON FUNCTION @extschema@.recommend(bigint, text, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.cooccurrence_count(bigint, bigint) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.similarity(text, bigint, bigint, bigint, bigint) TO PUBLIC;
 -- A/B testing: assignment and flags are read-only SECURITY DEFINER functions with a fixed

@@ -3,7 +3,7 @@
 -- customers, events and feedback and reads the catalog, and is refused (42501) anything
 -- that changes configuration: event types, products, campaigns, or rewriting the event log.
 BEGIN;
-SELECT plan(70);
+SELECT plan(73);
 
 CREATE ROLE regress_app LOGIN;
 CREATE ROLE regress_nobody LOGIN;
@@ -140,7 +140,20 @@ SELECT throws_ok($$UPDATE personalize.event_types SET weight = 1$$, '42501', NUL
 SELECT throws_ok($$SELECT personalize._touch_updated_at()$$, '42501', NULL,
     'a role without grants cannot execute the trigger function');
 SELECT lives_ok($$SELECT 'personalize.products'::regclass$$, 'a role without grants can still resolve names in the schema (USAGE)');
+SELECT throws_ok($$SELECT * FROM personalize.recommend(10)$$, '42501', NULL,
+    'a role without grants cannot call recommend() (its reasons and exclusions reveal purchases)');
 RESET ROLE;
+SELECT is(has_function_privilege('public', 'personalize.recommend(bigint, text, integer)', 'EXECUTE'), false,
+    'PUBLIC has no EXECUTE on recommend()');
+-- what PUBLIC may execute, found from the catalog: nothing that reads a customer's data
+SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text COLLATE "C")
+           FROM pg_proc p WHERE p.pronamespace = 'personalize'::regnamespace
+             AND has_function_privilege('public', p.oid, 'EXECUTE')),
+          ARRAY['personalize._chisq_sf(double precision,double precision)', 'personalize._normal_cdf(double precision)',
+                'personalize._t_cdf(double precision,double precision)', 'personalize.assigned_variant(text,bigint)',
+                'personalize.cooccurrence_count(bigint,bigint)', 'personalize.flag_enabled(text,bigint)',
+                'personalize.similarity(text,bigint,bigint,bigint,bigint)'],
+          'PUBLIC executes only the arithmetic, model-level, assignment and flag functions');
 
 SELECT * FROM finish();
 ROLLBACK;
