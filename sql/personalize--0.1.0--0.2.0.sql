@@ -307,13 +307,14 @@ CREATE OR REPLACE FUNCTION @extschema@._cron_schedule(job text, schedule text, c
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     name text := job || '@' || current_database();
+    cron_db text := @extschema@._cron_database(command);
 BEGIN
     IF @extschema@._cron_setting('use_background_workers') = 'off' THEN
         RAISE NOTICE 'pg_cron will run % over a new connection to this database, as %', command, current_user
             USING DETAIL = 'With cron.use_background_workers = off, pg_cron connects like a client (cron.host, default localhost): without a password in the server''s ~/.pgpass or a trust/peer rule in pg_hba.conf, every run fails with "connection failed" (cron.job_run_details).',
                   HINT = 'Set cron.use_background_workers = on (a restart), or provide the password; then check that the first run succeeded.';
     END IF;
-    IF @extschema@._cron_database(command) = current_database() THEN
+    IF cron_db = current_database() THEN
         RETURN cron.schedule(name, schedule, command);
     END IF;
     RETURN @extschema@._cron_remote('schedule', name, schedule, command);

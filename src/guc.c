@@ -56,6 +56,12 @@ check_as_of(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("\"%s\" is not a timestamp; for example '2011-12-10 00:00+00', or empty for now().", *newval);
 		return false;
 	}
+	/* a date the parser takes but timestamptz cannot hold would fail later, in recommend() */
+	if (tm.tm_year < 1 || tm.tm_year > 294000)
+	{
+		GUC_check_errdetail("\"%s\" is outside the timestamps PostgreSQL can hold (years 1 to 294000 here).", *newval);
+		return false;
+	}
 	return true;
 }
 

@@ -71,21 +71,27 @@ llr(double k11, double k12, double k21, double k22)
 double
 similarity_score(SimilarityMeasure measure, int64 ab, int64 a, int64 b, int64 n)
 {
+	/* in double precision: a + b or n - a - b could overflow int64 */
+	double		dab = (double) ab,
+				da = (double) a,
+				db = (double) b,
+				dn = (double) n;
+
 	if (ab <= 0 || a <= 0 || b <= 0)
 		return 0.0;
 	switch (measure)
 	{
 		case SIM_COUNT:
-			return (double) ab;
+			return dab;
 		case SIM_JACCARD:
-			return (double) ab / (double) (a + b - ab);
+			/* the union is at least the intersection, even for inconsistent counts */
+			return dab / Max(da + db - dab, dab);
 		case SIM_COSINE:
-			return (double) ab / sqrt((double) a * (double) b);
+			return dab / sqrt(da * db);
 		case SIM_LIFT:
-			return n <= 0 ? 0.0 : (double) ab * (double) n / ((double) a * (double) b);
+			return n <= 0 ? 0.0 : dab * dn / (da * db);
 		case SIM_LLR:
-			return llr((double) ab, (double) (a - ab), (double) (b - ab),
-					   (double) Max(n - a - b + ab, 0));
+			return llr(dab, Max(da - dab, 0.0), Max(db - dab, 0.0), Max(dn - da - db + dab, 0.0));
 	}
 	return 0.0;
 }

@@ -74,6 +74,20 @@ gamma_q_cf(double a, double x)
 	return exp(-x + a * log(x) - lgamma(a)) * h;
 }
 
+/*
+ * Beyond this many degrees of freedom the series and continued fractions lose
+ * their accuracy (at 1e15 they leave [0, 1]); the normal limits are then exact
+ * to far better than the statistics need (the t error is O(1/df)).
+ */
+#define LARGE_DF 1e7
+
+/* x clamped into [0, 1] (NaN stays NaN) */
+static double
+probability(double x)
+{
+	return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x);
+}
+
 /* P(X > x) for X chi-square with df degrees of freedom */
 double
 stats_chisq_sf(double x, double df)
@@ -87,9 +101,17 @@ stats_chisq_sf(double x, double df)
 		return 1.0;
 	if (isinf(x))
 		return 0.0;
+	if (df > LARGE_DF)
+	{
+		/* Wilson-Hilferty: (X/df)^(1/3) is nearly normal */
+		double		v = 2.0 / (9.0 * df);
+		double		z = (cbrt(x / df) - (1.0 - v)) / sqrt(v);
+
+		return probability(0.5 * erfc(z / M_SQRT2));
+	}
 	if (y < a + 1.0)
-		return 1.0 - gamma_p_series(a, y);
-	return gamma_q_cf(a, y);
+		return probability(1.0 - gamma_p_series(a, y));
+	return probability(gamma_q_cf(a, y));
 }
 
 /* Continued fraction of the incomplete beta function (modified Lentz) */
@@ -163,7 +185,9 @@ stats_t_cdf(double t, double df)
 		return NAN;
 	if (isinf(t))
 		return t > 0 ? 1.0 : 0.0;
-	tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
+	if (df > LARGE_DF)
+		return stats_normal_cdf(t);
+	tail = probability(0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t)));
 	return t > 0 ? 1.0 - tail : tail;
 }
 
