@@ -336,6 +336,33 @@ personalize_now(void)
 												   Int32GetDatum(-1)));
 }
 
+PG_FUNCTION_INFO_V1(personalize_engine_settings);
+
+/*
+ * personalize._engine_settings(): the settings the SQL side of the engine reads
+ * (neighbors_k, neighbors_min_count, as_of), validated. Calling it loads this
+ * library first: current_setting() in a session that has not loaded it returns
+ * an unchecked placeholder (ALTER DATABASE ... SET personalize.neighbors_k = 0
+ * once made a refresh delete every list).
+ */
+Datum
+personalize_engine_settings(PG_FUNCTION_ARGS)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"neighbors_k\": %d, \"neighbors_min_count\": %d, \"as_of\": ",
+					 personalize_neighbors_k, personalize_neighbors_min_count);
+	if (personalize_as_of == NULL || personalize_as_of[0] == '\0')
+		appendStringInfoString(&s, "null}");
+	else
+	{
+		escape_json(&s, personalize_as_of);
+		appendStringInfoChar(&s, '}');
+	}
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+}
+
 PG_FUNCTION_INFO_V1(personalize_llm_settings);
 
 /*

@@ -16,6 +16,12 @@ CREATE TABLE @extschema@.maintenance_runs (
 );
 COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message).';
 
+-- The engine's settings as the library validated them (src/guc.c); calling it loads the
+-- library, so a placeholder stored before it was loaded is never read unchecked.
+CREATE FUNCTION @extschema@._engine_settings() RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_engine_settings';
+
 -- The top personalize.neighbors_k neighbours of each product under each measure, from
 -- the exact counts (pairs seen by at least personalize.neighbors_min_count customers):
 -- what refresh stores in neighbors, and what recommend() computes on the spot for a
@@ -24,9 +30,9 @@ CREATE FUNCTION @extschema@._compute_neighbors(measures text[], product_ids bigi
     RETURNS TABLE (measure text, product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     WITH settings AS (
-        SELECT coalesce(current_setting('personalize.neighbors_k', true), '50')::integer AS k,
-               coalesce(current_setting('personalize.neighbors_min_count', true), '2')::integer AS min_count,
-               (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t) AS n_total)
+        SELECT (e.s ->> 'neighbors_k')::integer AS k, (e.s ->> 'neighbors_min_count')::integer AS min_count,
+               (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t) AS n_total
+        FROM (SELECT @extschema@._engine_settings() AS s) e)
     SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
     FROM (
         SELECT s.measure, s.p, s.q, s.ab, s.s,
@@ -123,7 +129,7 @@ BEGIN
     IF log_run THEN
         INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
         VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
-                                  'k', coalesce(current_setting('personalize.neighbors_k', true), '50')::integer));
+                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer));
     END IF;
     RETURN done;
 END $$;
@@ -139,7 +145,7 @@ CREATE FUNCTION @extschema@.refresh_popular(window_length interval DEFAULT '7 da
     RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    t_end timestamptz := coalesce(as_of, nullif(current_setting('personalize.as_of', true), '')::timestamptz, now());
+    t_end timestamptz := coalesce(as_of, (@extschema@._engine_settings() ->> 'as_of')::timestamptz, now());
     started timestamptz := clock_timestamp();
     n bigint;
 BEGIN
