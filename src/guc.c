@@ -27,6 +27,7 @@ int			personalize_openai_connect_timeout = 10000;
 int			personalize_openai_timeout = 120000;
 int			personalize_openai_max_retries = 5;
 int			personalize_openai_retry_base = 500;
+int			personalize_openai_response_budget = 512;
 int			personalize_llm_customers_per_request = 25;
 int			personalize_llm_max_interactions = 3;
 int			personalize_llm_ttl = 10080;
@@ -241,6 +242,13 @@ define_openai_gucs(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("personalize.openai_response_budget",
+							"Most response bytes one OpenAI call holds in memory at once, over all its requests.",
+							"A response that would exceed it fails (error_code response_budget) and is recorded; the others are kept.",
+							&personalize_openai_response_budget,
+							512, 16, 16384,
+							PGC_SUSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("personalize.llm_customers_per_request",
 							"Customers described in one chat request of the LLM cold start.",
 							NULL,

@@ -24,6 +24,7 @@ extern int	personalize_openai_connect_timeout;
 extern int	personalize_openai_timeout;
 extern int	personalize_openai_max_retries;
 extern int	personalize_openai_retry_base;
+extern int	personalize_openai_response_budget;
 extern int	personalize_llm_customers_per_request;
 extern int	personalize_llm_max_interactions;
 extern int	personalize_llm_ttl;

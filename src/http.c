@@ -65,7 +65,10 @@ typedef struct Slot
 	size_t		len;
 	size_t		cap;
 	bool		too_big;
+	bool		over_budget;
 	bool		no_memory;
+	struct Engine *eng;
+	size_t		counted;		/* bytes of buf counted in eng->inflight */
 	char		retry_after[HEADER_VALUE_LEN];
 	char		reset_requests[HEADER_VALUE_LEN];
 	char		reset_tokens[HEADER_VALUE_LEN];
@@ -78,6 +81,9 @@ typedef struct Engine
 	struct curl_slist *headers;
 	Slot	   *slots;
 	int			nslots;
+	size_t		budget;			/* HttpOptions.budget */
+	size_t		kept;			/* bytes of the responses kept on the requests */
+	size_t		inflight;		/* bytes received by the transfers running now */
 } Engine;
 
 static bool curl_ready = false;
@@ -103,6 +109,14 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 		slot->too_big = true;
 		return 0;
 	}
+	if (slot->eng->budget > 0 && slot->eng->kept + slot->eng->inflight + n > slot->eng->budget)
+	{
+		/* this transfer stops: what it received no longer counts against the others */
+		slot->eng->inflight -= Min(slot->counted, slot->eng->inflight);
+		slot->counted = 0;
+		slot->over_budget = true;
+		return 0;
+	}
 	if (slot->len + n + 1 > slot->cap)
 	{
 		size_t		cap = Max(slot->cap * 2, 16384);
@@ -121,6 +135,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	}
 	memcpy(slot->buf + slot->len, data, n);
 	slot->len += n;
+	slot->counted += n;
+	slot->eng->inflight += n;
 	slot->buf[slot->len] = '\0';
 	return n;
 }
@@ -269,8 +285,9 @@ slot_release(Engine *eng, Slot *slot)
 		slot->mime = NULL;
 	}
 	free(slot->buf);
+	eng->inflight -= Min(slot->counted, eng->inflight);
 	slot->buf = NULL;
-	slot->len = slot->cap = 0;
+	slot->len = slot->cap = slot->counted = 0;
 	slot->req = -1;
 }
 
@@ -287,7 +304,8 @@ start_transfer(Engine *eng, Slot *slot, HttpRequest *req, int i, const HttpOptio
 	CURL	   *easy;
 
 	slot->req = i;
-	slot->too_big = slot->no_memory = false;
+	slot->eng = eng;
+	slot->too_big = slot->over_budget = slot->no_memory = false;
 	slot->retry_after[0] = slot->reset_requests[0] = slot->reset_tokens[0] = '\0';
 	slot->errbuf[0] = '\0';
 	slot->easy = easy = curl_easy_init();
@@ -400,7 +418,10 @@ finish_transfer(Engine *eng, Slot *slot, CURLcode rc, HttpRequest *reqs, ReqTrac
 
 	old = MemoryContextSwitchTo(resultcxt);
 	if (req->response != NULL)
+	{
+		eng->kept -= Min(req->response_len, eng->kept);
 		pfree(req->response);
+	}
 	req->response = NULL;
 	req->response_len = 0;
 	req->status = 0;
@@ -414,6 +435,13 @@ finish_transfer(Engine *eng, Slot *slot, CURLcode rc, HttpRequest *reqs, ReqTrac
 		if (slot->too_big)
 		{
 			req->error = psprintf("response body larger than %zu MB", HTTP_MAX_BODY / (1024 * 1024));
+			retry = false;
+		}
+		else if (slot->over_budget)
+		{
+			req->error = psprintf("the responses of this call would exceed its memory budget of %zu MB",
+								  eng->budget / (1024 * 1024));
+			req->error_code = (char *) "response_budget";
 			retry = false;
 		}
 		else if (slot->no_memory)
@@ -446,6 +474,8 @@ finish_transfer(Engine *eng, Slot *slot, CURLcode rc, HttpRequest *reqs, ReqTrac
 			verdict = HTTP_DONE;
 		if (opts->judge != NULL)
 			verdict = opts->judge(req, verdict, opts->judge_arg);
+		if (req->response != NULL)
+			eng->kept += req->response_len;
 	}
 	MemoryContextSwitchTo(old);
 
@@ -515,6 +545,8 @@ http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
 		reqs[i].elapsed_ms = 0;
 	}
 	eng->nslots = Max(1, Min(opts->concurrency, n));
+	eng->budget = opts->budget;
+	eng->kept = eng->inflight = 0;
 	eng->slots = palloc0(sizeof(Slot) * eng->nslots);
 	for (int s = 0; s < eng->nslots; s++)
 		eng->slots[s].req = -1;

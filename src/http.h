@@ -60,6 +60,7 @@ typedef struct HttpOptions
 	int			retry_base_ms;
 	HttpJudge	judge;
 	void	   *judge_arg;
+	size_t		budget;			/* most response bytes one call holds at once; 0: no limit */
 } HttpOptions;
 
 /* Largest response body kept; a longer one aborts its transfer. */

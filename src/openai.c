@@ -390,6 +390,7 @@ openai_run(FunctionCallInfo fcinfo, HttpRequest *reqs, int n, bool json)
 	opts.timeout_ms = personalize_openai_timeout;
 	opts.max_retries = personalize_openai_max_retries;
 	opts.retry_base_ms = personalize_openai_retry_base;
+	opts.budget = (size_t) personalize_openai_response_budget * 1024 * 1024;
 	opts.judge = openai_judge;
 
 	http_run(reqs, n, &opts);
