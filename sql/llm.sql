@@ -130,9 +130,23 @@ SELECT customer_id, count(*) FROM personalize.llm_recommendations GROUP BY 1 ORD
 SELECT count(*) AS rejections_of_11 FROM personalize.llm_rejections WHERE customer_id = 11;
 SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[11], pg_temp.completion(
     '{"customers": [{"customer_id": 11, "recommendations": [{"product_id": 1, "reason": "gone"}]}]}'));
+
+-- a key never reaches a table: one the answer carries JSON-escaped (sk\u002d...) is decoded
+-- by _llm_ingest and redacted on the way in, with the configured key and any sk- word, in
+-- reasons, rejection details and run errors
+SET LOCAL personalize.openai_api_key = 'regress-configured-key-0123456789';
+SELECT stored FROM personalize._llm_ingest(:run, ARRAY[10], pg_temp.completion(
+    '{"customers": [{"customer_id": 10, "recommendations": [{"product_id": 3, "reason": "try sk\u002dlive\u002dABCdef123, or regress-configured-key-0123456789; ask-me stays"}]}]}'));
+SELECT reason FROM personalize.llm_recommendations WHERE customer_id = 10;
+INSERT INTO personalize.llm_rejections (run_id, customer_id, reason, detail)
+VALUES (:run, 10, 'malformed_response', 'answer held sk-proj-XYZ987 and "sk\u002d" escaped') RETURNING detail;
+UPDATE personalize.llm_runs SET error = 'HTTP 401: Incorrect API key provided: sk-proj-abc' WHERE run_id = :run RETURNING error;
 ROLLBACK;
 
 -- bad arguments and settings are refused before anything happens
+-- a user or password in the base URL would be readable by every role
+SET personalize.openai_base_url = 'https://user:secret@api.openai.com/v1';
+\echo SQLSTATE :SQLSTATE
 CALL personalize.llm_refresh(0);
 \echo SQLSTATE :SQLSTATE
 CALL personalize.llm_batch_submit(-1);

@@ -425,3 +425,20 @@ REVOKE ALL ON FUNCTION @extschema@._guard_drop() FROM PUBLIC;
 -- Grant it to the application role (docs/reference.md, Security and privacy).
 ------------------------------------------------------------------------------
 REVOKE EXECUTE ON FUNCTION @extschema@.recommend(bigint, text, integer) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Keys never stored (issue 10, defect 7)
+------------------------------------------------------------------------------
+-- What is stored from OpenAI's answers never holds a key: the LLM's reasons, rejection
+-- details and run errors pass through _redact_columns() (src/openai.c), which replaces the
+-- configured key and every "sk-..." word, after JSON escapes were decoded
+CREATE FUNCTION @extschema@._redact_columns() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'personalize_redact_columns';
+CREATE TRIGGER llm_recommendations_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_recommendations
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('reason');
+CREATE TRIGGER llm_rejections_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_rejections
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('detail');
+CREATE TRIGGER llm_runs_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_runs
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('error');
+REVOKE ALL ON FUNCTION @extschema@._redact_columns() FROM PUBLIC;

@@ -86,6 +86,17 @@ check_base_url(char **newval, void **extra, GucSource source)
 			GUC_check_errdetail("The OpenAI base URL must not contain blanks or control characters.");
 			return false;
 		}
+	/* every role can read this setting: no user or password in it (user:pass@host) */
+	{
+		const char *host = strstr(s, "://") + 3;
+		size_t		authority = strcspn(host, "/?#");
+
+		if (memchr(host, '@', authority) != NULL)
+		{
+			GUC_check_errdetail("The OpenAI base URL must not carry a user or password: every role can read this setting. Put the key in personalize.openai_api_key_file.");
+			return false;
+		}
+	}
 	return true;
 }
 

@@ -11,11 +11,14 @@
  */
 #include "personalize.h"
 
+#include "access/htup_details.h"
+#include "commands/trigger.h"
 #include "common/jsonapi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "guc.h"
 #include "http.h"
@@ -23,6 +26,7 @@
 PG_FUNCTION_INFO_V1(personalize_openai_post);
 PG_FUNCTION_INFO_V1(personalize_openai_get);
 PG_FUNCTION_INFO_V1(personalize_openai_upload);
+PG_FUNCTION_INFO_V1(personalize_redact_columns);
 
 /* Error bodies larger than this are not parsed for error.message. */
 #define ERROR_BODY_PARSE_MAX	(1024 * 1024)
@@ -34,6 +38,55 @@ PG_FUNCTION_INFO_V1(personalize_openai_upload);
 
 /* ---------- the API key ---------- */
 
+/*
+ * The first line of the key file, blanks trimmed; NULL if it cannot be read and
+ * quiet (an error otherwise).
+ */
+static char *
+key_from_file(const char *path, bool quiet)
+{
+	char		line[4096];
+	FILE	   *f = AllocateFile(path, PG_BINARY_R);
+	char	   *start;
+	size_t		len;
+	char	   *key;
+
+	if (f == NULL)
+	{
+		if (quiet)
+			return NULL;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open OpenAI API key file \"%s\": %m", path),
+				 errhint("personalize.openai_api_key_file must name a file the server can read.")));
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+	{
+		bool		failed = ferror(f);
+
+		FreeFile(f);
+		if (failed && quiet)
+			return NULL;
+		if (failed)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read OpenAI API key file \"%s\": %m", path)));
+		line[0] = '\0';
+	}
+	else
+		FreeFile(f);
+	start = line;
+	while (*start == ' ' || *start == '\t')
+		start++;
+	len = strlen(start);
+	while (len > 0 && (start[len - 1] == '\n' || start[len - 1] == '\r' ||
+					   start[len - 1] == ' ' || start[len - 1] == '\t'))
+		len--;
+	key = pnstrdup(start, len);
+	explicit_bzero(line, sizeof(line));
+	return key;
+}
+
 /* The key from personalize.openai_api_key, else the first line of the key file. */
 static char *
 openai_api_key(void)
@@ -44,43 +97,11 @@ openai_api_key(void)
 		key = pstrdup(personalize_openai_api_key);
 	else if (personalize_openai_api_key_file != NULL && personalize_openai_api_key_file[0] != '\0')
 	{
-		const char *path = personalize_openai_api_key_file;
-		char		line[4096];
-		FILE	   *f = AllocateFile(path, PG_BINARY_R);
-		char	   *start;
-		size_t		len;
-
-		if (f == NULL)
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not open OpenAI API key file \"%s\": %m", path),
-					 errhint("personalize.openai_api_key_file must name a file the server can read.")));
-		if (fgets(line, sizeof(line), f) == NULL)
-		{
-			bool		failed = ferror(f);
-
-			FreeFile(f);
-			if (failed)
-				ereport(ERROR,
-						(errcode_for_file_access(),
-						 errmsg("could not read OpenAI API key file \"%s\": %m", path)));
-			line[0] = '\0';
-		}
-		else
-			FreeFile(f);
-		start = line;
-		while (*start == ' ' || *start == '\t')
-			start++;
-		len = strlen(start);
-		while (len > 0 && (start[len - 1] == '\n' || start[len - 1] == '\r' ||
-						   start[len - 1] == ' ' || start[len - 1] == '\t'))
-			len--;
-		key = pnstrdup(start, len);
-		explicit_bzero(line, sizeof(line));
+		key = key_from_file(personalize_openai_api_key_file, false);
 		if (key[0] == '\0')
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("OpenAI API key file \"%s\" is empty", path),
+					 errmsg("OpenAI API key file \"%s\" is empty", personalize_openai_api_key_file),
 					 errdetail("The key is read from the file's first line.")));
 	}
 	else
@@ -106,9 +127,21 @@ sk_char(char c)
 	return isalnum((unsigned char) c) || c == '-' || c == '_' || c == '*';
 }
 
+/* Length of "-" or of its JSON escape "\u002d" at p, else 0. */
+static int
+dash_at(const char *p)
+{
+	if (*p == '-')
+		return 1;
+	if (p[0] == '\\' && p[1] == 'u' && strncmp(p + 2, "002", 3) == 0 && (p[5] == 'd' || p[5] == 'D'))
+		return 6;
+	return 0;
+}
+
 /*
  * s with every occurrence of key replaced, and with sk_tokens every
- * "sk-..." word too. Returns s itself when there is nothing to replace.
+ * "sk-..." word too, its dashes plain or JSON-escaped ("sk\u002d..."). Returns
+ * s itself when there is nothing to replace.
  */
 static char *
 redact(char *s, const char *key, bool sk_tokens)
@@ -119,7 +152,7 @@ redact(char *s, const char *key, bool sk_tokens)
 
 	if (s == NULL)
 		return NULL;
-	if ((keylen == 0 || strstr(s, key) == NULL) && (!sk_tokens || strstr(s, "sk-") == NULL))
+	if ((keylen == 0 || strstr(s, key) == NULL) && (!sk_tokens || strstr(s, "sk") == NULL))
 		return s;
 	initStringInfo(&out);
 	while (*p)
@@ -129,12 +162,12 @@ redact(char *s, const char *key, bool sk_tokens)
 			appendStringInfoString(&out, REDACTED);
 			p += keylen;
 		}
-		else if (sk_tokens && strncmp(p, "sk-", 3) == 0 && (p == s || !sk_char(p[-1])))
+		else if (sk_tokens && strncmp(p, "sk", 2) == 0 && dash_at(p + 2) > 0 && (p == s || !sk_char(p[-1])))
 		{
 			appendStringInfoString(&out, REDACTED);
-			p += 3;
-			while (*p && sk_char(*p))
-				p++;
+			p += 2;
+			while (*p && (sk_char(*p) || dash_at(p) > 0))
+				p += Max(dash_at(p), 1);
 		}
 		else
 			appendStringInfoChar(&out, *p++);
@@ -492,3 +525,65 @@ personalize_openai_upload(PG_FUNCTION_ARGS)
 	openai_run(fcinfo, req, 1, false);
 	return (Datum) 0;
 }
+
+/* ---------- redaction of what is stored ---------- */
+
+/* The configured key, if any can be read; never an error (for redaction). */
+static char *
+configured_key_quietly(void)
+{
+	if (personalize_openai_api_key != NULL && personalize_openai_api_key[0] != '\0')
+		return personalize_openai_api_key;
+	if (personalize_openai_api_key_file != NULL && personalize_openai_api_key_file[0] != '\0')
+		return key_from_file(personalize_openai_api_key_file, true);
+	return NULL;
+}
+
+/*
+ * personalize._redact_columns(): a BEFORE INSERT OR UPDATE row trigger on the
+ * tables that keep text from OpenAI's answers (reasons, rejection details, run
+ * errors); its arguments name the text columns. Whatever arrives, decoded from
+ * JSON escapes or not, is stored with the key and every "sk-..." word
+ * replaced by [redacted]: the answers' own copies of a key never reach a
+ * table a monitoring role reads.
+ */
+Datum
+personalize_redact_columns(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	char	   *key;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "personalize._redact_columns() is a BEFORE ... FOR EACH ROW trigger");
+	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	desc = RelationGetDescr(td->tg_relation);
+	key = configured_key_quietly();
+	if (key != NULL && strlen(key) < 8)
+		key = NULL;				/* a short key would redact ordinary words */
+	for (int i = 0; i < td->tg_trigger->tgnargs; i++)
+	{
+		int			attnum = SPI_fnumber(desc, td->tg_trigger->tgargs[i]);
+		bool		isnull;
+		Datum		d;
+		char	   *s,
+				   *r;
+		Datum		value;
+		bool		isnullv = false;
+
+		if (attnum <= 0)
+			elog(ERROR, "personalize: no column \"%s\" to redact", td->tg_trigger->tgargs[i]);
+		d = heap_getattr(tuple, attnum, desc, &isnull);
+		if (isnull)
+			continue;
+		s = TextDatumGetCString(d);
+		r = redact(s, key, true);
+		if (r == s)
+			continue;
+		value = CStringGetTextDatum(r);
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &attnum, &value, &isnullv);
+	}
+	return PointerGetDatum(tuple);
+}
+

@@ -122,6 +122,19 @@ CREATE TABLE @extschema@.product_embeddings (
 COMMENT ON TABLE @extschema@.product_embeddings IS
     'OpenAI embeddings of product text (name, category, attributes); text_md5 tells when the text changed and the product needs a new one.';
 
+-- What is stored from OpenAI's answers never holds a key: the LLM's reasons, rejection
+-- details and run errors pass through _redact_columns() (src/openai.c), which replaces the
+-- configured key and every "sk-..." word, after JSON escapes were decoded
+CREATE FUNCTION @extschema@._redact_columns() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'personalize_redact_columns';
+CREATE TRIGGER llm_recommendations_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_recommendations
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('reason');
+CREATE TRIGGER llm_rejections_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_rejections
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('detail');
+CREATE TRIGGER llm_runs_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_runs
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('error');
+
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.llm_runs', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.llm_runs_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.llm_recommendations', '');
