@@ -57,6 +57,14 @@ SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], '{1, Infin
 \echo SQLSTATE :SQLSTATE
 SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], '{1, NULL}');
 \echo SQLSTATE :SQLSTATE
+-- each finite, their sum not: refused (every customer would land in the last arm)
+SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], '{1e308, 1e308}');
+\echo SQLSTATE :SQLSTATE
+SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], '{1.7976931348623157e308, 1e292}');
+\echo SQLSTATE :SQLSTATE
+SAVEPOINT finite_sum;
+SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], '{1.7976931348623157e308, 1e291}') > 0 AS finite_sum_accepted;
+ROLLBACK TO SAVEPOINT finite_sum;
 SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], traffic => 1.5);
 \echo SQLSTATE :SQLSTATE
 SELECT personalize.create_experiment('x', ARRAY['hybrid', 'popular'], traffic => -0.1);
@@ -211,6 +219,27 @@ SELECT experiment, variant, arm, customers, exposed_customers, exposures, conver
        round(p_value::numeric, 4) AS p_value, round(revenue_p_value::numeric, 4) AS revenue_p_value,
        round(srm_p_value::numeric, 4) AS srm_p_value, srm_flag
 FROM personalize.experiment_results ORDER BY experiment COLLATE "C", arm;
+-- one experiment's weights written past create_experiment(), absurd but allowed by the
+-- table's CHECK: assignment still splits by them, and experiment_results answers for every
+-- experiment (it raised 22003 for all of them)
+SAVEPOINT absurd_weights;
+UPDATE personalize.experiment_arms a SET weight = 1e308
+FROM personalize.experiments e WHERE e.experiment_id = a.experiment_id AND e.name = 'hybrid_vs_popular';
+SELECT coalesce(v, '(default)') AS variant, round(count(*) / 10000.0, 2) AS share
+FROM (SELECT personalize.assigned_variant('hybrid_vs_popular', g) AS v FROM generate_series(1, 10000) g) s
+GROUP BY v ORDER BY v COLLATE "C";
+INSERT INTO personalize.exposures (experiment_id, customer_id, variant, arm, product_ids)
+SELECT a.experiment_id, g, a.variant, a.arm, '{1, 2}'
+FROM personalize.experiments e JOIN personalize.experiment_arms a USING (experiment_id), generate_series(1, 40) g
+WHERE e.name = 'hybrid_vs_popular' AND a.variant = personalize.assigned_variant('hybrid_vs_popular', g);
+SELECT experiment, variant, arm, customers, conversions, round(srm_p_value::numeric, 4) AS srm_p_value, srm_flag
+FROM personalize.experiment_results ORDER BY experiment COLLATE "C", arm;
+-- a share that underflows float8 (5e-324 against 1e308): the check flags it, nothing raises
+UPDATE personalize.experiment_arms a SET weight = 5e-324
+FROM personalize.experiments e WHERE e.experiment_id = a.experiment_id AND e.name = 'hybrid_vs_popular' AND a.arm = 0;
+SELECT experiment, variant, arm, customers, round(srm_p_value::numeric, 4) AS srm_p_value, srm_flag
+FROM personalize.experiment_results ORDER BY experiment COLLATE "C", arm;
+ROLLBACK TO SAVEPOINT absurd_weights;
 SELECT personalize.stop_experiment('three_way') = now() AS stopped;
 SELECT personalize.log_exposure(:in_traffic, '{1}') AS logged_after_stop;
 

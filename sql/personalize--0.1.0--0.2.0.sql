@@ -442,3 +442,387 @@ CREATE TRIGGER llm_rejections_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_
 CREATE TRIGGER llm_runs_redact BEFORE INSERT OR UPDATE ON @extschema@.llm_runs
     FOR EACH ROW EXECUTE FUNCTION @extschema@._redact_columns('error');
 REVOKE ALL ON FUNCTION @extschema@._redact_columns() FROM PUBLIC;
+
+-- Hardening (issue 10): forget_customer() erases every row that names the customer
+-- (exposures, their id in llm_batch_requests too); an LLM answer never records an id
+-- that is not a customer's; create_experiment() refuses weights whose sum overflows
+-- and experiment_results computes the sample-ratio check in numeric (one experiment's
+-- absurd weights written past create_experiment() no longer make it raise 22003).
+-- As in the fresh install, these run with pg_catalog alone on the search_path.
+------------------------------------------------------------------------------
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+CREATE OR REPLACE FUNCTION @extschema@.forget_customer(customer_id bigint)
+    RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n_i bigint;
+    n_f bigint;
+    n_c bigint;
+BEGIN
+    IF customer_id IS NULL THEN
+        RAISE EXCEPTION 'customer_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the id of the customer to forget.';
+    END IF;
+    -- lock the customer first: writers of their events wait for us instead of deadlocking
+    -- with us between their foreign-key check and their model update
+    PERFORM FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id FOR UPDATE;
+    -- the trigger subtracts their contribution and removes their customer_items and customer_state rows
+    DELETE FROM @extschema@.interactions i WHERE i.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_i = ROW_COUNT;
+    DELETE FROM @extschema@.customer_feedback f WHERE f.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_f = ROW_COUNT;
+    -- what experiments showed them (experiment_results no longer counts them); through the
+    -- experiments, so that the (experiment_id, customer_id) index serves it
+    DELETE FROM @extschema@.exposures x USING @extschema@.experiments e
+     WHERE x.experiment_id = e.experiment_id AND x.customer_id = forget_customer.customer_id;
+    -- what the LLM said about them goes too (llm_recommendations cascade from the customer row),
+    -- and their id leaves the requests of unfinished batches (a request left with nobody goes)
+    DELETE FROM @extschema@.llm_rejections r WHERE r.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@.llm_batch_requests q
+     WHERE forget_customer.customer_id = ANY (q.customer_ids)
+       AND cardinality(array_remove(q.customer_ids, forget_customer.customer_id)) = 0;
+    UPDATE @extschema@.llm_batch_requests q SET customer_ids = array_remove(q.customer_ids, forget_customer.customer_id)
+     WHERE forget_customer.customer_id = ANY (q.customer_ids);
+    DELETE FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_c = ROW_COUNT;
+    RETURN QUERY SELECT n_i, n_f, n_c > 0;
+END $$;
+COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
+    'Erase a customer: every row that names them (interactions, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, their id in unfinished batch requests) and their customer row.';
+
+CREATE OR REPLACE FUNCTION @extschema@._llm_reject_all(run bigint, asked bigint[], reason text, detail text) RETURNS integer
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_rejections (run_id, customer_id, reason, detail)
+        SELECT run, a, reason, left(detail, 500) FROM unnest(asked) a
+         WHERE EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = a) RETURNING 1)
+    SELECT count(*)::integer FROM ins
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._llm_ingest(run bigint, asked bigint[], body text,
+        OUT stored integer, OUT rejected integer, OUT outcome text,
+        OUT prompt_tokens bigint, OUT completion_tokens bigint)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    resp jsonb;
+    choice jsonb;
+    answer jsonb;
+    k integer := (@extschema@._llm_settings() ->> 'llm_k')::integer;
+    model text;
+BEGIN
+    stored := 0; rejected := 0; outcome := 'ok'; prompt_tokens := 0; completion_tokens := 0;
+    BEGIN
+        resp := body::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        resp := NULL;
+    END;
+    IF resp IS NULL OR jsonb_typeof(resp) <> 'object' OR jsonb_typeof(resp -> 'choices') <> 'array' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response', 'the response is not a chat completion: ' || left(body, 200));
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    prompt_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number' THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
+    completion_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,completion_tokens}') = 'number' THEN (resp #>> '{usage,completion_tokens}')::numeric::bigint END, 0);
+    model := coalesce(resp ->> 'model', (@extschema@._llm_settings() ->> 'openai_model'));
+    choice := resp -> 'choices' -> 0;
+    IF choice IS NULL THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response', 'the response has no choices');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    IF choice ->> 'finish_reason' = 'length' THEN
+        IF cardinality(asked) > 1 THEN
+            outcome := 'split';
+        ELSE
+            rejected := @extschema@._llm_reject_all(run, asked, 'truncated',
+                'the answer for one customer did not fit in the completion limit (finish_reason = length)');
+            outcome := 'failed';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(choice #> '{message,refusal}') = 'string' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'refusal', choice #>> '{message,refusal}');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    IF choice ->> 'finish_reason' = 'content_filter' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'content_filter', 'the answer was withheld by the content filter');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    BEGIN
+        answer := (choice #>> '{message,content}')::jsonb;
+    EXCEPTION WHEN invalid_text_representation THEN
+        answer := NULL;
+    END;
+    IF answer IS NULL OR jsonb_typeof(answer -> 'customers') IS DISTINCT FROM 'array' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_json',
+            'the message content is not the JSON object the schema asks for: ' || left(choice #>> '{message,content}', 200));
+        outcome := 'failed';
+        RETURN;
+    END IF;
+
+    -- every (customer entry, recommendation) of the answer, classified in one pass
+    IF to_regclass('pg_temp.personalize_llm_items') IS NULL THEN
+        CREATE TEMP TABLE personalize_llm_items (
+        ord bigint, entry bigint, item bigint, customer_id bigint, customer_text text, product_id bigint, product_text text,
+        reason text, verdict text) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.personalize_llm_items;
+    INSERT INTO pg_temp.personalize_llm_items
+    SELECT row_number() OVER (ORDER BY e.n, r.m), e.n, r.m,
+           CASE WHEN jsonb_typeof(e.v -> 'customer_id') = 'number' AND (e.v ->> 'customer_id') ~ '^-?[0-9]{1,18}$'
+                THEN (e.v ->> 'customer_id')::bigint END,
+           left((e.v -> 'customer_id')::text, 40),
+           CASE WHEN jsonb_typeof(r.v -> 'product_id') = 'number' AND (r.v ->> 'product_id') ~ '^-?[0-9]{1,18}$'
+                THEN (r.v ->> 'product_id')::bigint END,
+           left((r.v -> 'product_id')::text, 40),
+           CASE WHEN jsonb_typeof(r.v -> 'reason') = 'string'
+                THEN nullif(btrim(left(regexp_replace(r.v ->> 'reason', '[[:cntrl:]]+', ' ', 'g'), 300)), '') END,
+           NULL
+    FROM jsonb_array_elements(answer -> 'customers') WITH ORDINALITY AS e(v, n)
+    LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(e.v -> 'recommendations') = 'array'
+                                                THEN e.v -> 'recommendations' ELSE '[]' END)
+              WITH ORDINALITY AS r(v, m) ON true
+    WHERE jsonb_typeof(e.v) = 'object';
+
+    -- a customer asked about but deleted since (forget_customer): nothing is kept of them
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'gone'
+     WHERE t.customer_id = ANY (asked)
+       AND NOT EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = t.customer_id);
+    -- the first entry of an asked customer counts; other entries are rejected
+    UPDATE pg_temp.personalize_llm_items t SET verdict = CASE
+            WHEN t.customer_id IS NULL OR NOT t.customer_id = ANY (asked) THEN 'unexpected_customer'
+            ELSE 'duplicate_customer' END
+     WHERE t.verdict IS NULL
+       AND (t.customer_id IS NULL OR NOT t.customer_id = ANY (asked)
+            OR t.entry > (SELECT min(t2.entry) FROM pg_temp.personalize_llm_items t2 WHERE t2.customer_id = t.customer_id));
+    UPDATE pg_temp.personalize_llm_items t SET verdict = v.verdict
+      FROM (SELECT t1.ord, CASE
+                WHEN t1.product_id IS NULL THEN 'invalid_product_id'
+                WHEN p.product_id IS NULL THEN 'unknown_product'
+                WHEN NOT p.active THEN 'inactive_product'
+                WHEN row_number() OVER (PARTITION BY t1.customer_id, t1.product_id ORDER BY t1.ord) > 1 THEN 'duplicate_product'
+                END AS verdict
+            FROM pg_temp.personalize_llm_items t1
+            LEFT JOIN @extschema@.products p ON p.product_id = t1.product_id
+            WHERE t1.verdict IS NULL AND t1.item IS NOT NULL) v
+     WHERE t.ord = v.ord AND v.verdict IS NOT NULL;
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'too_many'
+      FROM (SELECT t1.ord, row_number() OVER (PARTITION BY t1.customer_id ORDER BY t1.ord) AS rnk
+            FROM pg_temp.personalize_llm_items t1
+            WHERE t1.verdict IS NULL AND t1.product_id IS NOT NULL) v
+     WHERE t.ord = v.ord AND v.rnk > k;
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'ok'
+     WHERE t.verdict IS NULL AND t.product_id IS NOT NULL;
+
+    -- a customer deleted meanwhile (forget_customer) is skipped, the others are kept
+    -- from being deleted until this transaction commits
+    PERFORM FROM @extschema@.customers c
+     WHERE c.customer_id IN (SELECT t.customer_id FROM pg_temp.personalize_llm_items t WHERE t.verdict = 'ok')
+     ORDER BY c.customer_id FOR KEY SHARE;
+    DELETE FROM @extschema@.llm_recommendations r
+     WHERE r.customer_id IN (SELECT t.customer_id FROM pg_temp.personalize_llm_items t WHERE t.verdict = 'ok');
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_recommendations (customer_id, rank, product_id, reason, run_id, model)
+        SELECT t.customer_id, row_number() OVER (PARTITION BY t.customer_id ORDER BY t.ord), t.product_id, t.reason, run, model
+          FROM pg_temp.personalize_llm_items t
+          JOIN @extschema@.customers c ON c.customer_id = t.customer_id
+         WHERE t.verdict = 'ok'
+        RETURNING customer_id)
+    SELECT count(DISTINCT ins.customer_id) INTO stored FROM ins;
+
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_rejections (run_id, customer_id, product_id, reason, detail)
+        -- an id that is not a customer's is not recorded: it may be one forgotten since the
+        -- request was sent (forget_customer removes it from llm_batch_requests)
+        SELECT run, CASE WHEN t.verdict <> 'unexpected_customer' OR known.customer_id IS NOT NULL THEN t.customer_id END,
+               CASE WHEN t.verdict NOT IN ('unexpected_customer', 'duplicate_customer') THEN t.product_id END,
+               t.verdict, CASE t.verdict
+                   WHEN 'unexpected_customer' THEN CASE
+                       WHEN t.customer_id IS NOT NULL AND known.customer_id IS NULL
+                       THEN 'the answer has a customer id that was not asked about and is no customer''s'
+                       ELSE format('the answer has customer %s, who was not asked about', coalesce(t.customer_text, 'null')) END
+                   WHEN 'duplicate_customer' THEN 'a second entry for the same customer'
+                   WHEN 'invalid_product_id' THEN format('product_id %s is not an integer', coalesce(t.product_text, 'null'))
+                   WHEN 'unknown_product' THEN format('product %s is not in the catalog', t.product_id)
+                   WHEN 'inactive_product' THEN format('product %s is not active', t.product_id)
+                   WHEN 'duplicate_product' THEN format('product %s is recommended twice', t.product_id)
+                   WHEN 'too_many' THEN format('more than k = %s recommendations', k)
+               END
+          FROM pg_temp.personalize_llm_items t
+          LEFT JOIN @extschema@.customers known ON known.customer_id = t.customer_id
+         WHERE t.verdict NOT IN ('ok', 'gone') AND (t.verdict IN ('unexpected_customer', 'duplicate_customer') IS NOT TRUE
+                                      OR t.ord = (SELECT min(t2.ord) FROM pg_temp.personalize_llm_items t2
+                                                  WHERE t2.entry = t.entry))
+        UNION ALL
+        SELECT run, a, NULL, 'missing_customer',
+               CASE WHEN EXISTS (SELECT FROM pg_temp.personalize_llm_items t WHERE t.customer_id = a)
+                    THEN 'the answer has no valid product for this customer'
+                    ELSE 'the answer has no entry for this customer' END
+          FROM unnest(asked) a
+         WHERE NOT EXISTS (SELECT FROM pg_temp.personalize_llm_items t WHERE t.customer_id = a AND t.verdict = 'ok')
+           AND EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = a)
+        RETURNING 1)
+    SELECT count(*) INTO rejected FROM ins;
+    IF stored = 0 THEN
+        outcome := 'failed';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.create_experiment(name text, variants text[],
+        weights double precision[] DEFAULT NULL, traffic double precision DEFAULT 1.0)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+    missing text;
+    known text;
+    new_id bigint;
+BEGIN
+    IF name IS NULL OR variants IS NULL OR traffic IS NULL THEN
+        RAISE EXCEPTION 'name, variants and traffic must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'For example personalize.create_experiment(''hybrid_vs_popular'', ARRAY[''hybrid'', ''popular'']).';
+    END IF;
+    IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid experiment name %', quote_literal(name)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'An experiment name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
+                  HINT = 'For example ''hybrid_vs_popular''.';
+    END IF;
+    n := cardinality(variants);
+    IF n < 2 OR array_ndims(variants) <> 1 THEN
+        RAISE EXCEPTION 'an experiment needs at least 2 arms'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s variant(s).', n),
+                  HINT = 'Pass the control variant first, then the variants to test against it.';
+    END IF;
+    IF array_position(variants, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'variants must not contain null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Name every arm''s variant.';
+    END IF;
+    IF (SELECT count(DISTINCT v) FROM unnest(variants) AS v) < n THEN
+        RAISE EXCEPTION 'duplicate variants in experiment %', quote_literal(name)
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', array_to_string(variants, ', ')),
+                  HINT = 'Each variant may be one arm only; give it a larger weight instead.';
+    END IF;
+    SELECT string_agg(v, ', ' ORDER BY o) INTO missing FROM unnest(variants) WITH ORDINALITY AS u(v, o)
+    WHERE NOT EXISTS (SELECT FROM @extschema@.variants x WHERE x.name = u.v);
+    IF missing IS NOT NULL THEN
+        SELECT string_agg(x.name, ', ' ORDER BY x.name COLLATE "C") INTO known FROM @extschema@.variants x;
+        RAISE EXCEPTION 'unknown variant(s): %', missing
+            USING ERRCODE = 'undefined_object', DETAIL = format('Known variants: %s.', known),
+                  HINT = 'Create a variant first with personalize.create_variant().';
+    END IF;
+    IF weights IS NOT NULL THEN
+        IF cardinality(weights) <> n OR array_ndims(weights) <> 1 THEN
+            RAISE EXCEPTION 'weights do not match the variants'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s weight(s) for %s variants.', cardinality(weights), n),
+                      HINT = 'Pass one weight per variant, in the same order, or NULL for equal weights.';
+        END IF;
+        IF EXISTS (SELECT FROM unnest(weights) AS w
+                   WHERE w IS NULL OR w = 'NaN'::float8 OR w = 'Infinity'::float8 OR w <= 0) THEN
+            RAISE EXCEPTION 'weights must be positive finite numbers'
+                USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', weights),
+                      HINT = 'Weights are relative: {1,1} and {50,50} both split evenly.';
+        END IF;
+        -- assignment walks their float8 sum: it must be finite (the sum raises 22003 if not)
+        BEGIN
+            PERFORM sum(w) FROM unnest(weights) AS w;
+        EXCEPTION WHEN numeric_value_out_of_range THEN
+            RAISE EXCEPTION 'the sum of the weights is out of range'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s: their sum is not a finite double precision number.', weights),
+                      HINT = 'Weights are relative: scale them down; {1,1} and {50,50} both split evenly.';
+        END;
+    END IF;
+    IF traffic = 'NaN'::float8 OR traffic < 0 OR traffic > 1 THEN
+        RAISE EXCEPTION 'traffic must be between 0 and 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', traffic),
+                  HINT = 'traffic is the fraction of customers in the experiment; the rest see the default variant.';
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.experiments e WHERE e.name = create_experiment.name) THEN
+        RAISE EXCEPTION 'experiment "%" already exists', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Pick another name: a stopped experiment keeps its name and results.';
+    END IF;
+    INSERT INTO @extschema@.experiments (name, traffic) VALUES (name, traffic) RETURNING experiment_id INTO new_id;
+    INSERT INTO @extschema@.experiment_arms (experiment_id, arm, variant, weight)
+    SELECT new_id, (u.o - 1)::smallint, u.v, coalesce(weights[u.o], 1.0)
+    FROM unnest(variants) WITH ORDINALITY AS u(v, o);
+    RETURN new_id;
+END $$;
+
+CREATE OR REPLACE VIEW @extschema@.experiment_results AS
+WITH per_customer AS (
+    SELECT x.experiment_id, x.customer_id, min(x.arm) AS arm, count(*) AS exposures
+    FROM @extschema@.exposures x
+    WHERE x.arm IS NOT NULL
+    GROUP BY x.experiment_id, x.customer_id
+), hits AS (
+    SELECT DISTINCT x.experiment_id, x.customer_id, i.interaction_id, i.event_type, i.quantity, i.product_id
+    FROM @extschema@.exposures x
+    JOIN @extschema@.experiments e ON e.experiment_id = x.experiment_id
+    JOIN @extschema@.interactions i ON i.customer_id = x.customer_id AND i.product_id = ANY (x.product_ids)
+        AND i.occurred_at > x.shown_at AND i.occurred_at <= x.shown_at + e.attribution_window
+        AND i.event_type IN ('click', 'cart', 'purchase')
+    WHERE x.arm IS NOT NULL
+), outcome AS (
+    SELECT h.experiment_id, h.customer_id,
+           sum(CASE WHEN h.event_type = 'purchase' THEN h.quantity * coalesce(p.price, 0) ELSE 0 END)::float8 AS revenue
+    FROM hits h LEFT JOIN @extschema@.products p ON p.product_id = h.product_id
+    GROUP BY h.experiment_id, h.customer_id
+), per_arm AS (
+    SELECT c.experiment_id, c.arm, count(*) AS n, sum(c.exposures) AS exposures, count(o.customer_id) AS conv,
+           sum(coalesce(o.revenue, 0)) AS rev, sum(coalesce(o.revenue, 0) ^ 2) AS rev2
+    FROM per_customer c
+    LEFT JOIN outcome o ON o.experiment_id = c.experiment_id AND o.customer_id = c.customer_id
+    GROUP BY c.experiment_id, c.arm
+), arms AS (
+    SELECT e.experiment_id, e.name, a.arm, a.variant, a.weight,
+           coalesce(p.n, 0) AS n, coalesce(p.exposures, 0)::bigint AS exposures, coalesce(p.conv, 0) AS conv,
+           coalesce(p.rev, 0) AS rev, coalesce(p.rev2, 0) AS rev2,
+           sum(coalesce(p.n, 0)) OVER w AS n_total, sum(a.weight::numeric) OVER w AS w_total
+    FROM @extschema@.experiments e
+    JOIN @extschema@.experiment_arms a ON a.experiment_id = e.experiment_id
+    LEFT JOIN per_arm p ON p.experiment_id = a.experiment_id AND p.arm = a.arm
+    WINDOW w AS (PARTITION BY e.experiment_id)
+), srm AS (
+    -- in numeric: weights near the float8 limits (a row written past create_experiment())
+    -- can neither overflow their sum nor underflow an arm's share; the statistic is capped
+    -- where its p-value is 0 anyway
+    SELECT s.experiment_id,
+           CASE WHEN min(s.n_total) > 0 THEN @extschema@._chisq_sf(least(
+               sum((s.n - s.n_total * s.weight::numeric / s.w_total) ^ 2
+                   / nullif(s.n_total * s.weight::numeric / s.w_total, 0)), 1e300)::float8,
+               count(*) - 1) END AS p
+    FROM arms s GROUP BY s.experiment_id
+), st AS (
+    SELECT a.*, a.conv::float8 / nullif(a.n, 0) AS rate, a.rev / nullif(a.n, 0) AS rpc,
+           CASE WHEN a.n > 1 THEN greatest((a.rev2 - a.rev ^ 2 / a.n) / (a.n - 1), 0) END AS rev_var
+    FROM arms a
+), cmp AS (
+    SELECT t.*, c.rate AS c_rate, c.n AS c_n, c.rpc AS c_rpc, c.rev_var AS c_rev_var,
+           t.rate - c.rate AS diff,
+           sqrt(t.rate * (1 - t.rate) / nullif(t.n, 0) + c.rate * (1 - c.rate) / nullif(c.n, 0)) AS se,
+           (t.conv + c.conv)::float8 / nullif(t.n + c.n, 0) AS pooled,
+           t.rev_var / nullif(t.n, 0) AS vt, c.rev_var / nullif(c.n, 0) AS vc
+    FROM st t JOIN st c ON c.experiment_id = t.experiment_id AND c.arm = 0
+)
+SELECT m.name AS experiment, m.variant, m.arm,
+       m.n AS customers, m.n AS exposed_customers, m.exposures, m.conv AS conversions,
+       m.rate AS conversion_rate, m.rpc AS revenue_per_customer,
+       CASE WHEN m.arm <> 0 THEN m.rate / nullif(m.c_rate, 0) - 1 END AS lift,
+       CASE WHEN m.arm <> 0 THEN (m.diff - 1.959963984540054 * m.se) / nullif(m.c_rate, 0) END AS lift_ci_low,
+       CASE WHEN m.arm <> 0 THEN (m.diff + 1.959963984540054 * m.se) / nullif(m.c_rate, 0) END AS lift_ci_high,
+       CASE WHEN m.arm <> 0 THEN 2 * @extschema@._normal_cdf(-abs(m.diff)
+           / nullif(sqrt(m.pooled * (1 - m.pooled) * (1.0 / nullif(m.n, 0) + 1.0 / nullif(m.c_n, 0))), 0)) END AS p_value,
+       CASE WHEN m.arm <> 0 AND m.vt + m.vc > 0 AND m.n > 1 AND m.c_n > 1
+            THEN 2 * @extschema@._t_cdf(-abs(m.rpc - m.c_rpc) / sqrt(m.vt + m.vc),
+                 (m.vt + m.vc) ^ 2 / (m.vt ^ 2 / (m.n - 1) + m.vc ^ 2 / (m.c_n - 1))) END AS revenue_p_value,
+       s.p AS srm_p_value,
+       s.p < 0.001 AS srm_flag
+FROM cmp m JOIN srm s ON s.experiment_id = m.experiment_id;
+
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);

@@ -9,6 +9,8 @@
  */
 #include "personalize.h"
 
+#include <math.h>
+
 #include "common/hashfn.h"
 #include "utils/lsyscache.h"
 
@@ -61,6 +63,7 @@ assign_from_row(int64 customer_id)
 	int			nw;
 	double		u;
 	double		total = 0.0;
+	double		scale = 1.0;
 	double		target;
 	double		cum = 0.0;
 	int			pick;
@@ -76,12 +79,28 @@ assign_from_row(int64 customer_id)
 		elog(ERROR, "personalize: experiment arms are inconsistent");
 	for (int i = 0; i < nw; i++)
 		total += DatumGetFloat8(weights[i]);
+	/*
+	 * Weights whose sum overflows (a row written past create_experiment(), which
+	 * refuses them): walk them relative to the largest instead, which keeps the
+	 * shares. Finite sums are walked as they are, so assignments never change.
+	 */
+	if (!isfinite(total))
+	{
+		double		wmax = 0.0;
+
+		for (int i = 0; i < nw; i++)
+			wmax = Max(wmax, DatumGetFloat8(weights[i]));
+		scale = 1.0 / wmax;
+		total = 0.0;
+		for (int i = 0; i < nw; i++)
+			total += DatumGetFloat8(weights[i]) * scale;
+	}
 	/* re-scale the bucket inside the traffic fraction to [0, 1), then walk the cumulative weights */
 	target = (u / traffic) * total;
 	pick = nv - 1;
 	for (int i = 0; i < nw; i++)
 	{
-		cum += DatumGetFloat8(weights[i]);
+		cum += DatumGetFloat8(weights[i]) * scale;
 		if (target < cum)
 		{
 			pick = i;

@@ -118,7 +118,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.event_types',
 -- range scans of the event log by time (popularity window, retention)
 CREATE INDEX interactions_occurred_at_brin ON @extschema@.interactions USING brin (occurred_at);
 
--- Right to erasure: remove everything the extension holds about a customer.
+-- Right to erasure: remove every row of the extension that names the customer.
 CREATE FUNCTION @extschema@.forget_customer(customer_id bigint)
     RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -134,15 +134,26 @@ BEGIN
     -- lock the customer first: writers of their events wait for us instead of deadlocking
     -- with us between their foreign-key check and their model update
     PERFORM FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id FOR UPDATE;
+    -- the trigger subtracts their contribution and removes their customer_items and customer_state rows
     DELETE FROM @extschema@.interactions i WHERE i.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_i = ROW_COUNT;
     DELETE FROM @extschema@.customer_feedback f WHERE f.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_f = ROW_COUNT;
-    -- what the LLM said about them goes too (llm_recommendations cascade from the customer row)
+    -- what experiments showed them (experiment_results no longer counts them); through the
+    -- experiments, so that the (experiment_id, customer_id) index serves it
+    DELETE FROM @extschema@.exposures x USING @extschema@.experiments e
+     WHERE x.experiment_id = e.experiment_id AND x.customer_id = forget_customer.customer_id;
+    -- what the LLM said about them goes too (llm_recommendations cascade from the customer row),
+    -- and their id leaves the requests of unfinished batches (a request left with nobody goes)
     DELETE FROM @extschema@.llm_rejections r WHERE r.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@.llm_batch_requests q
+     WHERE forget_customer.customer_id = ANY (q.customer_ids)
+       AND cardinality(array_remove(q.customer_ids, forget_customer.customer_id)) = 0;
+    UPDATE @extschema@.llm_batch_requests q SET customer_ids = array_remove(q.customer_ids, forget_customer.customer_id)
+     WHERE forget_customer.customer_id = ANY (q.customer_ids);
     DELETE FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_c = ROW_COUNT;
     RETURN QUERY SELECT n_i, n_f, n_c > 0;
 END $$;
 COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
-    'Erase a customer: their interactions (the model subtracts exactly their contribution), feedback and customer row.';
+    'Erase a customer: every row that names them (interactions, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, their id in unfinished batch requests) and their customer row.';

@@ -308,12 +308,14 @@ CREATE FUNCTION @extschema@._llm_chat_body(customer_ids bigint[], catalog jsonb)
                     "properties": {"product_id": {"type": "integer"}, "reason": {"type": "string"}}}}}}}}}}}'::jsonb)
 $$;
 
--- Record one rejection per customer of a request (a failed request, a refusal, ...).
+-- Record one rejection per customer of a request (a failed request, a refusal, ...);
+-- a customer deleted since (forget_customer) gets none.
 CREATE FUNCTION @extschema@._llm_reject_all(run bigint, asked bigint[], reason text, detail text) RETURNS integer
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH ins AS (
         INSERT INTO @extschema@.llm_rejections (run_id, customer_id, reason, detail)
-        SELECT run, a, reason, left(detail, 500) FROM unnest(asked) a RETURNING 1)
+        SELECT run, a, reason, left(detail, 500) FROM unnest(asked) a
+         WHERE EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = a) RETURNING 1)
     SELECT count(*)::integer FROM ins
 $$;
 
@@ -456,10 +458,15 @@ BEGIN
 
     WITH ins AS (
         INSERT INTO @extschema@.llm_rejections (run_id, customer_id, product_id, reason, detail)
-        SELECT run, t.customer_id,
+        -- an id that is not a customer's is not recorded: it may be one forgotten since the
+        -- request was sent (forget_customer removes it from llm_batch_requests)
+        SELECT run, CASE WHEN t.verdict <> 'unexpected_customer' OR known.customer_id IS NOT NULL THEN t.customer_id END,
                CASE WHEN t.verdict NOT IN ('unexpected_customer', 'duplicate_customer') THEN t.product_id END,
                t.verdict, CASE t.verdict
-                   WHEN 'unexpected_customer' THEN format('the answer has customer %s, who was not asked about', coalesce(t.customer_text, 'null'))
+                   WHEN 'unexpected_customer' THEN CASE
+                       WHEN t.customer_id IS NOT NULL AND known.customer_id IS NULL
+                       THEN 'the answer has a customer id that was not asked about and is no customer''s'
+                       ELSE format('the answer has customer %s, who was not asked about', coalesce(t.customer_text, 'null')) END
                    WHEN 'duplicate_customer' THEN 'a second entry for the same customer'
                    WHEN 'invalid_product_id' THEN format('product_id %s is not an integer', coalesce(t.product_text, 'null'))
                    WHEN 'unknown_product' THEN format('product %s is not in the catalog', t.product_id)
@@ -468,6 +475,7 @@ BEGIN
                    WHEN 'too_many' THEN format('more than k = %s recommendations', k)
                END
           FROM pg_temp.personalize_llm_items t
+          LEFT JOIN @extschema@.customers known ON known.customer_id = t.customer_id
          WHERE t.verdict NOT IN ('ok', 'gone') AND (t.verdict IN ('unexpected_customer', 'duplicate_customer') IS NOT TRUE
                                       OR t.ord = (SELECT min(t2.ord) FROM pg_temp.personalize_llm_items t2
                                                   WHERE t2.entry = t.entry))

@@ -155,6 +155,15 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', weights),
                       HINT = 'Weights are relative: {1,1} and {50,50} both split evenly.';
         END IF;
+        -- assignment walks their float8 sum: it must be finite (the sum raises 22003 if not)
+        BEGIN
+            PERFORM sum(w) FROM unnest(weights) AS w;
+        EXCEPTION WHEN numeric_value_out_of_range THEN
+            RAISE EXCEPTION 'the sum of the weights is out of range'
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Got %s: their sum is not a finite double precision number.', weights),
+                      HINT = 'Weights are relative: scale them down; {1,1} and {50,50} both split evenly.';
+        END;
     END IF;
     IF traffic = 'NaN'::float8 OR traffic < 0 OR traffic > 1 THEN
         RAISE EXCEPTION 'traffic must be between 0 and 1'
@@ -334,15 +343,19 @@ WITH per_customer AS (
     SELECT e.experiment_id, e.name, a.arm, a.variant, a.weight,
            coalesce(p.n, 0) AS n, coalesce(p.exposures, 0)::bigint AS exposures, coalesce(p.conv, 0) AS conv,
            coalesce(p.rev, 0) AS rev, coalesce(p.rev2, 0) AS rev2,
-           sum(coalesce(p.n, 0)) OVER w AS n_total, sum(a.weight) OVER w AS w_total
+           sum(coalesce(p.n, 0)) OVER w AS n_total, sum(a.weight::numeric) OVER w AS w_total
     FROM @extschema@.experiments e
     JOIN @extschema@.experiment_arms a ON a.experiment_id = e.experiment_id
     LEFT JOIN per_arm p ON p.experiment_id = a.experiment_id AND p.arm = a.arm
     WINDOW w AS (PARTITION BY e.experiment_id)
 ), srm AS (
+    -- in numeric: weights near the float8 limits (a row written past create_experiment())
+    -- can neither overflow their sum nor underflow an arm's share; the statistic is capped
+    -- where its p-value is 0 anyway
     SELECT s.experiment_id,
-           CASE WHEN min(s.n_total) > 0 THEN @extschema@._chisq_sf(
-               sum((s.n - s.n_total * s.weight / s.w_total) ^ 2 / nullif(s.n_total * s.weight / s.w_total, 0)),
+           CASE WHEN min(s.n_total) > 0 THEN @extschema@._chisq_sf(least(
+               sum((s.n - s.n_total * s.weight::numeric / s.w_total) ^ 2
+                   / nullif(s.n_total * s.weight::numeric / s.w_total, 0)), 1e300)::float8,
                count(*) - 1) END AS p
     FROM arms s GROUP BY s.experiment_id
 ), st AS (
