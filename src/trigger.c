@@ -9,6 +9,15 @@
  * in-model products of each affected customer is re-derived (model_delta.c)
  * and the pair/item/customer counts receive the difference.
  *
+ * One statement can fire several of these triggers (INSERT ... ON CONFLICT DO
+ * UPDATE, MERGE, a writable CTE), all after every row is written, and
+ * PostgreSQL fires UPDATE and DELETE before INSERT there. A recompute then
+ * already counts the statement's inserted events, so adding them again would
+ * count them twice: an INSERT trigger that runs after a recompute of its own
+ * statement recomputes its (customer, product) rows from interactions as well
+ * (see insert_follows_recompute()). Recomputing is exact whatever else the
+ * statement did; plain INSERT statements stay incremental.
+ *
  * Locking order (no deadlocks between single-statement writers): customer_state
  * rows by customer_id, then pair_counts by (a, b), item_counts by product_id,
  * customer_totals by shard, dirty_products by product_id. Every write is one
@@ -29,6 +38,14 @@
 #include "spiutil.h"
 
 PG_FUNCTION_INFO_V1(personalize_interactions_trigger);
+
+/*
+ * The last DELETE/UPDATE recompute of this backend: its top-level transaction
+ * and the command id current when it finished (every command id it read the
+ * truth at is at most that).
+ */
+static TransactionId last_recompute_xid = InvalidTransactionId;
+static CommandId last_recompute_cid = InvalidCommandId;
 
 #define NUM_SHARDS 16
 /* statements this large report their progress with NOTICEs */
@@ -918,6 +935,43 @@ read_inserted(TriggerData *td, int *n_out)
 	return rows;
 }
 
+/*
+ * Did a recompute (DELETE or UPDATE trigger) of the same statement already run,
+ * so that it counted the inserted events? The inserted rows carry the
+ * statement's command id S (cmin); a recompute that read interactions after
+ * they were written ran at a command id above S, a recompute of an earlier
+ * statement at most at S. Costs one look-up only in a transaction that has
+ * recomputed before; when in doubt, the answer is yes (recomputing is always
+ * exact).
+ */
+static bool
+insert_follows_recompute(CustomerItem *changes)
+{
+	static SPIPlanPtr plan_cmin;
+	Oid			t1[1] = {INT8OID};
+	Datum		v[1];
+	bool		isnull_c,
+				isnull_x;
+	Datum		cmin,
+				xmin;
+
+	if (!TransactionIdIsValid(last_recompute_xid) ||
+		!TransactionIdEquals(last_recompute_xid, GetTopTransactionIdIfAny()))
+		return false;
+	/* any inserted event: its row version is the one the statement wrote */
+	v[0] = Int64GetDatum(changes[0].first_id);
+	exec_plan(spi_prepare_kept(&plan_cmin,
+							   "SELECT cmin, xmin FROM personalize.interactions WHERE interaction_id = $1",
+							   1, t1), v, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		return true;
+	cmin = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull_c);
+	xmin = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull_x);
+	if (isnull_c || isnull_x || !TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin)))
+		return true;
+	return last_recompute_cid > DatumGetCommandId(cmin);
+}
+
 /* Statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE trigger on interactions. */
 Datum
 personalize_interactions_trigger(PG_FUNCTION_ARGS)
@@ -942,7 +996,8 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		changes = read_inserted(td, &nchanges);
-		apply_changes(changes, nchanges, false);
+		/* after a recompute of this statement: the sorted keys are recomputed too */
+		apply_changes(changes, nchanges, nchanges > 0 && insert_follows_recompute(changes));
 	}
 	else
 	{
@@ -962,6 +1017,11 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 			changes[i].product_id = spi_int8(i, 2, 0);
 		}
 		apply_changes(changes, nchanges, true);
+		if (nchanges > 0)
+		{
+			last_recompute_xid = GetTopTransactionIdIfAny();
+			last_recompute_cid = GetCurrentCommandId(false);
+		}
 	}
 
 	SPI_finish();

@@ -3,7 +3,8 @@
 -- Used by sql/engine.sql and test/scripts/property_concurrency.sh.
 -- Brute force, from the definition: a customer's in-model products are their first
 -- `cap` distinct products by smallest interaction_id (then product_id);
--- cooccurrence(a, b) = customers with both in-model; item count = customers with it.
+-- cooccurrence(a, b) = customers with both in-model; item count = customers with it;
+-- customer_items holds each (customer, product)'s events, purchases and summed weight.
 CREATE FUNCTION pg_temp.model_check() RETURNS TABLE (what text, a bigint, b bigint, stored bigint, truth bigint)
 LANGUAGE sql AS $$
     WITH cap AS (SELECT max_items_per_customer AS cap FROM personalize.model_settings),
@@ -34,12 +35,24 @@ LANGUAGE sql AS $$
                (SELECT count(DISTINCT customer_id) FROM inmodel)
         WHERE (SELECT sum(customers) FROM personalize.customer_totals)
               IS DISTINCT FROM (SELECT count(DISTINCT customer_id) FROM inmodel)),
+    hist_truth AS (
+        SELECT i.customer_id, i.product_id, count(*) AS events,
+               count(*) FILTER (WHERE i.event_type = 'purchase') AS purchases, sum(e.weight) AS weight
+        FROM personalize.interactions i JOIN personalize.event_types e USING (event_type) GROUP BY 1, 2),
+    hist_both AS (
+        SELECT coalesce(t.customer_id, s.customer_id) AS c, coalesce(t.product_id, s.product_id) AS p,
+               s.events::bigint AS s_events, t.events AS t_events, s.purchases::bigint AS s_purchases,
+               t.purchases AS t_purchases, s.weight AS s_weight, t.weight AS t_weight
+        FROM hist_truth t FULL JOIN personalize.customer_items s USING (customer_id, product_id)),
     hist AS (
-        SELECT 'history', coalesce(t.customer_id, s.customer_id), coalesce(t.product_id, s.product_id),
-               s.events::bigint, t.events
-        FROM (SELECT customer_id, product_id, count(*) AS events FROM personalize.interactions GROUP BY 1, 2) t
-        FULL JOIN personalize.customer_items s USING (customer_id, product_id)
-        WHERE s.events IS DISTINCT FROM t.events)
+        SELECT 'history', c, p, s_events, t_events FROM hist_both WHERE s_events IS DISTINCT FROM t_events
+        UNION ALL
+        SELECT 'history purchases', c, p, s_purchases, t_purchases FROM hist_both
+        WHERE s_events IS NOT NULL AND t_events IS NOT NULL AND s_purchases IS DISTINCT FROM t_purchases
+        UNION ALL
+        -- the event weights add up exactly (1, 2, 4, 8); rounded for display only
+        SELECT 'history weight', c, p, round(s_weight)::bigint, round(t_weight)::bigint FROM hist_both
+        WHERE s_events IS NOT NULL AND t_events IS NOT NULL AND s_weight IS DISTINCT FROM t_weight)
     SELECT * FROM pairs UNION ALL SELECT * FROM items UNION ALL SELECT * FROM total UNION ALL SELECT * FROM hist
     ORDER BY 1, 2, 3
 $$;

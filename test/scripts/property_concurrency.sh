@@ -1,6 +1,8 @@
 #!/bin/bash
 # Property test: random sequences of single inserts, multi-row inserts, COPY, deletes,
-# updates and forget_customer() from 4 concurrent sessions leave the model equal to a
+# updates, statements that insert and update or delete at once (INSERT ... ON CONFLICT
+# DO UPDATE, a writable CTE that deletes and re-inserts, MERGE with all three actions)
+# and forget_customer() from 4 concurrent sessions leave the model equal to a
 # brute-force count from the definition and to rebuild(). Three phases:
 #   A  autocommit statements only: no deadlock may happen (fixed lock order)
 #   B  multi-statement transactions, some rolled back (deadlocks are allowed there:
@@ -40,39 +42,78 @@ gen() {
   python3 - "$seed" "$1" "$2" "$ops" <<'PY'
 import os, random, sys
 seed, session, phase, ops = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-kinds = os.environ.get('PROPERTY_KINDS', 'insert,multi,copy,delete,move_customer,move_product,forget').split(',')
+kinds = os.environ.get('PROPERTY_KINDS', 'insert,multi,copy,delete,move_customer,move_product,upsert,cte,merge,forget').split(',')
 r = random.Random(seed * 100 + session * 7 + ord(phase))
 types = ['view', 'view', 'click', 'cart', 'purchase']
+# (kind, cumulative probability)
+mix = [('insert', 0.24), ('multi', 0.40), ('copy', 0.52), ('delete', 0.64), ('move_customer', 0.71),
+       ('move_product', 0.76), ('upsert', 0.84), ('cte', 0.91), ('merge', 0.97), ('forget', 1.0)]
 def ev():
     # few customers and a skewed product choice: lots of contention on the same rows
     return (r.randint(1, 30), min(40, int(r.paretovariate(1.2))), r.choice(types))
 out = []
+def latest(c, k):  # the ids of customer c's k latest events
+    return f"SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id DESC LIMIT {k}"
+NEXT_ID = "nextval(pg_catalog.pg_get_serial_sequence('personalize.interactions', 'interaction_id'))"
 def op():
     k = r.random()
-    kind = ('insert' if k < 0.30 else 'multi' if k < 0.50 else 'copy' if k < 0.65 else 'delete' if k < 0.80
-            else 'move_customer' if k < 0.88 else 'move_product' if k < 0.94 else 'forget')
+    kind = next(name for name, upto in mix if k < upto)
     if kind not in kinds:
         return op()
-    if k < 0.30:
+    if kind == 'insert':
         c, p, t = ev()
         out.append(f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES ({c}, {p}, '{t}');")
-    elif k < 0.50:
+    elif kind == 'multi':
         rows = ", ".join(f"({c}, {p}, '{t}')" for c, p, t in (ev() for _ in range(r.randint(2, 25))))
         out.append(f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES {rows};")
-    elif k < 0.65:
+    elif kind == 'copy':
         out.append("COPY personalize.interactions (customer_id, product_id, event_type) FROM stdin;")
         for _ in range(r.randint(2, 40)):
             out.append("%d\t%d\t%s" % ev())
         out.append("\\.")
-    elif k < 0.80:
+    elif kind == 'delete':
         c = r.randint(1, 30)
-        out.append(f"DELETE FROM personalize.interactions WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id DESC LIMIT {r.randint(1, 4)});")
-    elif k < 0.88:
+        out.append(f"DELETE FROM personalize.interactions WHERE interaction_id IN ({latest(c, r.randint(1, 4))});")
+    elif kind == 'move_customer':
         c, c2 = r.randint(1, 30), r.randint(1, 30)
         out.append(f"UPDATE personalize.interactions SET customer_id = {c2} WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id LIMIT 2);")
-    elif k < 0.94:
+    elif kind == 'move_product':
         p, p2 = r.randint(1, 40), r.randint(1, 40)
         out.append(f"UPDATE personalize.interactions SET product_id = {p2} WHERE interaction_id IN (SELECT interaction_id FROM personalize.interactions WHERE product_id = {p} ORDER BY interaction_id LIMIT 3);")
+    # The mixed statements below touch customer c only, even when a concurrent writer
+    # moves one of its events away first (they re-check customer_id): their triggers,
+    # which run one after the other, then lock no customer out of order.
+    elif kind == 'upsert':
+        # one statement, two triggers (UPDATE, then INSERT): existing events of c become
+        # events of (c, p) while new events of (c, p) are inserted
+        c, p, t = ev()
+        out.append(f"INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) "
+                   f"SELECT x.id, {c}, {p}, x.t FROM (SELECT id, '{r.choice(types)}' AS t FROM ({latest(c, r.randint(1, 3))}) e(id) "
+                   f"UNION ALL SELECT {NEXT_ID}, '{t}' FROM generate_series(1, {r.randint(1, 3)})) x "
+                   f"ON CONFLICT (interaction_id) DO UPDATE SET product_id = EXCLUDED.product_id, "
+                   f"event_type = EXCLUDED.event_type WHERE interactions.customer_id = {c};")
+    elif kind == 'cte':
+        # DELETE and INSERT in one statement: the deleted events come back, either as
+        # they were (same ids) or as new events of another type, plus one of (c, p)
+        c, p, t = ev()
+        d = (f"WITH d AS (DELETE FROM personalize.interactions WHERE customer_id = {c} "
+             f"AND interaction_id IN ({latest(c, r.randint(1, 4))}) RETURNING *) ")
+        if r.random() < 0.5:
+            out.append(d + "INSERT INTO personalize.interactions SELECT * FROM d;")
+        else:
+            out.append(d + f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) "
+                       f"SELECT customer_id, product_id, '{t}' FROM d UNION ALL SELECT {c}, {p}, '{t}';")
+    elif kind == 'merge':
+        # MERGE with all three actions: some of c's latest events deleted, the others
+        # moved to (c, p), new events of (c, p) inserted
+        c, p, t = ev()
+        out.append(f"MERGE INTO personalize.interactions i USING (("
+                   f"SELECT interaction_id AS id, row_number() OVER (ORDER BY interaction_id DESC) AS n "
+                   f"FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id DESC LIMIT {r.randint(1, 4)}) "
+                   f"UNION ALL SELECT NULL, 0 FROM generate_series(1, {r.randint(1, 3)})) s ON i.interaction_id = s.id AND i.customer_id = {c} "
+                   f"WHEN MATCHED AND s.n % 2 = 0 THEN DELETE "
+                   f"WHEN MATCHED THEN UPDATE SET product_id = {p}, event_type = '{t}' "
+                   f"WHEN NOT MATCHED THEN INSERT (customer_id, product_id, event_type) VALUES ({c}, {p}, '{r.choice(types)}');")
     else:
         c = r.randint(1, 30)
         out.append(f"SELECT * FROM personalize.forget_customer({c});")
