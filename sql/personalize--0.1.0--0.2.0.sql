@@ -826,3 +826,31 @@ SELECT m.name AS experiment, m.variant, m.arm,
 FROM cmp m JOIN srm s ON s.experiment_id = m.experiment_id;
 
 SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);
+
+-- Hardening (issue 10): interactions.occurred_at within [1990-01-01, 2200-01-01) UTC
+-- (no +-infinity, no 0001-01-01 "zero time"). Events outside it stop the update with a
+-- count and how to fix them: their rows are the shop's, never changed here. The constraint
+-- is written exactly as in
+-- sql/parts/catalog.sql (a fresh install and an updated one are the same).
+------------------------------------------------------------------------------
+DO $$
+DECLARE
+    n bigint;
+    lo timestamptz;
+    hi timestamptz;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    SELECT count(*), min(i.occurred_at), max(i.occurred_at) INTO n, lo, hi
+    FROM @extschema@.interactions i
+    WHERE i.occurred_at < '1990-01-01 00:00:00+00'::timestamptz
+       OR i.occurred_at >= '2200-01-01 00:00:00+00'::timestamptz;
+    IF n > 0 THEN
+        RAISE EXCEPTION 'cannot update personalize: % interactions have occurred_at outside the supported range', n
+            USING ERRCODE = 'check_violation',
+                  DETAIL = format('personalize 0.2.0 accepts occurred_at from 1990-01-01 00:00 UTC up to (not including) 2200-01-01 00:00 UTC; the rows outside it lie between %s and %s.', lo, hi),
+                  HINT = 'Correct or delete them (they are SELECT * FROM @extschema@.interactions WHERE occurred_at < ''1990-01-01 00:00+00'' OR occurred_at >= ''2200-01-01 00:00+00''), then run ALTER EXTENSION personalize UPDATE again.';
+    END IF;
+END $$;
+ALTER TABLE @extschema@.interactions ADD CONSTRAINT interactions_occurred_at_range CHECK (
+        occurred_at OPERATOR(pg_catalog.>=) '1990-01-01 00:00:00+00'::pg_catalog.timestamptz
+        AND occurred_at OPERATOR(pg_catalog.<) '2200-01-01 00:00:00+00'::pg_catalog.timestamptz);

@@ -186,12 +186,29 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 	HistoryItem *h;
 	int			n;
 
+	/*
+	 * The decay never raises, whatever last_at holds (a database from 0.1.0
+	 * may keep events at +-infinity or in year 1): no decay without a half
+	 * life or for an event at or after now (+infinity too); x half lives
+	 * are computed only from finite timestamps (an infinite age is
+	 * 'Infinity'); beyond 1000 half lives, or where weight x 0.5^x would
+	 * underflow (ln |weight| - x ln 2 < -700), nothing is left. Within those
+	 * bounds power() and the product stay in the normal double range, and
+	 * the value is the same expression as before for every other row. The
+	 * CASE arms are tried in order, so x is only used where it is finite.
+	 */
 	spi_prepare_kept(&plan_history,
 					 "SELECT product_id, w, bought, count(*) OVER () FROM ("
-					 "  SELECT product_id, purchases > 0 AS bought, weight * CASE WHEN $2 > 0 "
-					 "    THEN power(0.5, greatest(date_part('epoch', $3 - last_at), 0) / 86400 / $2) "
-					 "    ELSE 1 END AS w "
-					 "  FROM personalize.customer_items WHERE customer_id = $1) h "
+					 "  SELECT product_id, purchases > 0 AS bought, CASE "
+					 "    WHEN NOT $2 > 0 OR last_at >= $3 THEN weight "
+					 "    WHEN x > 1000 OR weight = 0 THEN 0 "
+					 "    WHEN ln(abs(weight)) < x * 0.6931471805599453 - 700 THEN 0 "
+					 "    ELSE weight * power(0.5, x) END AS w "
+					 "  FROM (SELECT product_id, purchases, weight, last_at, "
+					 "          CASE WHEN isfinite(last_at) AND isfinite($3) "
+					 "            THEN greatest(date_part('epoch', $3 - last_at), 0) / 86400 / $2 "
+					 "            ELSE 'Infinity' END AS x "
+					 "        FROM personalize.customer_items WHERE customer_id = $1) a) h "
 					 "ORDER BY w DESC, product_id LIMIT $4",
 					 4, t);
 	if (SPI_execute_plan(plan_history, v, NULL, true, 0) != SPI_OK_SELECT)

@@ -28,7 +28,8 @@ numeric_value(JsonbValue *v, const char *variant, const char *key, const char *w
 {
 	if (v->type != jbvNumeric)
 		bad_param(variant, key, want);
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	/* out of double's range: +-infinity or 0 (which the callers' bounds refuse), never 22003 */
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow, NumericGetDatum(v->val.numeric)));
 }
 
 static int
@@ -39,7 +40,8 @@ int_value(JsonbValue *v, const char *variant, const char *key, int lo, int hi)
 
 	snprintf(want, sizeof(want), "an integer from %d to %d", lo, hi);
 	d = numeric_value(v, variant, key, want);
-	if (d != (double) (int64) d || d < lo || d > hi)
+	/* the range first: casting an out-of-range double (1e400 is infinity here) is undefined */
+	if (!(d >= lo && d <= hi) || d != (double) (int64) d)
 		bad_param(variant, key, want);
 	return (int) d;
 }
@@ -133,9 +135,15 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 				cfg->half_life_days = 0.0;
 			else
 			{
-				cfg->half_life_days = numeric_value(&v, name, key, "a number of days above 0, or null for no decay");
-				if (!(cfg->half_life_days > 0.0) || cfg->half_life_days > 36500.0)
-					bad_param(name, key, "a number of days above 0, or null for no decay");
+				/*
+				 * From 0.1 day (2.4 hours) to 100 years: a shorter half life
+				 * leaves nothing of a history older than a few weeks (recommend.c
+				 * counts nothing beyond 1000 half lives), and a longer one is no
+				 * decay at all; null turns decay off.
+				 */
+				cfg->half_life_days = numeric_value(&v, name, key, "a number of days from 0.1 to 36500, or null for no decay");
+				if (!(cfg->half_life_days >= 0.1 && cfg->half_life_days <= 36500.0))
+					bad_param(name, key, "a number of days from 0.1 to 36500, or null for no decay");
 			}
 		}
 		else if (strcmp(key, "category_cap") == 0)

@@ -52,7 +52,12 @@ CREATE TABLE @extschema@.interactions (
     event_type     text NOT NULL REFERENCES @extschema@.event_types (event_type),
     quantity       integer NOT NULL DEFAULT 1,
     occurred_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT interactions_quantity_check CHECK (quantity OPERATOR(pg_catalog.>) 0)
+    CONSTRAINT interactions_quantity_check CHECK (quantity OPERATOR(pg_catalog.>) 0),
+    -- a fixed (immutable) range: no +-infinity, no "zero time" 0001-01-01 or 1970-01-01 a
+    -- client sends for "unknown"; written the same way in the update script (fresh = updated)
+    CONSTRAINT interactions_occurred_at_range CHECK (
+        occurred_at OPERATOR(pg_catalog.>=) '1990-01-01 00:00:00+00'::pg_catalog.timestamptz
+        AND occurred_at OPERATOR(pg_catalog.<) '2200-01-01 00:00:00+00'::pg_catalog.timestamptz)
 );
 COMMENT ON TABLE @extschema@.interactions IS 'The high-volume event log: one row per view, click, cart or purchase.';
 -- a customer's history (forget_customer, rebuild, the FK from customers) and a product's events

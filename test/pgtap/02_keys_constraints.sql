@@ -1,7 +1,7 @@
 -- personalize: primary keys, unique keys, foreign keys and check constraints (structure).
 -- Their behaviour on bad input is in 07_bad_input.sql.
 BEGIN;
-SELECT plan(33);
+SELECT plan(34);
 
 -- primary keys
 SELECT col_is_pk('personalize', 'products',            'product_id',     'products PK is product_id');
@@ -52,6 +52,7 @@ SELECT col_has_check('personalize', 'customers', 'attributes', 'customers.attrib
 SELECT col_has_check('personalize', 'event_types', 'weight', 'event_types.weight has a check');
 SELECT col_has_check('personalize', 'event_types', 'event_type', 'event_types.event_type has a check');
 SELECT col_has_check('personalize', 'interactions', 'quantity', 'interactions.quantity has a check');
+SELECT col_has_check('personalize', 'interactions', 'occurred_at', 'interactions.occurred_at has a check (its range)');
 SELECT col_has_check('personalize', 'customer_feedback', 'rating', 'customer_feedback.rating has a check');
 SELECT col_has_check('personalize', 'marketing_campaigns', 'boost', 'marketing_campaigns.boost has a check');
 SELECT col_has_check('personalize', 'marketing_campaigns', 'name', 'marketing_campaigns.name has a check');
@@ -68,6 +69,7 @@ SELECT set_eq(
              ('personalize.event_types', 'event_types_weight_check'),
              ('personalize.event_types', 'event_types_name_check'),
              ('personalize.interactions', 'interactions_quantity_check'),
+             ('personalize.interactions', 'interactions_occurred_at_range'),
              ('personalize.customer_feedback', 'customer_feedback_rating_check'),
              ('personalize.marketing_campaigns', 'marketing_campaigns_boost_check'),
              ('personalize.marketing_campaigns', 'marketing_campaigns_period_check'),

@@ -2,7 +2,7 @@
 -- boundary values that are fine are accepted, and nothing of a refused statement is written.
 --   23503 foreign key, 23514 check, 23502 not null, 23505 unique, 22003 out of range
 BEGIN;
-SELECT plan(76);
+SELECT plan(79);
 
 INSERT INTO personalize.products (product_id, sku, name, price) VALUES (1, 'A1', 'Mug', 5), (2, 'A2', 'Plate', 7);
 INSERT INTO personalize.customers (customer_id, country) VALUES (10, 'France'), (11, NULL);
@@ -96,6 +96,12 @@ SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id
     '23502', 'null value in column "event_type" of relation "interactions" violates not-null constraint', 'interactions: NULL event type');
 SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at) VALUES (10, 1, 'view', NULL)$$,
     '23502', 'null value in column "occurred_at" of relation "interactions" violates not-null constraint', 'interactions: NULL occurred_at');
+SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at) VALUES (10, 1, 'view', 'infinity')$$,
+    '23514', 'new row for relation "interactions" violates check constraint "interactions_occurred_at_range"', 'interactions: occurred_at infinity');
+SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at) VALUES (10, 1, 'view', '0001-01-01 00:00+00')$$,
+    '23514', 'new row for relation "interactions" violates check constraint "interactions_occurred_at_range"', 'interactions: occurred_at in the year 1');
+SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at) VALUES (10, 1, 'view', '1989-12-31 23:59:59.999999+00')$$,
+    '23514', 'new row for relation "interactions" violates check constraint "interactions_occurred_at_range"', 'interactions: occurred_at before 1990');
 SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, quantity) VALUES (10, 1, 'cart', 0)$$,
     '23514', 'new row for relation "interactions" violates check constraint "interactions_quantity_check"', 'interactions: quantity 0');
 SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, quantity) VALUES (10, 1, 'cart', -3)$$,

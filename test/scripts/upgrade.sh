@@ -11,13 +11,14 @@
 # frozen 0.1.0 script is byte-identical, every version has a path, and a library newer
 # than the installed SQL refuses with a hint instead of misbehaving.
 # Runs inside pg_virtualenv (see test/in_cluster.sh). TAP output; creates and drops
-# personalize_up_{a,b,c}_<pid>.
+# personalize_up_{a,b,c,d}_<pid>. (d): 0.1.0 holding events outside the occurred_at range
+# the update adds is refused with 23514 and changes nothing; once they are fixed it goes on.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$
+a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$ odd=personalize_up_d_$$
 work=$(mktemp -d)
 n=0
-cleanup() { for d in "$a" "$b" "$c"; do dropdb --if-exists "$d" >/dev/null 2>&1; done; rm -rf "$work"; }
+cleanup() { for x in "$a" "$b" "$c" "$odd"; do dropdb --if-exists "$x" >/dev/null 2>&1; done; rm -rf "$work"; }
 trap cleanup EXIT
 die() { echo "upgrade: $*" >&2; echo "Bail out! $*"; exit 2; }
 ok()  { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
@@ -192,4 +193,24 @@ ra=$(answers "$a"); rb=$(answers "$b"); rc=$(answers "$c")
 ok $([ -n "$rb" ] && [ ${#rb} = 32 ] && echo 0 || echo 1) "recommend() answers in the fresh install ($rb)"
 is "$ra" "$rb" "recommend() answers the same after the update as in a fresh install (300 customers x 3 variants)"
 is "$rc" "$rb" "recommend() answers the same after a restore"
+
+# (d) events 0.1.0 accepted and 0.2.0 refuses (+infinity, the year 1): the update stops with
+# their count and the query that lists them, keeps 0.1.0 and every row; after a fix it runs
+createdb "$odd" || die "cannot create $odd"
+q "$odd" -c "CREATE EXTENSION personalize VERSION '0.1.0' CASCADE" \
+  -c "INSERT INTO personalize.products (product_id, name) VALUES (1, 'a'), (2, 'b')" \
+  -c "INSERT INTO personalize.customers (customer_id) VALUES (1), (2)" \
+  -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at) VALUES
+        (1, 1, 'purchase', '2011-06-01 00:00+00'), (1, 2, 'purchase', 'infinity'),
+        (2, 1, 'view', '0001-01-01 00:00+00'), (2, 2, 'view', '2011-01-01 00:00+00')" >/dev/null || die "cannot load $odd"
+err=$(psql -X -q -At -d "$odd" -c '\set VERBOSITY verbose' -c 'ALTER EXTENSION personalize UPDATE' 2>&1)
+ok $([[ "$err" == *"23514"* && "$err" == *"2 interactions have occurred_at outside"* && "$err" == *"SELECT * FROM personalize.interactions WHERE"* ]] && echo 0 || echo 1) \
+   "the update refuses events outside the occurred_at range: 23514, their count, the query (${err%%$'\n'*})"
+is "$(q "$odd" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")|$(q "$odd" -c "SELECT count(*) FROM personalize.interactions")" \
+   "0.1.0|4" "the refused update keeps 0.1.0 and every event"
+q "$odd" -c "UPDATE personalize.interactions SET occurred_at = '2011-06-02 00:00+00' WHERE occurred_at = 'infinity'" \
+  -c "DELETE FROM personalize.interactions WHERE occurred_at < '1990-01-01 00:00+00'" \
+  -c "ALTER EXTENSION personalize UPDATE" >/dev/null 2>&1
+is "$(q "$odd" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")|$(q "$odd" -c "SELECT count(*) FROM personalize.recommend(2, 'hybrid', 3)")" \
+   "$default|2" "once they are fixed the update runs and recommend() answers (product 1 through the view of 2, then 2)"
 exit 0
