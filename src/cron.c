@@ -346,7 +346,7 @@ personalize_cron_remote(PG_FUNCTION_ARGS)
 	const char *cron_db = GetConfigOption("cron.database_name", true, false);
 	char	   *op;
 
-	personalize_require_sql_version("0.2.0");
+	personalize_require_sql_version("0.2.0", fcinfo->flinfo->fn_oid);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("operation must not be null")));
 	op = text_to_cstring(PG_GETARG_TEXT_PP(0));

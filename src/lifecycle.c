@@ -94,15 +94,26 @@ version_cmp(const char *a, const char *b)
 
 /*
  * Refuse to run when the SQL installed in this database is older than needed:
- * an entry point whose SQL changed calls this first. One catalog index probe.
+ * an entry point whose SQL changed calls this first, with its own function
+ * OID. Once a function passed, it passes for the rest of the backend without
+ * a catalog probe (recommend() is a hot path): its OID lives as long as its
+ * SQL definition, and ALTER EXTENSION UPDATE only raises the version while it
+ * keeps the OIDs; a drop and a new CREATE EXTENSION give new OIDs.
  */
 void
-personalize_require_sql_version(const char *needed)
+personalize_require_sql_version(const char *needed, Oid fn_oid)
 {
-	char	   *installed = installed_version(NULL);
+	static Oid	passed_fn = InvalidOid;
+	char	   *installed;
 
-	if (installed != NULL && version_cmp(installed, needed) >= 0)
+	if (OidIsValid(fn_oid) && fn_oid == passed_fn)
 		return;
+	installed = installed_version(NULL);
+	if (installed != NULL && version_cmp(installed, needed) >= 0)
+	{
+		passed_fn = fn_oid;
+		return;
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("personalize's SQL in this database is version %s; this library (%s) needs %s or later",

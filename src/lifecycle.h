@@ -9,6 +9,6 @@
 /* the release this library was built for (the control file's default_version) */
 #define PERSONALIZE_LIBRARY_VERSION "0.2.0"
 
-extern void personalize_require_sql_version(const char *needed);
+extern void personalize_require_sql_version(const char *needed, Oid fn_oid);
 
 #endif							/* PERSONALIZE_LIFECYCLE_H */

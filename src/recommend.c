@@ -938,7 +938,7 @@ personalize_recommend(PG_FUNCTION_ARGS)
 	int			ncand;
 
 	/* it reads _compute_neighbors() and _popular_all_time(), new in 0.2.0 */
-	personalize_require_sql_version("0.2.0");
+	personalize_require_sql_version("0.2.0", fcinfo->flinfo->fn_oid);
 	variant_name = check_args(fcinfo, &rs.customer_id, &rs.k);
 
 	InitMaterializedSRF(fcinfo, 0);
