@@ -244,7 +244,7 @@ DECLARE
     needs_measure text;
 BEGIN
     IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(name), 'NULL')
+        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(@extschema@._echo(name)), 'NULL')
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
                   HINT = 'For example ''cooc_jaccard''.';
@@ -687,7 +687,7 @@ BEGIN
                   HINT = 'For example personalize.create_experiment(''hybrid_vs_popular'', ARRAY[''hybrid'', ''popular'']).';
     END IF;
     IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid experiment name %', quote_literal(name)
+        RAISE EXCEPTION 'invalid experiment name %', quote_literal(@extschema@._echo(name))
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'An experiment name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
                   HINT = 'For example ''hybrid_vs_popular''.';
@@ -704,14 +704,14 @@ BEGIN
     END IF;
     IF (SELECT count(DISTINCT v) FROM unnest(variants) AS v) < n THEN
         RAISE EXCEPTION 'duplicate variants in experiment %', quote_literal(name)
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', array_to_string(variants, ', ')),
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', @extschema@._echo(array_to_string(variants, ', '))),
                   HINT = 'Each variant may be one arm only; give it a larger weight instead.';
     END IF;
     SELECT string_agg(v, ', ' ORDER BY o) INTO missing FROM unnest(variants) WITH ORDINALITY AS u(v, o)
     WHERE NOT EXISTS (SELECT FROM @extschema@.variants x WHERE x.name = u.v);
     IF missing IS NOT NULL THEN
         SELECT string_agg(x.name, ', ' ORDER BY x.name COLLATE "C") INTO known FROM @extschema@.variants x;
-        RAISE EXCEPTION 'unknown variant(s): %', missing
+        RAISE EXCEPTION 'unknown variant(s): %', @extschema@._echo(missing)
             USING ERRCODE = 'undefined_object', DETAIL = format('Known variants: %s.', known),
                   HINT = 'Create a variant first with personalize.create_variant().';
     END IF;
@@ -854,3 +854,100 @@ END $$;
 ALTER TABLE @extschema@.interactions ADD CONSTRAINT interactions_occurred_at_range CHECK (
         occurred_at OPERATOR(pg_catalog.>=) '1990-01-01 00:00:00+00'::pg_catalog.timestamptz
         AND occurred_at OPERATOR(pg_catalog.<) '2200-01-01 00:00:00+00'::pg_catalog.timestamptz);
+
+------------------------------------------------------------------------------
+-- Hardening (issue 10, defect 13): error messages echo at most 64 characters of a
+-- caller's name (_echo(), the C side's echo_name()); assigned_variant() and
+-- flag_enabled() are no longer executable by PUBLIC (a caller could list experiment and
+-- flag names by probing, read a draft experiment's arms and every flag's rollout): grant
+-- them to the application role (docs/reference.md, Privileges).
+------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._echo(s text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_echo';
+COMMENT ON FUNCTION @extschema@._echo(text) IS
+    'A caller-supplied name as error messages echo it: whole up to 64 characters, else its first 60 and "...".';
+GRANT EXECUTE ON FUNCTION @extschema@._echo(text) TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.assigned_variant(text, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.flag_enabled(text, bigint) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION @extschema@.drop_variant(name text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
+        RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
+    END IF;
+    DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown variant "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.start_experiment(name text) RETURNS timestamptz
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cur text;
+    other text;
+    t timestamptz := now();
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'experiment name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- serialise starts, so that two sessions cannot both pass the check below
+    LOCK TABLE @extschema@.experiments IN SHARE ROW EXCLUSIVE MODE;
+    SELECT e.status INTO cur FROM @extschema@.experiments e WHERE e.name = start_experiment.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown experiment "%"', @extschema@._echo(name)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it first with personalize.create_experiment().';
+    ELSIF cur = 'running' THEN
+        RAISE EXCEPTION 'experiment "%" is already running', name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    ELSIF cur = 'stopped' THEN
+        RAISE EXCEPTION 'experiment "%" was stopped and cannot be restarted', name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Its results cover the period it ran.',
+                  HINT = 'Create a new experiment (its salt, and so its assignment, will differ).';
+    END IF;
+    SELECT e.name INTO other FROM @extschema@.experiments e WHERE e.status = 'running';
+    IF other IS NOT NULL THEN
+        RAISE EXCEPTION 'experiment "%" is running', other
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'One experiment runs at a time: it decides the default variant of recommend().',
+                  HINT = format('Stop it first: SELECT personalize.stop_experiment(%L).', other);
+    END IF;
+    UPDATE @extschema@.experiments e SET status = 'running', started_at = t WHERE e.name = start_experiment.name;
+    RETURN t;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.stop_experiment(name text) RETURNS timestamptz
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cur text;
+    t timestamptz := now();
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'experiment name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT e.status INTO cur FROM @extschema@.experiments e WHERE e.name = stop_experiment.name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown experiment "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
+    ELSIF cur <> 'running' THEN
+        RAISE EXCEPTION 'experiment "%" is not running', name
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = format('Its status is %s.', cur);
+    END IF;
+    UPDATE @extschema@.experiments e SET status = 'stopped', stopped_at = t WHERE e.name = stop_experiment.name;
+    RETURN t;
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.flag_enabled(name text, customer_id bigint) RETURNS boolean
+    LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    f record;
+BEGIN
+    SELECT x.salt, x.rollout INTO f FROM @extschema@.flags x WHERE x.name = flag_enabled.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown flag "%"', @extschema@._echo(name)
+            USING ERRCODE = 'undefined_object', HINT = 'Add it with INSERT INTO personalize.flags (name, rollout) VALUES (...).';
+    END IF;
+    RETURN @extschema@._bucket(f.salt, customer_id) < f.rollout;
+END $$;

@@ -14,6 +14,7 @@
 #include "common/hashfn.h"
 #include "utils/lsyscache.h"
 
+#include "echo.h"
 #include "experiment.h"
 #include "spiutil.h"
 
@@ -148,7 +149,7 @@ personalize_assigned_variant(PG_FUNCTION_ARGS)
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown experiment \"%s\"", text_to_cstring(name)),
+				 errmsg("unknown experiment \"%s\"", echo_name(text_to_cstring(name))),
 				 errhint("List the experiments with SELECT name, status FROM personalize.experiments.")));
 	variant = assign_from_row(customer_id);
 	SPI_finish();

@@ -61,6 +61,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "echo.h"
 #include "experiment.h"
 #include "guc.h"
 #include "similarity.h"
@@ -162,7 +163,7 @@ load_variant(const char *name, VariantConfig *cfg)
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown variant \"%s\"", name),
+				 errmsg("unknown variant \"%s\"", echo_name(name)),
 				 errdetail("Known variants: %s.", known),
 				 errhint("Pass NULL for the default variant, or create one with personalize.create_variant().")));
 	}

@@ -7,6 +7,7 @@
 
 #include <math.h>
 
+#include "echo.h"
 #include "similarity.h"
 
 static const char *const measure_names[] = {"count", "jaccard", "cosine", "lift", "llr"};
@@ -112,7 +113,7 @@ personalize_similarity(PG_FUNCTION_ARGS)
 	if (!similarity_measure_from_name(name, &m))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown similarity measure \"%s\"", name),
+				 errmsg("unknown similarity measure \"%s\"", echo_name(name)),
 				 errhint("Known measures: %s.", similarity_measure_names())));
 	if (ab < 0 || a < 0 || b < 0 || n < 0 || ab > a || ab > b || a > n || b > n)
 		ereport(ERROR,

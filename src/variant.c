@@ -6,6 +6,7 @@
 
 #include "utils/jsonb.h"
 
+#include "echo.h"
 #include "similarity.h"
 #include "variant.h"
 
@@ -18,8 +19,8 @@ bad_param(const char *variant, const char *key, const char *want)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid parameter \"%s\" for variant \"%s\"", key, variant),
-			 errdetail("\"%s\" must be %s.", key, want),
+			 errmsg("invalid parameter \"%s\" for variant \"%s\"", echo_name(key), echo_name(variant)),
+			 errdetail("\"%s\" must be %s.", echo_name(key), want),
 			 errhint("Known parameters: %s.", param_names)));
 }
 
@@ -76,7 +77,7 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown algorithm \"%s\" for variant \"%s\"", algorithm, name),
+				 errmsg("unknown algorithm \"%s\" for variant \"%s\"", echo_name(algorithm), echo_name(name)),
 				 errhint("Known algorithms: popular, cooccurrence, hybrid, llm.")));
 
 	cfg->measure = SIM_LLR;
@@ -102,7 +103,7 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 	if (!JB_ROOT_IS_OBJECT(params))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("parameters of variant \"%s\" must be a JSON object", name),
+				 errmsg("parameters of variant \"%s\" must be a JSON object", echo_name(name)),
 				 errhint("Known parameters: %s.", param_names)));
 
 	it = JsonbIteratorInit(&params->root);
@@ -172,7 +173,7 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown parameter \"%s\" for variant \"%s\"", key, name),
+					 errmsg("unknown parameter \"%s\" for variant \"%s\"", echo_name(key), echo_name(name)),
 					 errhint("Known parameters: %s.", param_names)));
 		key = NULL;
 	}

@@ -114,7 +114,7 @@ BEGIN
                   HINT = 'For example personalize.create_experiment(''hybrid_vs_popular'', ARRAY[''hybrid'', ''popular'']).';
     END IF;
     IF name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid experiment name %', quote_literal(name)
+        RAISE EXCEPTION 'invalid experiment name %', quote_literal(@extschema@._echo(name))
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'An experiment name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
                   HINT = 'For example ''hybrid_vs_popular''.';
@@ -131,14 +131,14 @@ BEGIN
     END IF;
     IF (SELECT count(DISTINCT v) FROM unnest(variants) AS v) < n THEN
         RAISE EXCEPTION 'duplicate variants in experiment %', quote_literal(name)
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', array_to_string(variants, ', ')),
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', @extschema@._echo(array_to_string(variants, ', '))),
                   HINT = 'Each variant may be one arm only; give it a larger weight instead.';
     END IF;
     SELECT string_agg(v, ', ' ORDER BY o) INTO missing FROM unnest(variants) WITH ORDINALITY AS u(v, o)
     WHERE NOT EXISTS (SELECT FROM @extschema@.variants x WHERE x.name = u.v);
     IF missing IS NOT NULL THEN
         SELECT string_agg(x.name, ', ' ORDER BY x.name COLLATE "C") INTO known FROM @extschema@.variants x;
-        RAISE EXCEPTION 'unknown variant(s): %', missing
+        RAISE EXCEPTION 'unknown variant(s): %', @extschema@._echo(missing)
             USING ERRCODE = 'undefined_object', DETAIL = format('Known variants: %s.', known),
                   HINT = 'Create a variant first with personalize.create_variant().';
     END IF;
@@ -197,7 +197,7 @@ BEGIN
     LOCK TABLE @extschema@.experiments IN SHARE ROW EXCLUSIVE MODE;
     SELECT e.status INTO cur FROM @extschema@.experiments e WHERE e.name = start_experiment.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown experiment "%"', name
+        RAISE EXCEPTION 'unknown experiment "%"', @extschema@._echo(name)
             USING ERRCODE = 'undefined_object', HINT = 'Create it first with personalize.create_experiment().';
     ELSIF cur = 'running' THEN
         RAISE EXCEPTION 'experiment "%" is already running', name
@@ -232,7 +232,7 @@ BEGIN
     END IF;
     SELECT e.status INTO cur FROM @extschema@.experiments e WHERE e.name = stop_experiment.name FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown experiment "%"', name USING ERRCODE = 'undefined_object';
+        RAISE EXCEPTION 'unknown experiment "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
     ELSIF cur <> 'running' THEN
         RAISE EXCEPTION 'experiment "%" is not running', name
             USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = format('Its status is %s.', cur);
@@ -304,7 +304,7 @@ DECLARE
 BEGIN
     SELECT x.salt, x.rollout INTO f FROM @extschema@.flags x WHERE x.name = flag_enabled.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown flag "%"', name
+        RAISE EXCEPTION 'unknown flag "%"', @extschema@._echo(name)
             USING ERRCODE = 'undefined_object', HINT = 'Add it with INSERT INTO personalize.flags (name, rollout) VALUES (...).';
     END IF;
     RETURN @extschema@._bucket(f.salt, customer_id) < f.rollout;

@@ -18,6 +18,14 @@ INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
     ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
 
+-- What an error message repeats of a caller's name: at most 64 characters (a longer one is
+-- cut to 60 and "..."), the same rule as the C side's echo_name()
+CREATE FUNCTION @extschema@._echo(s text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_echo';
+COMMENT ON FUNCTION @extschema@._echo(text) IS
+    'A caller-supplied name as error messages echo it: whole up to 64 characters, else its first 60 and "...".';
+
 CREATE FUNCTION @extschema@._validate_variant(name text, algorithm text, params jsonb)
     RETURNS text
     LANGUAGE c STABLE PARALLEL SAFE
@@ -31,7 +39,7 @@ DECLARE
     needs_measure text;
 BEGIN
     IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(name), 'NULL')
+        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(@extschema@._echo(name)), 'NULL')
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
                   HINT = 'For example ''cooc_jaccard''.';
@@ -64,7 +72,7 @@ BEGIN
     END IF;
     DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown variant "%"', name USING ERRCODE = 'undefined_object';
+        RAISE EXCEPTION 'unknown variant "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
     END IF;
 END $$;
 COMMENT ON FUNCTION @extschema@.drop_variant(text) IS 'Drop a user-created variant.';

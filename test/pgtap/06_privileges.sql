@@ -149,11 +149,11 @@ SELECT is(has_function_privilege('public', 'personalize.recommend(bigint, text, 
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text COLLATE "C")
            FROM pg_proc p WHERE p.pronamespace = 'personalize'::regnamespace
              AND has_function_privilege('public', p.oid, 'EXECUTE')),
-          ARRAY['personalize._chisq_sf(double precision,double precision)', 'personalize._normal_cdf(double precision)',
-                'personalize._t_cdf(double precision,double precision)', 'personalize.assigned_variant(text,bigint)',
-                'personalize.cooccurrence_count(bigint,bigint)', 'personalize.flag_enabled(text,bigint)',
+          ARRAY['personalize._chisq_sf(double precision,double precision)', 'personalize._echo(text)',
+                'personalize._normal_cdf(double precision)', 'personalize._t_cdf(double precision,double precision)',
+                'personalize.cooccurrence_count(bigint,bigint)',
                 'personalize.similarity(text,bigint,bigint,bigint,bigint)'],
-          'PUBLIC executes only the arithmetic, model-level, assignment and flag functions');
+          'PUBLIC executes only the arithmetic and model-level functions');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,8 +3,9 @@
 # would, learns nothing about a customer: recommend() is refused (its reasons name the
 # customer's purchases and its exclusions give the purchase set away), every table and
 # view of the schema is refused (found from the catalog), and what PUBLIC may execute is
-# only model-level, assignment, flag and arithmetic functions. An application role granted
-# EXECUTE on recommend() is served over the same connection path.
+# only model-level and arithmetic functions (not assignment and flags: their names, a draft
+# experiment's arms and a rollout are the shop's). An application role granted EXECUTE on
+# recommend(), assigned_variant() and flag_enabled() is served over the same connection path.
 # Runs inside pg_virtualenv. TAP output; creates and drops personalize_privacy_<pid> and two roles.
 set -uo pipefail
 db=personalize_privacy_$$ nogrant=regress_nogrant_$$ app=regress_app_$$
@@ -48,9 +49,24 @@ ok $([ "$total" -gt 30 ] && [ "$readable" = 0 ] && echo 0 || echo 1) "none of th
 # what PUBLIC may execute: nothing that reads a customer's events, feedback or answers
 public=$(q -c "SELECT string_agg(p.proname, ',' ORDER BY p.proname COLLATE \"C\") FROM pg_proc p
                WHERE p.pronamespace = 'personalize'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')")
-is "$public" "_chisq_sf,_normal_cdf,_t_cdf,assigned_variant,cooccurrence_count,flag_enabled,similarity" \
-   "PUBLIC executes only arithmetic, model-level counts, assignment and flags"
+is "$public" "_chisq_sf,_echo,_normal_cdf,_t_cdf,cooccurrence_count,similarity" \
+   "PUBLIC executes only arithmetic and model-level counts"
 is "$(tcp "$nogrant" -c 'SELECT personalize.cooccurrence_count(1, 2) >= 0')" t "the model-level count stays open (it names no customer)"
+
+# experiments and flags: a no-grant role cannot probe their names, a draft's arms or a rollout
+q >/dev/null -c "SELECT personalize.create_experiment('secret_launch', ARRAY['hybrid', 'popular'])" \
+  -c "INSERT INTO personalize.flags (name, rollout) VALUES ('secret_checkout', 0.5)"
+err=$(tcp "$nogrant" -c "SELECT personalize.assigned_variant('secret_launch', 1)")
+ok $([[ "$err" == *"permission denied for function assigned_variant"* && "$err" != *hybrid* && "$err" != *popular* ]] && echo 0 || echo 1) \
+   "assigned_variant() is refused to a role without the grant: no draft arm, no name probe (${err%%$'\n'*})"
+err=$(tcp "$nogrant" -c "SELECT personalize.flag_enabled('secret_checkout', 1)")
+ok $([[ "$err" == *"permission denied for function flag_enabled"* ]] && echo 0 || echo 1) "so is flag_enabled()"
+err=$(tcp "$nogrant" -c "SELECT personalize.assigned_variant('no_such_experiment', 1)")
+ok $([[ "$err" == *"permission denied"* && "$err" != *"unknown experiment"* ]] && echo 0 || echo 1) \
+   "an unknown name gets the same refusal (nothing to tell names that exist apart)"
+q >/dev/null -c "GRANT EXECUTE ON FUNCTION personalize.assigned_variant(text, bigint), personalize.flag_enabled(text, bigint) TO $app"
+is "$(tcp "$app" -c "SELECT personalize.assigned_variant('secret_launch', 1) IN ('hybrid', 'popular'), personalize.flag_enabled('secret_checkout', 1) IS NOT NULL")" "t|t" \
+   "the application role granted them assigns and reads flags"
 
 # the application role, granted recommend(), is served over TCP
 rows=$(tcp "$app" -c 'SELECT count(*) FROM personalize.recommend(1)')
