@@ -867,6 +867,7 @@ CREATE FUNCTION @extschema@._echo(s text) RETURNS text
     AS 'MODULE_PATHNAME', 'personalize_echo';
 COMMENT ON FUNCTION @extschema@._echo(text) IS
     'A caller-supplied name as error messages echo it: whole up to 64 characters, else its first 60 and "...".';
+REVOKE ALL ON FUNCTION @extschema@._echo(text) FROM PUBLIC;  -- the ACL a fresh install writes, in its order
 GRANT EXECUTE ON FUNCTION @extschema@._echo(text) TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.assigned_variant(text, bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.flag_enabled(text, bigint) FROM PUBLIC;
