@@ -870,12 +870,13 @@ ALTER TABLE @extschema@.interactions ADD CONSTRAINT interactions_occurred_at_ran
 -- every 5 s) and pauses (50 ms doubling to 1 s) so the queue drains. After
 -- personalize.model_lock_wait in all (0: one attempt) it raises 55P03 naming the blockers.
 -- The locks it took are held to the end of the transaction; lock_timeout is the caller's
--- again on return (the SET clause restores it).
+-- again on return (a SET clause restores only the settings it names: restored by hand).
 CREATE FUNCTION @extschema@._lock_bounded(job text, relations regclass[], modes text[])
     RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     wait_ms bigint := (@extschema@._engine_settings() ->> 'model_lock_wait')::bigint;
+    callers_lock_timeout text := current_setting('lock_timeout');
     started timestamptz := clock_timestamp();
     attempt_end timestamptz;
     pause double precision := 0.05;
@@ -885,7 +886,7 @@ DECLARE
     blockers text;
     first_pid integer;
 BEGIN
-    IF cardinality(relations) IS DISTINCT FROM cardinality(modes)
+    IF relations IS NULL OR cardinality(relations) IS DISTINCT FROM cardinality(modes)
        OR NOT modes <@ ARRAY['SHARE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'] THEN
         RAISE EXCEPTION '_lock_bounded: one mode (SHARE, EXCLUSIVE or ACCESS EXCLUSIVE) per relation'
             USING ERRCODE = 'invalid_parameter_value';
@@ -899,6 +900,7 @@ BEGIN
                     greatest(1, ceil(extract(epoch FROM attempt_end - clock_timestamp()) * 1000))::bigint || 'ms', true);
                 EXECUTE format('LOCK TABLE %s IN %s MODE', relations[i], modes[i]);
             END LOOP;
+            PERFORM set_config('lock_timeout', callers_lock_timeout, true);
             RETURN;
         EXCEPTION WHEN lock_not_available THEN
             NULL;  -- every lock this attempt took is given back

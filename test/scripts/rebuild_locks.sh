@@ -134,6 +134,8 @@ out=$(cat "$tmp/r3")
 ok $([ "$el" -lt 10000 ] && [[ "$out" == *"rc=0"* && "$out" == *"pid $rpid"* ]] && echo 0 || echo 1) \
    "a blocker that commits within the wait: rebuild() reports it, then succeeds (${el} ms)"
 is "$(q -c "SELECT count(*) FROM personalize.maintenance_runs WHERE job = 'rebuild'")" 1 "and records its run"
+is "$(q -c "SET lock_timeout = '7s'" -c 'BEGIN' -c 'SELECT count(*) FROM personalize.rebuild()' -c 'SHOW lock_timeout' -c 'COMMIT' | grep -v NOTICE)" "1
+7s" "rebuild() leaves the caller's lock_timeout as it was"
 
 # 4. TRUNCATE interactions (its trigger empties the model) behind an open reader
 hold "$tmp/reader3.pid" 60 as_reader <<<'SELECT count(*) FROM personalize.recommend(1);' || exit 1
