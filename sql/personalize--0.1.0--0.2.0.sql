@@ -952,3 +952,195 @@ BEGIN
     END IF;
     RETURN @extschema@._bucket(f.salt, customer_id) < f.rollout;
 END $$;
+-- Hardening (issue 10, defect 8): an open transaction, even of a role granted only
+-- recommend(), made rebuild() wait for ever for its TRUNCATE's lock, and every event insert
+-- and recommend() queued behind it. rebuild() (same signature and attributes) and the
+-- trigger's TRUNCATE of the model now take their locks through _lock_bounded(): attempts
+-- of at most 100 ms, 55P03 naming the blockers after personalize.model_lock_wait.
+-- Written exactly as in sql/parts/model.sql.
+------------------------------------------------------------------------------
+-- Take table locks that conflict with readers or writers without letting anyone queue
+-- long behind them (issue 10, defect 8). A lock request waits in the table's queue and
+-- everyone who comes after waits behind it, so each attempt takes the locks in order
+-- under a lock_timeout that ends the attempt within 100 ms; a timed-out attempt gives back
+-- what it took (its subtransaction rolls back), says who holds the lock (NOTICE, at most
+-- every 5 s) and pauses (50 ms doubling to 1 s) so the queue drains. After
+-- personalize.model_lock_wait in all (0: one attempt) it raises 55P03 naming the blockers.
+-- The locks it took are held to the end of the transaction; lock_timeout is the caller's
+-- again on return (a SET clause restores only the settings it names: restored by hand).
+CREATE FUNCTION @extschema@._lock_bounded(job text, relations regclass[], modes text[])
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    wait_ms bigint := (@extschema@._engine_settings() ->> 'model_lock_wait')::bigint;
+    callers_lock_timeout text := current_setting('lock_timeout');
+    started timestamptz := clock_timestamp();
+    attempt_end timestamptz;
+    pause double precision := 0.05;
+    last_notice timestamptz;
+    cur integer;
+    conflicting text[];
+    blockers text;
+    first_pid integer;
+BEGIN
+    IF relations IS NULL OR cardinality(relations) IS DISTINCT FROM cardinality(modes)
+       OR NOT modes <@ ARRAY['SHARE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'] THEN
+        RAISE EXCEPTION '_lock_bounded: one mode (SHARE, EXCLUSIVE or ACCESS EXCLUSIVE) per relation'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        attempt_end := clock_timestamp() + interval '100 ms';
+        BEGIN
+            FOR i IN 1 .. cardinality(relations) LOOP
+                cur := i;
+                PERFORM set_config('lock_timeout',
+                    greatest(1, ceil(extract(epoch FROM attempt_end - clock_timestamp()) * 1000))::bigint || 'ms', true);
+                EXECUTE format('LOCK TABLE %s IN %s MODE', relations[i], modes[i]);
+            END LOOP;
+            PERFORM set_config('lock_timeout', callers_lock_timeout, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- every lock this attempt took is given back
+        END;
+        -- who holds relations[cur] in a mode that conflicts with ours
+        conflicting := CASE modes[cur]
+            WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock',
+                                    'ExclusiveLock', 'AccessExclusiveLock']
+            WHEN 'EXCLUSIVE' THEN ARRAY['RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                                        'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+            ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                       'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END;
+        SELECT string_agg(CASE WHEN b.pid IS NULL THEN 'a prepared transaction (see pg_prepared_xacts)'
+                               ELSE format('pid %s (role %s, application_name %L, state %s, transaction open %s s)',
+                                           b.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''),
+                                           coalesce(a.state, 'not visible to you'),
+                                           coalesce(round(extract(epoch FROM clock_timestamp() - a.xact_start)::numeric, 1)::text, '?'))
+                          END, '; ' ORDER BY b.pid),
+               min(b.pid)
+          INTO blockers, first_pid
+        FROM (SELECT DISTINCT l.pid FROM pg_locks l
+              WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                AND l.relation = relations[cur] AND l.granted AND l.mode = ANY (conflicting)
+                AND l.pid IS DISTINCT FROM pg_backend_pid()) b
+        LEFT JOIN pg_stat_activity a ON a.pid = b.pid;
+        IF clock_timestamp() >= started + wait_ms * interval '1 ms' THEN
+            RAISE EXCEPTION '%: could not lock % within personalize.model_lock_wait (% ms)', job, relations[cur], wait_ms
+                USING ERRCODE = 'lock_not_available',
+                      DETAIL = CASE WHEN blockers IS NULL
+                                    THEN format('It needs %s mode; the sessions that held the lock have just released it.', modes[cur])
+                                    ELSE format('It needs %s mode, which conflicts with the lock held by %s.', modes[cur], blockers) END,
+                      HINT = CASE WHEN first_pid IS NULL THEN format('Run %s again.', job)
+                                  ELSE format('End the blocking transaction (SELECT pg_terminate_backend(%s)) or wait until it ends, then run %s again; or allow a longer wait with SET personalize.model_lock_wait.', first_pid, job) END;
+        END IF;
+        IF last_notice IS NULL OR clock_timestamp() - last_notice >= interval '5 s' THEN
+            RAISE NOTICE '%: waiting for % mode on %, held by %; trying for % s more', job, modes[cur], relations[cur],
+                coalesce(blockers, 'a session that has just released it'),
+                round(extract(epoch FROM started + wait_ms * interval '1 ms' - clock_timestamp())::numeric, 1);
+            last_notice := clock_timestamp();
+        END IF;
+        PERFORM pg_sleep(least(pause, greatest(0, extract(epoch FROM started + wait_ms * interval '1 ms' - clock_timestamp()))));
+        pause := least(pause * 2, 1.0);
+    END LOOP;
+END $$;
+
+REVOKE ALL ON FUNCTION @extschema@._lock_bounded(text, regclass[], text[]) FROM PUBLIC;
+
+-- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
+CREATE OR REPLACE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
+    RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cap integer;
+    started timestamptz := clock_timestamp();
+    phase_at timestamptz;
+    n_customers bigint;
+    n_products bigint;
+    n_pairs bigint;
+    n_lists bigint;
+BEGIN
+    IF max_items_per_customer IS NOT NULL AND (max_items_per_customer < 2 OR max_items_per_customer > 10000) THEN
+        RAISE EXCEPTION 'max_items_per_customer must be between 2 and 10000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
+                  HINT = 'Pass NULL to keep the current value.';
+    END IF;
+    -- every lock it needs, up front and each for a bounded time (55P03 after
+    -- personalize.model_lock_wait): SHARE on interactions (writers of events wait until
+    -- the rebuild commits), ACCESS EXCLUSIVE on the tables it empties (recommend() waits
+    -- too from here), EXCLUSIVE on the ones it updates in place and on popular
+    -- (refresh_popular), so that no statement below waits on a lock
+    PERFORM @extschema@._lock_bounded('rebuild()',
+        ARRAY['@extschema@.interactions', '@extschema@.customer_items', '@extschema@.customer_state',
+              '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
+              '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
+        ARRAY['SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
+              'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
+    UPDATE @extschema@.model_settings s
+       SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
+           rebuilt_at = now()
+    RETURNING s.max_items_per_customer INTO cap;
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
+    phase_at := clock_timestamp();
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
+             @extschema@.pair_counts, @extschema@.dirty_products;
+    -- the 'content' lists come from embeddings (embed_products), not from the events
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
+    INSERT INTO @extschema@.customer_items
+        (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
+    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
+           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
+    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
+                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
+                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
+          FROM @extschema@.interactions i
+          JOIN @extschema@.event_types e ON e.event_type = i.event_type
+          GROUP BY i.customer_id, i.product_id) g;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 2/5 customers and products', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.customer_state (customer_id, items, model_items, max_model_first_id)
+    SELECT ci.customer_id, count(*), count(*) FILTER (WHERE ci.in_model),
+           max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
+    FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    INSERT INTO @extschema@.item_counts (product_id, customers)
+    SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
+    GET DIAGNOSTICS n_products = ROW_COUNT;
+    UPDATE @extschema@.customer_totals t SET customers = coalesce(
+        (SELECT count(*) FROM @extschema@.customer_state s
+         WHERE s.model_items > 0 AND ((s.customer_id % 16) + 16) % 16 = t.shard), 0);
+    RAISE NOTICE 'rebuild: 2/5 % customers, % products (% s)', n_customers, n_products,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    SELECT a.product_id, b.product_id, count(*)
+    FROM @extschema@.customer_items a
+    JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
+    WHERE a.in_model AND b.in_model
+    GROUP BY a.product_id, b.product_id
+    ORDER BY a.product_id, b.product_id;  -- the primary key is then built in order, compact
+    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
+    phase_at := clock_timestamp();
+    n_lists := @extschema@.refresh_neighbors(NULL, true);
+    RAISE NOTICE 'rebuild: 4/5 neighbour lists for % products (% s)', n_lists,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
+    PERFORM @extschema@.refresh_popular();
+    RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('rebuild', started, n_pairs, jsonb_build_object('customers', n_customers, 'products', n_products,
+            'pairs', n_pairs, 'max_items_per_customer', cap));
+    RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
+END $$;
+COMMENT ON FUNCTION @extschema@.rebuild(integer) IS
+    'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs; waits at most personalize.model_lock_wait for its locks, in short attempts that never hold the queue up, then fails with 55P03 naming the blocking sessions.';

@@ -14,6 +14,7 @@ int			personalize_neighbors_k = 50;
 bool		personalize_allow_drop_with_data = false;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
+int			personalize_model_lock_wait = 60000;
 
 /* OpenAI client (http.c, openai.c) and the LLM cold start */
 char	   *personalize_openai_base_url = NULL;
@@ -329,6 +330,14 @@ personalize_define_gucs(void)
 							   PGC_USERSET, 0,
 							   check_as_of, NULL, NULL);
 
+	DefineCustomIntVariable("personalize.model_lock_wait",
+							"Longest time rebuild() and a TRUNCATE of interactions try to take the model's locks.",
+							"They try in attempts of at most 100 ms, so that nobody queues behind them for longer; then 55P03. 0: one attempt.",
+							&personalize_model_lock_wait,
+							60000, 0, 86400000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("personalize.allow_drop_with_data",
 							 "Lets DROP EXTENSION personalize delete products, customers and interactions that hold rows.",
 							 "Off: such a drop is refused (see Uninstalling in docs/reference.md). Set it for the one session that uninstalls.",
@@ -359,7 +368,7 @@ PG_FUNCTION_INFO_V1(personalize_engine_settings);
 
 /*
  * personalize._engine_settings(): the settings the SQL side of the engine reads
- * (neighbors_k, neighbors_min_count, as_of), validated. Calling it loads this
+ * (neighbors_k, neighbors_min_count, model_lock_wait, as_of), validated. Calling it loads this
  * library first: current_setting() in a session that has not loaded it returns
  * an unchecked placeholder (ALTER DATABASE ... SET personalize.neighbors_k = 0
  * once made a refresh delete every list).
@@ -370,8 +379,8 @@ personalize_engine_settings(PG_FUNCTION_ARGS)
 	StringInfoData s;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "{\"neighbors_k\": %d, \"neighbors_min_count\": %d, \"as_of\": ",
-					 personalize_neighbors_k, personalize_neighbors_min_count);
+	appendStringInfo(&s, "{\"neighbors_k\": %d, \"neighbors_min_count\": %d, \"model_lock_wait\": %d, \"as_of\": ",
+					 personalize_neighbors_k, personalize_neighbors_min_count, personalize_model_lock_wait);
 	if (personalize_as_of == NULL || personalize_as_of[0] == '\0')
 		appendStringInfoString(&s, "null}");
 	else

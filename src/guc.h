@@ -8,6 +8,7 @@
 extern int	personalize_neighbors_k;
 extern int	personalize_neighbors_min_count;
 extern char *personalize_as_of;
+extern int	personalize_model_lock_wait;
 extern bool personalize_allow_drop_with_data;
 extern void personalize_define_gucs(void);
 extern TimestampTz personalize_now(void);

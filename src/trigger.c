@@ -32,6 +32,7 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "parser/parse_func.h"
 #include "utils/tuplestore.h"
 
 #include "model_delta.h"
@@ -159,12 +160,37 @@ exec_plan(SPIPlanPtr plan, Datum *values, int expect)
 }
 
 /*
+ * Take the locks truncate_model() needs through _lock_bounded(): attempts of at
+ * most 100 ms, so that recommend() never queues behind a TRUNCATE waiting for an
+ * open reader; 55P03 naming the blockers after personalize.model_lock_wait.
+ * SQL older than 0.2.0 lacks the function: then TRUNCATE takes them as before.
+ */
+static void
+lock_model_bounded(void)
+{
+	Oid			argtypes[3] = {TEXTOID, REGCLASSARRAYOID, TEXTARRAYOID};
+	List	   *name = list_make2(makeString("personalize"), makeString("_lock_bounded"));
+
+	if (!OidIsValid(LookupFuncName(name, 3, argtypes, true)))
+		return;
+	if (SPI_execute("SELECT personalize._lock_bounded('TRUNCATE personalize.interactions', "
+					"ARRAY['personalize.customer_items', 'personalize.customer_state', 'personalize.item_counts', "
+					"'personalize.pair_counts', 'personalize.dirty_products', 'personalize.popular', "
+					"'personalize.popular_scores', 'personalize.customer_totals']::pg_catalog.regclass[], "
+					"ARRAY['ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', "
+					"'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE'])",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not lock the model");
+}
+
+/*
  * The whole model is emptied with interactions (TRUNCATE), except the 'content'
  * neighbour lists: they come from product embeddings, not from the events.
  */
 static void
 truncate_model(void)
 {
+	lock_model_bounded();
 	if (SPI_execute("TRUNCATE personalize.customer_items, personalize.customer_state, "
 					"personalize.item_counts, personalize.pair_counts, personalize.dirty_products, "
 					"personalize.popular, personalize.popular_scores", false, 0) != SPI_OK_UTILITY)

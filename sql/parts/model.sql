@@ -162,6 +162,90 @@ CREATE VIEW @extschema@.neighbor_list AS
          LATERAL unnest(n.neighbor_ids, n.scores, n.counts) WITH ORDINALITY AS u(neighbor_id, score, customers, rank);
 COMMENT ON VIEW @extschema@.neighbor_list IS 'The neighbour lists, one row per (measure, product, rank), for BI tools.';
 
+-- Take table locks that conflict with readers or writers without letting anyone queue
+-- long behind them (issue 10, defect 8). A lock request waits in the table's queue and
+-- everyone who comes after waits behind it, so each attempt takes the locks in order
+-- under a lock_timeout that ends the attempt within 100 ms; a timed-out attempt gives back
+-- what it took (its subtransaction rolls back), says who holds the lock (NOTICE, at most
+-- every 5 s) and pauses (50 ms doubling to 1 s) so the queue drains. After
+-- personalize.model_lock_wait in all (0: one attempt) it raises 55P03 naming the blockers.
+-- The locks it took are held to the end of the transaction; lock_timeout is the caller's
+-- again on return (a SET clause restores only the settings it names: restored by hand).
+CREATE FUNCTION @extschema@._lock_bounded(job text, relations regclass[], modes text[])
+    RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    wait_ms bigint := (@extschema@._engine_settings() ->> 'model_lock_wait')::bigint;
+    callers_lock_timeout text := current_setting('lock_timeout');
+    started timestamptz := clock_timestamp();
+    attempt_end timestamptz;
+    pause double precision := 0.05;
+    last_notice timestamptz;
+    cur integer;
+    conflicting text[];
+    blockers text;
+    first_pid integer;
+BEGIN
+    IF relations IS NULL OR cardinality(relations) IS DISTINCT FROM cardinality(modes)
+       OR NOT modes <@ ARRAY['SHARE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'] THEN
+        RAISE EXCEPTION '_lock_bounded: one mode (SHARE, EXCLUSIVE or ACCESS EXCLUSIVE) per relation'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        attempt_end := clock_timestamp() + interval '100 ms';
+        BEGIN
+            FOR i IN 1 .. cardinality(relations) LOOP
+                cur := i;
+                PERFORM set_config('lock_timeout',
+                    greatest(1, ceil(extract(epoch FROM attempt_end - clock_timestamp()) * 1000))::bigint || 'ms', true);
+                EXECUTE format('LOCK TABLE %s IN %s MODE', relations[i], modes[i]);
+            END LOOP;
+            PERFORM set_config('lock_timeout', callers_lock_timeout, true);
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- every lock this attempt took is given back
+        END;
+        -- who holds relations[cur] in a mode that conflicts with ours
+        conflicting := CASE modes[cur]
+            WHEN 'SHARE' THEN ARRAY['RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock',
+                                    'ExclusiveLock', 'AccessExclusiveLock']
+            WHEN 'EXCLUSIVE' THEN ARRAY['RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                                        'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock']
+            ELSE ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareLock',
+                       'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'] END;
+        SELECT string_agg(CASE WHEN b.pid IS NULL THEN 'a prepared transaction (see pg_prepared_xacts)'
+                               ELSE format('pid %s (role %s, application_name %L, state %s, transaction open %s s)',
+                                           b.pid, coalesce(a.usename::text, '?'), coalesce(a.application_name, ''),
+                                           coalesce(a.state, 'not visible to you'),
+                                           coalesce(round(extract(epoch FROM clock_timestamp() - a.xact_start)::numeric, 1)::text, '?'))
+                          END, '; ' ORDER BY b.pid),
+               min(b.pid)
+          INTO blockers, first_pid
+        FROM (SELECT DISTINCT l.pid FROM pg_locks l
+              WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                AND l.relation = relations[cur] AND l.granted AND l.mode = ANY (conflicting)
+                AND l.pid IS DISTINCT FROM pg_backend_pid()) b
+        LEFT JOIN pg_stat_activity a ON a.pid = b.pid;
+        IF clock_timestamp() >= started + wait_ms * interval '1 ms' THEN
+            RAISE EXCEPTION '%: could not lock % within personalize.model_lock_wait (% ms)', job, relations[cur], wait_ms
+                USING ERRCODE = 'lock_not_available',
+                      DETAIL = CASE WHEN blockers IS NULL
+                                    THEN format('It needs %s mode; the sessions that held the lock have just released it.', modes[cur])
+                                    ELSE format('It needs %s mode, which conflicts with the lock held by %s.', modes[cur], blockers) END,
+                      HINT = CASE WHEN first_pid IS NULL THEN format('Run %s again.', job)
+                                  ELSE format('End the blocking transaction (SELECT pg_terminate_backend(%s)) or wait until it ends, then run %s again; or allow a longer wait with SET personalize.model_lock_wait.', first_pid, job) END;
+        END IF;
+        IF last_notice IS NULL OR clock_timestamp() - last_notice >= interval '5 s' THEN
+            RAISE NOTICE '%: waiting for % mode on %, held by %; trying for % s more', job, modes[cur], relations[cur],
+                coalesce(blockers, 'a session that has just released it'),
+                round(extract(epoch FROM started + wait_ms * interval '1 ms' - clock_timestamp())::numeric, 1);
+            last_notice := clock_timestamp();
+        END IF;
+        PERFORM pg_sleep(least(pause, greatest(0, extract(epoch FROM started + wait_ms * interval '1 ms' - clock_timestamp()))));
+        pause := least(pause * 2, 1.0);
+    END LOOP;
+END $$;
+
 -- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
 CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
     RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
@@ -180,8 +264,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
                   HINT = 'Pass NULL to keep the current value.';
     END IF;
-    -- writers of interactions wait; readers keep the old model until the TRUNCATE below
-    LOCK TABLE @extschema@.interactions IN SHARE MODE;
+    -- every lock it needs, up front and each for a bounded time (55P03 after
+    -- personalize.model_lock_wait): SHARE on interactions (writers of events wait until
+    -- the rebuild commits), ACCESS EXCLUSIVE on the tables it empties (recommend() waits
+    -- too from here), EXCLUSIVE on the ones it updates in place and on popular
+    -- (refresh_popular), so that no statement below waits on a lock
+    PERFORM @extschema@._lock_bounded('rebuild()',
+        ARRAY['@extschema@.interactions', '@extschema@.customer_items', '@extschema@.customer_state',
+              '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
+              '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
+        ARRAY['SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
+              'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
     UPDATE @extschema@.model_settings s
        SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
            rebuilt_at = now()
@@ -251,4 +344,4 @@ BEGIN
     RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
 END $$;
 COMMENT ON FUNCTION @extschema@.rebuild(integer) IS
-    'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs.';
+    'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs; waits at most personalize.model_lock_wait for its locks, in short attempts that never hold the queue up, then fails with 55P03 naming the blocking sessions.';
