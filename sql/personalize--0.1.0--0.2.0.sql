@@ -1072,7 +1072,7 @@ DECLARE
 BEGIN
     seen := '{}'; stored := 0; rejected := 0; failures := 0; prompt_tokens := 0; completion_tokens := 0;
     FOR raw IN SELECT x FROM regexp_split_to_table(coalesce(lines, ''), E'\n') x WHERE btrim(x) <> '' LOOP
-        l := NULL; failed := NULL;
+        l := NULL; cid := NULL; failed := NULL;
         BEGIN
             l := raw::jsonb;
             cid := l ->> 'custom_id';
