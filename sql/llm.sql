@@ -120,6 +120,50 @@ SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[12], p
 SELECT reason, count(*) FROM personalize.llm_rejections GROUP BY 1 ORDER BY 1;
 SELECT count(*) AS stored FROM personalize.llm_recommendations;
 
+-- poisoned answers (issue 10, defect 4): what jsonb cannot take (\u0000, nesting deeper
+-- than the stack, a token count outside bigint) is rejected like any malformed answer,
+-- with its SQLSTATE; the call itself does not fail
+DELETE FROM personalize.llm_rejections;
+CREATE VIEW pg_temp.rejected_why AS
+    SELECT customer_id, reason, substring(detail FROM '^[^(]*\([0-9A-Z]{5}: [^)]*\)') AS why
+    FROM personalize.llm_rejections ORDER BY rejection_id;
+SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[10],
+    replace(pg_temp.completion('{"customers": []}'), '"gpt-test"', '"gpt\u0000"'));
+SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[10],
+    '{"choices": ' || repeat('[', 100000) || repeat(']', 100000) || '}');
+SELECT stored, rejected, outcome, prompt_tokens FROM personalize._llm_ingest(:run, ARRAY[10],
+    replace(pg_temp.completion('{"customers": [{"customer_id": 10, "recommendations": [{"product_id": 3, "reason": "x"}]}]}'),
+            '"prompt_tokens": 120', '"prompt_tokens": 1e30'));
+SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[12], pg_temp.completion(
+    '{"customers": [{"customer_id": 12, "recommendations": [{"product_id": 3, "reason": "a\u0000b"}]}]}'));
+SELECT stored, rejected, outcome FROM personalize._llm_ingest(:run, ARRAY[12], pg_temp.completion(repeat('[', 100000)));
+SELECT * FROM pg_temp.rejected_why;
+SELECT count(*) AS stored FROM personalize.llm_recommendations;
+
+-- a Batch API output file (defect 2): each line on its own; a line that cannot be parsed
+-- is matched to its request by the custom_id at its head, or is a batch_error
+DELETE FROM personalize.llm_rejections;
+INSERT INTO personalize.llm_batches (batch_id, run_id, input_file_id, status, requests, customers)
+VALUES ('batch_regress', :run, 'file-regress', 'completed', 4, 4);
+INSERT INTO personalize.llm_batch_requests (batch_id, custom_id, customer_ids)
+VALUES ('batch_regress', 'r1', '{10}'), ('batch_regress', 'r2', '{11}'), ('batch_regress', 'r3', '{12}'),
+       ('batch_regress', 'r4', '{13}');
+SELECT seen, stored, rejected, failures FROM personalize._llm_batch_ingest(:run, 'batch_regress', concat_ws(E'\n',
+    '{"id": "batch_req_1", "custom_id": "r1", "response": {"status_code": 200, "body": {"model": "gpt\u0000"}}, "error": null}',
+    '{"id": "batch_req_2", "custom_id": "r2", "response": {"status_code": 200, "body": '
+        || repeat('[', 100000) || repeat(']', 100000) || '}, "error": null}',
+    '{"id": "batch_req_3", "custom_id": "r3", "response": {"status_code": 200, "body": '
+        || pg_temp.completion('{"customers": [{"customer_id": 12, "recommendations": [{"product_id": 6, "reason": "fine"}]}]}')
+        || '}, "error": null}',
+    '{"id": "batch_req_4", "custom_id": "r4", "response": {"status_code": 200, "body": '
+        || replace(pg_temp.completion('{"customers": []}'), '"prompt_tokens": 120', '"prompt_tokens": 1e30')
+        || '}, "error": null}',
+    '{"\u0000": "no custom_id to be read"}'));
+SELECT * FROM pg_temp.rejected_why;
+SELECT customer_id, product_id, reason FROM pg_temp.stored;
+DELETE FROM personalize.llm_batches WHERE batch_id = 'batch_regress';
+DELETE FROM personalize.llm_recommendations WHERE customer_id = 12;
+
 -- a customer forgotten meanwhile is skipped and nothing is recorded about them;
 -- forget_customer() takes their LLM rows too
 SELECT stored FROM personalize._llm_ingest(:run, ARRAY[10, 11], pg_temp.completion(

@@ -1144,3 +1144,474 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.rebuild(integer) IS
     'Recompute the whole model from interactions (optionally with a new max_items_per_customer). Blocks event writers and recommend() while it runs; waits at most personalize.model_lock_wait for its locks, in short attempts that never hold the queue up, then fails with 55P03 naming the blocking sessions.';
+-- Hardening (issue 10, defects 2 and 4): a poisoned OpenAI answer (\u0000, nesting
+-- deeper than the stack, a number outside bigint, a character the database encoding
+-- lacks) is rejected for its own customers or products, with its SQLSTATE, and the
+-- run goes on: a Batch API output line is read on its own (llm_batch_poll() no longer
+-- stops at such a batch), a chat answer (llm_refresh()) and an embeddings answer
+-- (embed_products()) too; an embedding component below 1e-37 is stored as 0. The
+-- bodies as in sql/parts/cold_start.sql (same signatures, grants and comments kept).
+------------------------------------------------------------------------------
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- Validate one chat completion (a 2xx body) against the catalog and the customers that
+-- were asked about; store what passes (replacing the customer's older answer) and
+-- record what does not. outcome: 'ok', 'split' (truncated: ask again in halves),
+-- 'failed' (nothing usable). A poisoned answer (\u0000, nesting deeper than the stack
+-- allows, a token count outside bigint, a character the database encoding lacks) is
+-- rejected like any malformed one, with its SQLSTATE: it is parsed in blocks that write
+-- nothing, so the error undoes nothing else and costs no subtransaction id. A cancel or a
+-- timeout (57014) is not caught.
+CREATE OR REPLACE FUNCTION @extschema@._llm_ingest(run bigint, asked bigint[], body text,
+        OUT stored integer, OUT rejected integer, OUT outcome text,
+        OUT prompt_tokens bigint, OUT completion_tokens bigint)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    resp jsonb;
+    choice jsonb;
+    answer jsonb;
+    k integer := (@extschema@._llm_settings() ->> 'llm_k')::integer;
+    model text;
+    failed text;
+BEGIN
+    stored := 0; rejected := 0; outcome := 'ok'; prompt_tokens := 0; completion_tokens := 0;
+    BEGIN
+        resp := body::jsonb;
+        prompt_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number' THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
+        completion_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,completion_tokens}') = 'number' THEN (resp #>> '{usage,completion_tokens}')::numeric::bigint END, 0);
+    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+        failed := failed || ': ' || SQLERRM;
+        resp := NULL; prompt_tokens := 0; completion_tokens := 0;
+    END;
+    IF resp IS NULL OR jsonb_typeof(resp) <> 'object' OR jsonb_typeof(resp -> 'choices') <> 'array' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response',
+            'the response is not a chat completion' || coalesce(' (' || failed || ')', '') || ': ' || left(body, 200));
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    model := coalesce(resp ->> 'model', (@extschema@._llm_settings() ->> 'openai_model'));
+    choice := resp -> 'choices' -> 0;
+    IF choice IS NULL THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response', 'the response has no choices');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    IF choice ->> 'finish_reason' = 'length' THEN
+        IF cardinality(asked) > 1 THEN
+            outcome := 'split';
+        ELSE
+            rejected := @extschema@._llm_reject_all(run, asked, 'truncated',
+                'the answer for one customer did not fit in the completion limit (finish_reason = length)');
+            outcome := 'failed';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(choice #> '{message,refusal}') = 'string' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'refusal', choice #>> '{message,refusal}');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    IF choice ->> 'finish_reason' = 'content_filter' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'content_filter', 'the answer was withheld by the content filter');
+        outcome := 'failed';
+        RETURN;
+    END IF;
+    BEGIN
+        answer := (choice #>> '{message,content}')::jsonb;
+    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+        failed := failed || ': ' || SQLERRM;
+        answer := NULL;
+    END;
+    IF answer IS NULL OR jsonb_typeof(answer -> 'customers') IS DISTINCT FROM 'array' THEN
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_json',
+            'the message content is not the JSON object the schema asks for' || coalesce(' (' || failed || ')', '')
+            || ': ' || left(choice #>> '{message,content}', 200));
+        outcome := 'failed';
+        RETURN;
+    END IF;
+
+    -- every (customer entry, recommendation) of the answer, classified in one pass
+    IF to_regclass('pg_temp.personalize_llm_items') IS NULL THEN
+        CREATE TEMP TABLE personalize_llm_items (
+        ord bigint, entry bigint, item bigint, customer_id bigint, customer_text text, product_id bigint, product_text text,
+        reason text, verdict text) ON COMMIT DROP;
+    END IF;
+    TRUNCATE pg_temp.personalize_llm_items;
+    INSERT INTO pg_temp.personalize_llm_items
+    SELECT row_number() OVER (ORDER BY e.n, r.m), e.n, r.m,
+           CASE WHEN jsonb_typeof(e.v -> 'customer_id') = 'number' AND (e.v ->> 'customer_id') ~ '^-?[0-9]{1,18}$'
+                THEN (e.v ->> 'customer_id')::bigint END,
+           left((e.v -> 'customer_id')::text, 40),
+           CASE WHEN jsonb_typeof(r.v -> 'product_id') = 'number' AND (r.v ->> 'product_id') ~ '^-?[0-9]{1,18}$'
+                THEN (r.v ->> 'product_id')::bigint END,
+           left((r.v -> 'product_id')::text, 40),
+           CASE WHEN jsonb_typeof(r.v -> 'reason') = 'string'
+                THEN nullif(btrim(left(regexp_replace(r.v ->> 'reason', '[[:cntrl:]]+', ' ', 'g'), 300)), '') END,
+           NULL
+    FROM jsonb_array_elements(answer -> 'customers') WITH ORDINALITY AS e(v, n)
+    LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(e.v -> 'recommendations') = 'array'
+                                                THEN e.v -> 'recommendations' ELSE '[]' END)
+              WITH ORDINALITY AS r(v, m) ON true
+    WHERE jsonb_typeof(e.v) = 'object';
+
+    -- a customer asked about but deleted since (forget_customer): nothing is kept of them
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'gone'
+     WHERE t.customer_id = ANY (asked)
+       AND NOT EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = t.customer_id);
+    -- the first entry of an asked customer counts; other entries are rejected
+    UPDATE pg_temp.personalize_llm_items t SET verdict = CASE
+            WHEN t.customer_id IS NULL OR NOT t.customer_id = ANY (asked) THEN 'unexpected_customer'
+            ELSE 'duplicate_customer' END
+     WHERE t.verdict IS NULL
+       AND (t.customer_id IS NULL OR NOT t.customer_id = ANY (asked)
+            OR t.entry > (SELECT min(t2.entry) FROM pg_temp.personalize_llm_items t2 WHERE t2.customer_id = t.customer_id));
+    UPDATE pg_temp.personalize_llm_items t SET verdict = v.verdict
+      FROM (SELECT t1.ord, CASE
+                WHEN t1.product_id IS NULL THEN 'invalid_product_id'
+                WHEN p.product_id IS NULL THEN 'unknown_product'
+                WHEN NOT p.active THEN 'inactive_product'
+                WHEN row_number() OVER (PARTITION BY t1.customer_id, t1.product_id ORDER BY t1.ord) > 1 THEN 'duplicate_product'
+                END AS verdict
+            FROM pg_temp.personalize_llm_items t1
+            LEFT JOIN @extschema@.products p ON p.product_id = t1.product_id
+            WHERE t1.verdict IS NULL AND t1.item IS NOT NULL) v
+     WHERE t.ord = v.ord AND v.verdict IS NOT NULL;
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'too_many'
+      FROM (SELECT t1.ord, row_number() OVER (PARTITION BY t1.customer_id ORDER BY t1.ord) AS rnk
+            FROM pg_temp.personalize_llm_items t1
+            WHERE t1.verdict IS NULL AND t1.product_id IS NOT NULL) v
+     WHERE t.ord = v.ord AND v.rnk > k;
+    UPDATE pg_temp.personalize_llm_items t SET verdict = 'ok'
+     WHERE t.verdict IS NULL AND t.product_id IS NOT NULL;
+
+    -- a customer deleted meanwhile (forget_customer) is skipped, the others are kept
+    -- from being deleted until this transaction commits
+    PERFORM FROM @extschema@.customers c
+     WHERE c.customer_id IN (SELECT t.customer_id FROM pg_temp.personalize_llm_items t WHERE t.verdict = 'ok')
+     ORDER BY c.customer_id FOR KEY SHARE;
+    DELETE FROM @extschema@.llm_recommendations r
+     WHERE r.customer_id IN (SELECT t.customer_id FROM pg_temp.personalize_llm_items t WHERE t.verdict = 'ok');
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_recommendations (customer_id, rank, product_id, reason, run_id, model)
+        SELECT t.customer_id, row_number() OVER (PARTITION BY t.customer_id ORDER BY t.ord), t.product_id, t.reason, run, model
+          FROM pg_temp.personalize_llm_items t
+          JOIN @extschema@.customers c ON c.customer_id = t.customer_id
+         WHERE t.verdict = 'ok'
+        RETURNING customer_id)
+    SELECT count(DISTINCT ins.customer_id) INTO stored FROM ins;
+
+    WITH ins AS (
+        INSERT INTO @extschema@.llm_rejections (run_id, customer_id, product_id, reason, detail)
+        -- an id that is not a customer's is not recorded: it may be one forgotten since the
+        -- request was sent (forget_customer removes it from llm_batch_requests)
+        SELECT run, CASE WHEN t.verdict <> 'unexpected_customer' OR known.customer_id IS NOT NULL THEN t.customer_id END,
+               CASE WHEN t.verdict NOT IN ('unexpected_customer', 'duplicate_customer') THEN t.product_id END,
+               t.verdict, CASE t.verdict
+                   WHEN 'unexpected_customer' THEN CASE
+                       WHEN t.customer_id IS NOT NULL AND known.customer_id IS NULL
+                       THEN 'the answer has a customer id that was not asked about and is no customer''s'
+                       ELSE format('the answer has customer %s, who was not asked about', coalesce(t.customer_text, 'null')) END
+                   WHEN 'duplicate_customer' THEN 'a second entry for the same customer'
+                   WHEN 'invalid_product_id' THEN format('product_id %s is not an integer', coalesce(t.product_text, 'null'))
+                   WHEN 'unknown_product' THEN format('product %s is not in the catalog', t.product_id)
+                   WHEN 'inactive_product' THEN format('product %s is not active', t.product_id)
+                   WHEN 'duplicate_product' THEN format('product %s is recommended twice', t.product_id)
+                   WHEN 'too_many' THEN format('more than k = %s recommendations', k)
+               END
+          FROM pg_temp.personalize_llm_items t
+          LEFT JOIN @extschema@.customers known ON known.customer_id = t.customer_id
+         WHERE t.verdict NOT IN ('ok', 'gone') AND (t.verdict IN ('unexpected_customer', 'duplicate_customer') IS NOT TRUE
+                                      OR t.ord = (SELECT min(t2.ord) FROM pg_temp.personalize_llm_items t2
+                                                  WHERE t2.entry = t.entry))
+        UNION ALL
+        SELECT run, a, NULL, 'missing_customer',
+               CASE WHEN EXISTS (SELECT FROM pg_temp.personalize_llm_items t WHERE t.customer_id = a)
+                    THEN 'the answer has no valid product for this customer'
+                    ELSE 'the answer has no entry for this customer' END
+          FROM unnest(asked) a
+         WHERE NOT EXISTS (SELECT FROM pg_temp.personalize_llm_items t WHERE t.customer_id = a AND t.verdict = 'ok')
+           AND EXISTS (SELECT FROM @extschema@.customers c WHERE c.customer_id = a)
+        RETURNING 1)
+    SELECT count(*) INTO rejected FROM ins;
+    IF stored = 0 THEN
+        outcome := 'failed';
+    END IF;
+END $$;
+
+-- Ingest the lines of a batch output or error file; returns the custom_ids it saw. Each
+-- line stands alone: one that cannot be parsed (\u0000, nesting deeper than the stack
+-- allows, a number outside numeric, a character the database encoding lacks) is
+-- rejected as malformed_response for the customers of its custom_id (read from the
+-- line's head, where OpenAI writes it), or as a batch_error when none can be read, and
+-- the next line goes on. The parse writes nothing (no subtransaction id per line).
+CREATE OR REPLACE FUNCTION @extschema@._llm_batch_ingest(run bigint, batch text, lines text,
+        OUT seen text[], OUT stored integer, OUT rejected integer, OUT failures integer,
+        OUT prompt_tokens bigint, OUT completion_tokens bigint)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    raw text;
+    l jsonb;
+    cid text;
+    failed text;
+    asked bigint[];
+    res record;
+BEGIN
+    seen := '{}'; stored := 0; rejected := 0; failures := 0; prompt_tokens := 0; completion_tokens := 0;
+    FOR raw IN SELECT x FROM regexp_split_to_table(coalesce(lines, ''), E'\n') x WHERE btrim(x) <> '' LOOP
+        l := NULL; cid := NULL; failed := NULL;
+        BEGIN
+            l := raw::jsonb;
+            cid := l ->> 'custom_id';
+        EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+            GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+            failed := failed || ': ' || SQLERRM;
+            l := NULL;
+            cid := substring(raw FROM '^\s*\{\s*(?:"id"\s*:\s*"[^"\\]*"\s*,\s*)?"custom_id"\s*:\s*"([^"\\]{1,200})"');
+        END;
+        asked := NULL;
+        IF cid IS NOT NULL THEN
+            SELECT q.customer_ids INTO asked FROM @extschema@.llm_batch_requests q
+             WHERE q.batch_id = batch AND q.custom_id = cid;
+        END IF;
+        IF asked IS NULL THEN
+            INSERT INTO @extschema@.llm_rejections (run_id, reason, detail)
+            VALUES (run, 'batch_error', format('batch %s: a line that matches no request%s: %s', batch,
+                                               coalesce(' (' || failed || ')', ''), left(raw, 200)));
+            rejected := rejected + 1;
+            CONTINUE;
+        END IF;
+        seen := seen || cid;
+        IF l IS NULL THEN
+            rejected := rejected + @extschema@._llm_reject_all(run, asked, 'malformed_response',
+                format('batch %s, %s: the output line cannot be read (%s): %s', batch, cid, failed, left(raw, 200)));
+            failures := failures + 1;
+            CONTINUE;
+        END IF;
+        IF jsonb_typeof(l -> 'response') = 'object' AND (l #>> '{response,status_code}') ~ '^2[0-9][0-9]$' THEN
+            res := @extschema@._llm_ingest(run, asked, l #>> '{response,body}');
+            stored := stored + res.stored;
+            prompt_tokens := prompt_tokens + res.prompt_tokens;
+            completion_tokens := completion_tokens + res.completion_tokens;
+            IF res.outcome = 'split' THEN
+                -- a batch line cannot be asked again in halves: the next llm_refresh() does
+                rejected := rejected + @extschema@._llm_reject_all(run, asked, 'truncated',
+                    format('batch %s, %s: finish_reason = length; the next llm_refresh() asks again in smaller requests', batch, cid));
+                failures := failures + 1;
+            ELSE
+                rejected := rejected + res.rejected;
+                failures := failures + (res.outcome = 'failed')::integer;
+            END IF;
+        ELSE
+            rejected := rejected + @extschema@._llm_reject_all(run, asked, 'batch_error',
+                format('batch %s, %s: %s', batch, cid,
+                       coalesce(l #>> '{error,code}', l #>> '{response,body,error,code}', 'status ' || (l #>> '{response,status_code}')) || ': ' ||
+                       coalesce(l #>> '{error,message}', l #>> '{response,body,error,message}', '')));
+            failures := failures + 1;
+        END IF;
+    END LOOP;
+END $$;
+
+-- Embeddings of the active products that have none (or whose text or model changed),
+-- 2048 inputs per request; then their content neighbour lists.
+CREATE OR REPLACE PROCEDURE @extschema@.embed_products(max_products integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    emb_model text;
+    emb_dims integer;
+    conc integer;
+    per_req integer := 2048;
+    todo bigint[];
+    texts text[];
+    pos integer := 1;
+    bodies text[];
+    batches jsonb;
+    ids bigint[];
+    r record;
+    resp jsonb;
+    ok boolean;
+    failed text;
+    tokens bigint;
+    n_products integer := 0;
+    n_requests integer := 0;
+    n_retries integer := 0;
+    n_failures integer := 0;
+    n_prompt bigint := 0;
+    n_rejections integer := 0;
+    quota_error text;
+    last_error text;
+    changed bigint[] := '{}';
+    lists bigint := 0;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'NULL means every product without a current embedding.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    emb_model := cfg ->> 'openai_embedding_model';
+    emb_dims := (cfg ->> 'openai_embedding_dimensions')::integer;
+    conc := (cfg ->> 'openai_concurrency')::integer;
+    run := @extschema@._llm_run_start('embed');
+    SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
+      FROM (SELECT p.product_id FROM @extschema@.products p
+             LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
+             WHERE p.active
+               AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
+             ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
+    UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
+     WHERE run_id = run;
+    RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    COMMIT;
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN pos > cardinality(todo);
+        batches := '[]';
+        bodies := '{}';
+        WHILE jsonb_array_length(batches) < conc AND pos <= cardinality(todo) LOOP
+            ids := todo[pos:pos + per_req - 1];
+            pos := pos + per_req;
+            SELECT array_agg(@extschema@._product_text(p) ORDER BY o.n) INTO texts
+              FROM unnest(ids) WITH ORDINALITY o(id, n) JOIN @extschema@.products p ON p.product_id = o.id;
+            batches := batches || jsonb_build_array(to_jsonb(ids));
+            bodies := bodies || (jsonb_build_object('model', emb_model, 'input', to_jsonb(texts), 'encoding_format', 'float')
+                                 || CASE WHEN emb_dims > 0 THEN jsonb_build_object('dimensions', emb_dims) ELSE '{}' END)::text;
+        END LOOP;
+        BEGIN
+            FOR r IN SELECT * FROM @extschema@._openai_post('/embeddings', bodies) ORDER BY idx LOOP
+                CONTINUE WHEN r.error_code IS NOT DISTINCT FROM 'not_sent';
+                ids := ARRAY(SELECT jsonb_array_elements_text(batches -> (r.idx - 1))::bigint);
+                n_requests := n_requests + 1;
+                n_retries := n_retries + greatest(r.attempts - 1, 0);
+                resp := NULL; ok := false; failed := NULL; tokens := 0;
+                -- a poisoned answer (\u0000, nesting deeper than the stack allows, a token
+                -- count outside bigint, a character the database encoding lacks) fails this
+                -- block, which writes nothing: its products are rejected, the run goes on
+                IF r.http_status BETWEEN 200 AND 299 THEN
+                    BEGIN
+                        resp := r.body::jsonb;
+                        -- usable only if every input has exactly one finite vector of one length
+                        ok := coalesce(jsonb_typeof(resp -> 'data') = 'array', false);
+                        IF ok THEN
+                            SELECT count(*) = cardinality(ids)
+                                   AND count(DISTINCT d ->> 'index') = cardinality(ids)
+                                   AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
+                                                         AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
+                                                                  THEN (d ->> 'index')::integer < cardinality(ids) END), false)
+                              INTO ok FROM jsonb_array_elements(resp -> 'data') d;
+                        END IF;
+                        IF ok THEN
+                            SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
+                                   AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
+                                   AND coalesce(bool_and(jsonb_typeof(x) = 'number'
+                                                         AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
+                              INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
+                        END IF;
+                        tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number'
+                                                THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
+                    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+                        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+                        failed := failed || ': ' || SQLERRM;
+                        resp := NULL; ok := false; tokens := 0;
+                    END;
+                END IF;
+                IF NOT ok THEN
+                    n_failures := n_failures + 1;
+                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input'
+                                                    || coalesce(' (' || failed || ')', ''));
+                    IF r.error_code = 'insufficient_quota' THEN
+                        quota_error := r.error;
+                    END IF;
+                    INSERT INTO @extschema@.llm_rejections (run_id, product_id, reason, detail)
+                    SELECT run, id, CASE WHEN r.http_status BETWEEN 200 AND 299 THEN 'malformed_response' ELSE 'request_failed' END,
+                           left(last_error, 500)
+                      FROM unnest(ids) id;
+                    n_rejections := n_rejections + cardinality(ids);
+                    CONTINUE;
+                END IF;
+                n_prompt := n_prompt + tokens;
+                -- a component too small for a normal real (|x| < 1e-37) is stored as 0, where
+                -- real input would fail (22003): it weighs nothing in a cosine
+                INSERT INTO @extschema@.product_embeddings AS e (product_id, model, embedding, text_md5, embedded_at)
+                SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
+                       ARRAY(SELECT CASE WHEN abs(x::text::numeric) < 1e-37 THEN 0 ELSE x::text::real END
+                               FROM jsonb_array_elements(d -> 'embedding') x),
+                       md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))), clock_timestamp()
+                  FROM jsonb_array_elements(resp -> 'data') d
+                  JOIN @extschema@.products p ON p.product_id = ids[(d ->> 'index')::integer + 1]
+                ON CONFLICT (product_id) DO UPDATE
+                   SET model = excluded.model, embedding = excluded.embedding,
+                       text_md5 = excluded.text_md5, embedded_at = excluded.embedded_at;
+                n_products := n_products + cardinality(ids);
+                changed := changed || ids;
+            END LOOP;
+            UPDATE @extschema@.llm_runs
+               SET customers = n_products, requests = n_requests, retries = n_retries, failures = n_failures,
+                   rejections = n_rejections, prompt_tokens = n_prompt,
+                   details = details || jsonb_build_object('embedded', n_products)
+             WHERE run_id = run;
+        EXCEPTION
+            WHEN query_canceled THEN
+                stop_state := '57014';
+                GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                        stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+        END;
+        IF stop_state IS NOT NULL THEN
+            PERFORM @extschema@._llm_run_stop(run, stop_state, stop_msg);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+                DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('embed_products run %s stopped; %s embeddings stored before are kept.', run, n_products)),
+                HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.embed_products() again continues with the products left.');
+        END IF;
+        COMMIT;
+        IF clock_timestamp() - last_notice >= interval '10 seconds' THEN
+            RAISE NOTICE 'embed_products run %: % of % products embedded', run, n_products, cardinality(todo);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN quota_error IS NOT NULL;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- the content lists of this run's products, and of any product embedded by an earlier
+    -- run that stopped (cancel, crash) before it got to this step
+    changed := changed || ARRAY(SELECT e.product_id FROM @extschema@.product_embeddings e
+                                 JOIN @extschema@.products p ON p.product_id = e.product_id AND p.active
+                                WHERE NOT EXISTS (SELECT FROM @extschema@.neighbors n
+                                                   WHERE n.measure = 'content' AND n.product_id = e.product_id));
+    IF cardinality(changed) > 0 THEN
+        lists := @extschema@._refresh_content_neighbors(ARRAY(SELECT DISTINCT unnest(changed)));
+    END IF;
+    UPDATE @extschema@.llm_runs
+       SET status = CASE WHEN quota_error IS NOT NULL THEN 'quota_exceeded'
+                         WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed' ELSE 'completed' END,
+           error = coalesce(quota_error, CASE WHEN n_requests > 0 AND n_failures = n_requests THEN last_error END),
+           finished_at = clock_timestamp(), details = details || jsonb_build_object('content_lists', lists)
+     WHERE run_id = run;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF quota_error IS NOT NULL THEN
+        RAISE EXCEPTION 'the OpenAI quota is exhausted'
+            USING ERRCODE = 'insufficient_resources',
+                  DETAIL = format('embed_products run %s stored %s embeddings, then the API said: %s', run, n_products, quota_error),
+                  HINT = 'Check the plan and billing of the OpenAI account; the next run continues with the products left.';
+    ELSIF n_requests > 0 AND n_failures = n_requests THEN
+        RAISE EXCEPTION 'every OpenAI request of embed_products run % failed', run
+            USING ERRCODE = 'connection_exception',
+                  DETAIL = format('%s requests; the last error: %s', n_requests, last_error),
+                  HINT = 'Check personalize.openai_base_url, the API key and personalize.llm_rejections for this run.';
+    END IF;
+    RAISE NOTICE 'embed_products run %: done, % products embedded in % requests (% failed), % content neighbour lists written',
+        run, n_products, n_requests, n_failures, lists;
+END $$;
+
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);

@@ -12,10 +12,12 @@
 #include "personalize.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "common/jsonapi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -35,6 +37,9 @@ PG_FUNCTION_INFO_V1(personalize_redact_columns);
 #define ERROR_BODY_MAX_DEPTH	64
 
 #define REDACTED "[redacted]"
+
+/* Bytes of a response converted to the database encoding per call. */
+#define CONVERT_CHUNK	(64 * 1024)
 
 /* ---------- the API key ---------- */
 
@@ -350,6 +355,72 @@ openai_error_fields(const char *body, size_t len, char **message, char **code)
 	MemoryContextDelete(cxt);
 }
 
+/* ---------- the body in the database encoding ---------- */
+
+/* Append the JSON escape of the code point cp: \uXXXX, a surrogate pair above U+FFFF. */
+static void
+append_json_escape(StringInfo out, pg_wchar cp)
+{
+	if (cp > 0xFFFF)
+	{
+		cp -= 0x10000;
+		appendStringInfo(out, "\\u%04X\\u%04X", 0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+	}
+	else
+		appendStringInfo(out, "\\u%04X", cp);
+}
+
+/*
+ * src (len bytes of valid UTF-8) in the database encoding, never an error for
+ * a character the encoding lacks: such a character (’ — “ or an emoji in
+ * LATIN1) becomes its JSON escape. pg_any_to_server() would throw instead,
+ * and one answer would end the whole call with every other answer in it; the
+ * escape makes that answer alone fail where it is parsed (22P05), and the
+ * caller rejects it. Inside a JSON string the escape means the same
+ * character; outside one the text was no valid JSON to begin with.
+ */
+static char *
+utf8_to_server_escaped(const char *src, size_t len, size_t *outlen)
+{
+	int			enc = GetDatabaseEncoding();
+	Oid			proc = FindDefaultConversionProc(PG_UTF8, enc);
+	int			bufsize = CONVERT_CHUNK * MAX_CONVERSION_GROWTH + 1;
+	unsigned char *buf;
+	StringInfoData out;
+	size_t		pos = 0;
+
+	if (!OidIsValid(proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("default conversion function for encoding \"%s\" to \"%s\" does not exist",
+						pg_encoding_to_char(PG_UTF8), pg_encoding_to_char(enc))));
+	buf = palloc(bufsize);
+	initStringInfo(&out);
+	while (pos < len)
+	{
+		size_t		chunk = Min(len - pos, CONVERT_CHUNK);
+		int			done;
+		int			charlen;
+
+		CHECK_FOR_INTERRUPTS();
+		done = pg_do_encoding_conversion_buf(proc, PG_UTF8, enc, (unsigned char *) src + pos, (int) chunk,
+											 buf, bufsize, true);
+		appendBinaryStringInfo(&out, (char *) buf, strlen((char *) buf));
+		pos += done;
+		if ((size_t) done == chunk)
+			continue;
+		/* stopped at a character: cut by the chunk's end, or untranslatable */
+		charlen = Min((size_t) pg_utf_mblen((const unsigned char *) src + pos), len - pos);
+		if (done > 0 && pos + charlen > pos - done + chunk)
+			continue;			/* the next chunk starts with it */
+		append_json_escape(&out, utf8_to_unicode((const unsigned char *) src + pos));
+		pos += charlen;
+	}
+	pfree(buf);
+	*outlen = out.len;
+	return out.data;
+}
+
 /*
  * The judge http.c calls on every response: make the body valid text in the
  * database encoding, name the error, and stop the run on insufficient_quota.
@@ -369,11 +440,8 @@ openai_judge(HttpRequest *req, HttpVerdict proposed, void *arg)
 		req->error_code = "transport";
 		return HTTP_DONE;
 	}
-	if (enc != PG_UTF8 && enc != PG_SQL_ASCII)
-	{
-		req->response = pg_any_to_server(req->response, (int) req->response_len, PG_UTF8);
-		req->response_len = strlen(req->response);
-	}
+	if (enc != PG_UTF8 && enc != PG_SQL_ASCII && req->response != NULL)
+		req->response = utf8_to_server_escaped(req->response, req->response_len, &req->response_len);
 
 	if (req->status >= 200 && req->status < 300)
 		return proposed;

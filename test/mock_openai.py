@@ -18,6 +18,16 @@ Control endpoints (no auth):
 Errors always have the OpenAI shape {"error":{"message","type","param","code"}}.  Bad input
 gets a 400, never a crash.  One line per request is logged to stderr (never a header value).
 Scenarios: see SCENARIOS below and the contract (/tmp/llm_contract.md, section 1).
+Poison scenarios (issue 10, defects 2 and 4) answer 200 with a body that is valid JSON to
+many parsers but that PostgreSQL cannot take as jsonb, for the chat requests whose first
+customer has an even id (and the batch output lines of such requests), and for the
+embeddings requests that have an input containing "POISON"; the other requests are
+answered as in "ok":
+    poison_nul            \u0000 in the body          poison_nul_content    ... in a reason
+    poison_deep           100,000 nested arrays        poison_deep_content   ... as the content
+    poison_bigint         "prompt_tokens": 1e30        poison_tiny           1e-50 in an embedding
+    poison_latin1         ’ — “ and an emoji, raw UTF-8 (fine in a UTF8 database)
+    poison_latin1_esc     the same JSON-escaped in the message content
 """
 import argparse, itertools, json, random, re, select, signal, socket, sys, threading, time, zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +38,12 @@ SCENARIOS = {
     "429once", "reset429once", "500once", "500always", "slow", "hang", "quota",  # every endpoint
     "batch_expired", "batch_failed", "batch_cancelled",                          # batch outcome
 }
+POISONS = {"poison_nul", "poison_nul_content", "poison_deep", "poison_deep_content", "poison_bigint",
+           "poison_tiny", "poison_latin1", "poison_latin1_esc"}
+SCENARIOS |= POISONS
+DEEP = 100000
+DEEP_MARK = "__mock_deep_nesting__"
+ODD_TEXT = "it\u2019s caf\u00e9 \u2014 \u201cbright\u201d \U0001F600"
 HANG_SECONDS = 120
 MAX_BODY = 512 * 1024 * 1024
 DEFAULT_DIMENSIONS = 64
@@ -169,6 +185,50 @@ def chat_completion(req, task, scenario, body_bytes):
             "service_tier": "default", "system_fingerprint": "fp_mock"}
 
 
+class RawJson(bytes):
+    """A JSON body already serialised (a poisoned one): sent as it is."""
+
+
+def poisoned(answer, kind, wrap=None):
+    """answer (a chat completion or embeddings dict) with the poison of kind, serialised;
+    wrap(answer) is what is serialised (a batch output line), answer itself by default."""
+    ascii_only = kind != "poison_latin1"
+    chat = "choices" in answer
+    if kind == "poison_nul":
+        answer["system_fingerprint"] = "fp_\x00mock"
+    elif kind == "poison_deep":
+        answer["system_fingerprint"] = DEEP_MARK
+    elif kind == "poison_bigint":
+        answer["usage"]["prompt_tokens"] = 1e30
+    elif kind == "poison_tiny" and not chat:
+        answer["data"][-1]["embedding"][0] = 1e-50
+    elif kind in ("poison_latin1", "poison_latin1_esc") and not chat:
+        answer["note"] = ODD_TEXT
+    elif chat and kind in ("poison_nul_content", "poison_latin1", "poison_latin1_esc"):
+        msg = answer["choices"][0]["message"]
+        content = json.loads(msg["content"])
+        for c in content["customers"]:
+            for r in c["recommendations"]:
+                r["reason"] += "\x00" if kind == "poison_nul_content" else " " + ODD_TEXT
+        msg["content"] = json.dumps(content, ensure_ascii=ascii_only)
+    elif chat and kind == "poison_deep_content":
+        answer["choices"][0]["message"]["content"] = '{"customers": %s}' % DEEP_MARK
+    text = json.dumps(wrap(answer) if wrap else answer, ensure_ascii=ascii_only)
+    return text.replace('"%s"' % DEEP_MARK, "[" * DEEP + "]" * DEEP).replace(DEEP_MARK, "[" * DEEP + "]" * DEEP)
+
+
+def chat_poisoned(task, scenario):
+    """Whether this chat request gets the poison: its first customer's id is even."""
+    return scenario in POISONS and bool(task["customers"]) and task["customers"][0]["customer_id"] % 2 == 0
+
+
+def embeddings_poisoned(body, scenario):
+    """Whether this embeddings request gets the poison: an input contains POISON."""
+    inp = body.get("input") if isinstance(body, dict) else None
+    texts = [inp] if isinstance(inp, str) else inp if isinstance(inp, list) else []
+    return scenario in POISONS and any(isinstance(t, str) and "POISON" in t for t in texts)
+
+
 # ---------------------------------------------------------------- embeddings
 def embed_one(text, dims):
     """Signed feature hashing of the lower-cased words, plus a tiny per-text part, L2-normalised."""
@@ -301,18 +361,22 @@ def batch_output_line(b, line):
     """One output line: the request's response as the synchronous endpoint would give it."""
     rid = STATE.new_id("batch_req_")
     body = line["body"]
+    poison = False
     try:
         if b["obj"]["endpoint"] == "/v1/embeddings":
             status, resp = 200, embeddings(body)
+            poison = embeddings_poisoned(body, b["scenario"])
         else:
             req, task = parse_chat_request(body)
             scen = "invented" if b["scenario"] == "invented" else "ok"
             status, resp = 200, chat_completion(req, task, scen, len(json.dumps(body)))
+            poison = chat_poisoned(task, b["scenario"])
     except ApiError as e:
         status, resp = e.status, e.body
-    return status, {"id": rid, "custom_id": line["custom_id"],
-                    "response": {"status_code": status, "request_id": "req_" + rid, "body": resp},
-                    "error": None}
+    wrap = lambda r: {"id": rid, "custom_id": line["custom_id"],
+                      "response": {"status_code": status, "request_id": "req_" + rid, "body": r},
+                      "error": None}
+    return status, poisoned(resp, b["scenario"], wrap) if poison else wrap(resp)
 
 
 def advance_batch(bid):
@@ -350,7 +414,8 @@ def advance_batch(bid):
                 rng = random.Random(bid)                 # order not kept, but reproducible
                 rng.shuffle(good)
                 rng.shuffle(bad)
-                jsonl = lambda rows: "".join(json.dumps(r) + "\n" for r in rows).encode()
+                jsonl = lambda rows: "".join((r if isinstance(r, str) else json.dumps(r)) + "\n"
+                                             for r in rows).encode()
                 if good:
                     o["output_file_id"] = STATE.add_file(bid + "_output.jsonl", "batch_output", jsonl(good))
                 if bad:
@@ -472,8 +537,8 @@ class Handler(BaseHTTPRequestHandler):
                 with STATE.lock:
                     STATE.log.setdefault(token, []).append(entry)
                 status, payload, headers = self._v1(token, "/".join(parts[3:]), body, key, entry)
-                self._send(status, payload, headers, "application/octet-stream" if isinstance(payload, bytes)
-                           else "application/json")
+                self._send(status, payload, headers, "application/octet-stream"
+                           if isinstance(payload, bytes) and not isinstance(payload, RawJson) else "application/json")
         except ApiError as e:
             status = e.status
             self._safe_send(e.status, e.body, e.headers)
@@ -558,9 +623,15 @@ class Handler(BaseHTTPRequestHandler):
                                   "means you aren't using your HTTP library correctly.)")
         if route == "chat":
             req, task = parse_chat_request(json_body())
-            return 200, chat_completion(req, task, scenario, len(body)), None
+            answer = chat_completion(req, task, scenario, len(body))
+            if chat_poisoned(task, scenario):
+                return 200, RawJson(poisoned(answer, scenario).encode()), None
+            return 200, answer, None
         if route == "embeddings":
-            return 200, embeddings(json_body()), None
+            answer = embeddings(json_body())
+            if embeddings_poisoned(json_body(), scenario):
+                return 200, RawJson(poisoned(answer, scenario).encode()), None
+            return 200, answer, None
         if route == "upload":
             return 200, upload_file(self, body), None
         if route == "create_batch":

@@ -322,7 +322,11 @@ $$;
 -- Validate one chat completion (a 2xx body) against the catalog and the customers that
 -- were asked about; store what passes (replacing the customer's older answer) and
 -- record what does not. outcome: 'ok', 'split' (truncated: ask again in halves),
--- 'failed' (nothing usable).
+-- 'failed' (nothing usable). A poisoned answer (\u0000, nesting deeper than the stack
+-- allows, a token count outside bigint, a character the database encoding lacks) is
+-- rejected like any malformed one, with its SQLSTATE: it is parsed in blocks that write
+-- nothing, so the error undoes nothing else and costs no subtransaction id. A cancel or a
+-- timeout (57014) is not caught.
 CREATE FUNCTION @extschema@._llm_ingest(run bigint, asked bigint[], body text,
         OUT stored integer, OUT rejected integer, OUT outcome text,
         OUT prompt_tokens bigint, OUT completion_tokens bigint)
@@ -333,20 +337,24 @@ DECLARE
     answer jsonb;
     k integer := (@extschema@._llm_settings() ->> 'llm_k')::integer;
     model text;
+    failed text;
 BEGIN
     stored := 0; rejected := 0; outcome := 'ok'; prompt_tokens := 0; completion_tokens := 0;
     BEGIN
         resp := body::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        resp := NULL;
+        prompt_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number' THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
+        completion_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,completion_tokens}') = 'number' THEN (resp #>> '{usage,completion_tokens}')::numeric::bigint END, 0);
+    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+        failed := failed || ': ' || SQLERRM;
+        resp := NULL; prompt_tokens := 0; completion_tokens := 0;
     END;
     IF resp IS NULL OR jsonb_typeof(resp) <> 'object' OR jsonb_typeof(resp -> 'choices') <> 'array' THEN
-        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response', 'the response is not a chat completion: ' || left(body, 200));
+        rejected := @extschema@._llm_reject_all(run, asked, 'malformed_response',
+            'the response is not a chat completion' || coalesce(' (' || failed || ')', '') || ': ' || left(body, 200));
         outcome := 'failed';
         RETURN;
     END IF;
-    prompt_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number' THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
-    completion_tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,completion_tokens}') = 'number' THEN (resp #>> '{usage,completion_tokens}')::numeric::bigint END, 0);
     model := coalesce(resp ->> 'model', (@extschema@._llm_settings() ->> 'openai_model'));
     choice := resp -> 'choices' -> 0;
     IF choice IS NULL THEN
@@ -376,12 +384,15 @@ BEGIN
     END IF;
     BEGIN
         answer := (choice #>> '{message,content}')::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
+    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+        failed := failed || ': ' || SQLERRM;
         answer := NULL;
     END;
     IF answer IS NULL OR jsonb_typeof(answer -> 'customers') IS DISTINCT FROM 'array' THEN
         rejected := @extschema@._llm_reject_all(run, asked, 'malformed_json',
-            'the message content is not the JSON object the schema asks for: ' || left(choice #>> '{message,content}', 200));
+            'the message content is not the JSON object the schema asks for' || coalesce(' (' || failed || ')', '')
+            || ': ' || left(choice #>> '{message,content}', 200));
         outcome := 'failed';
         RETURN;
     END IF;
@@ -788,7 +799,12 @@ END $$;
 COMMENT ON PROCEDURE @extschema@.llm_batch_submit(integer) IS
     'Submit the customers who need an LLM answer as one OpenAI batch (half the price, answered within 24 h); llm_batch_poll() ingests it.';
 
--- Ingest the lines of a batch output or error file; returns the custom_ids it saw.
+-- Ingest the lines of a batch output or error file; returns the custom_ids it saw. Each
+-- line stands alone: one that cannot be parsed (\u0000, nesting deeper than the stack
+-- allows, a number outside numeric, a character the database encoding lacks) is
+-- rejected as malformed_response for the customers of its custom_id (read from the
+-- line's head, where OpenAI writes it), or as a batch_error when none can be read, and
+-- the next line goes on. The parse writes nothing (no subtransaction id per line).
 CREATE FUNCTION @extschema@._llm_batch_ingest(run bigint, batch text, lines text,
         OUT seen text[], OUT stored integer, OUT rejected integer, OUT failures integer,
         OUT prompt_tokens bigint, OUT completion_tokens bigint)
@@ -796,28 +812,42 @@ CREATE FUNCTION @extschema@._llm_batch_ingest(run bigint, batch text, lines text
 DECLARE
     raw text;
     l jsonb;
+    cid text;
+    failed text;
     asked bigint[];
     res record;
 BEGIN
     seen := '{}'; stored := 0; rejected := 0; failures := 0; prompt_tokens := 0; completion_tokens := 0;
     FOR raw IN SELECT x FROM regexp_split_to_table(coalesce(lines, ''), E'\n') x WHERE btrim(x) <> '' LOOP
+        l := NULL; cid := NULL; failed := NULL;
         BEGIN
             l := raw::jsonb;
-        EXCEPTION WHEN invalid_text_representation THEN
+            cid := l ->> 'custom_id';
+        EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+            GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+            failed := failed || ': ' || SQLERRM;
             l := NULL;
+            cid := substring(raw FROM '^\s*\{\s*(?:"id"\s*:\s*"[^"\\]*"\s*,\s*)?"custom_id"\s*:\s*"([^"\\]{1,200})"');
         END;
         asked := NULL;
-        IF l IS NOT NULL THEN
+        IF cid IS NOT NULL THEN
             SELECT q.customer_ids INTO asked FROM @extschema@.llm_batch_requests q
-             WHERE q.batch_id = batch AND q.custom_id = l ->> 'custom_id';
+             WHERE q.batch_id = batch AND q.custom_id = cid;
         END IF;
         IF asked IS NULL THEN
             INSERT INTO @extschema@.llm_rejections (run_id, reason, detail)
-            VALUES (run, 'batch_error', format('batch %s: a line that matches no request: %s', batch, left(raw, 200)));
+            VALUES (run, 'batch_error', format('batch %s: a line that matches no request%s: %s', batch,
+                                               coalesce(' (' || failed || ')', ''), left(raw, 200)));
             rejected := rejected + 1;
             CONTINUE;
         END IF;
-        seen := seen || (l ->> 'custom_id');
+        seen := seen || cid;
+        IF l IS NULL THEN
+            rejected := rejected + @extschema@._llm_reject_all(run, asked, 'malformed_response',
+                format('batch %s, %s: the output line cannot be read (%s): %s', batch, cid, failed, left(raw, 200)));
+            failures := failures + 1;
+            CONTINUE;
+        END IF;
         IF jsonb_typeof(l -> 'response') = 'object' AND (l #>> '{response,status_code}') ~ '^2[0-9][0-9]$' THEN
             res := @extschema@._llm_ingest(run, asked, l #>> '{response,body}');
             stored := stored + res.stored;
@@ -826,7 +856,7 @@ BEGIN
             IF res.outcome = 'split' THEN
                 -- a batch line cannot be asked again in halves: the next llm_refresh() does
                 rejected := rejected + @extschema@._llm_reject_all(run, asked, 'truncated',
-                    format('batch %s, %s: finish_reason = length; the next llm_refresh() asks again in smaller requests', batch, l ->> 'custom_id'));
+                    format('batch %s, %s: finish_reason = length; the next llm_refresh() asks again in smaller requests', batch, cid));
                 failures := failures + 1;
             ELSE
                 rejected := rejected + res.rejected;
@@ -834,7 +864,7 @@ BEGIN
             END IF;
         ELSE
             rejected := rejected + @extschema@._llm_reject_all(run, asked, 'batch_error',
-                format('batch %s, %s: %s', batch, l ->> 'custom_id',
+                format('batch %s, %s: %s', batch, cid,
                        coalesce(l #>> '{error,code}', l #>> '{response,body,error,code}', 'status ' || (l #>> '{response,status_code}')) || ': ' ||
                        coalesce(l #>> '{error,message}', l #>> '{response,body,error,message}', '')));
             failures := failures + 1;
@@ -987,6 +1017,8 @@ DECLARE
     r record;
     resp jsonb;
     ok boolean;
+    failed text;
+    tokens bigint;
     n_products integer := 0;
     n_requests integer := 0;
     n_retries integer := 0;
@@ -1044,34 +1076,42 @@ BEGIN
                 ids := ARRAY(SELECT jsonb_array_elements_text(batches -> (r.idx - 1))::bigint);
                 n_requests := n_requests + 1;
                 n_retries := n_retries + greatest(r.attempts - 1, 0);
-                resp := NULL;
+                resp := NULL; ok := false; failed := NULL; tokens := 0;
+                -- a poisoned answer (\u0000, nesting deeper than the stack allows, a token
+                -- count outside bigint, a character the database encoding lacks) fails this
+                -- block, which writes nothing: its products are rejected, the run goes on
                 IF r.http_status BETWEEN 200 AND 299 THEN
                     BEGIN
                         resp := r.body::jsonb;
-                    EXCEPTION WHEN invalid_text_representation THEN
-                        resp := NULL;
+                        -- usable only if every input has exactly one finite vector of one length
+                        ok := coalesce(jsonb_typeof(resp -> 'data') = 'array', false);
+                        IF ok THEN
+                            SELECT count(*) = cardinality(ids)
+                                   AND count(DISTINCT d ->> 'index') = cardinality(ids)
+                                   AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
+                                                         AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
+                                                                  THEN (d ->> 'index')::integer < cardinality(ids) END), false)
+                              INTO ok FROM jsonb_array_elements(resp -> 'data') d;
+                        END IF;
+                        IF ok THEN
+                            SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
+                                   AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
+                                   AND coalesce(bool_and(jsonb_typeof(x) = 'number'
+                                                         AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
+                              INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
+                        END IF;
+                        tokens := coalesce(CASE WHEN jsonb_typeof(resp #> '{usage,prompt_tokens}') = 'number'
+                                                THEN (resp #>> '{usage,prompt_tokens}')::numeric::bigint END, 0);
+                    EXCEPTION WHEN data_exception OR program_limit_exceeded THEN
+                        GET STACKED DIAGNOSTICS failed = RETURNED_SQLSTATE;
+                        failed := failed || ': ' || SQLERRM;
+                        resp := NULL; ok := false; tokens := 0;
                     END;
-                END IF;
-                -- usable only if every input has exactly one finite vector of one length
-                ok := resp IS NOT NULL AND jsonb_typeof(resp -> 'data') = 'array';
-                IF ok THEN
-                    SELECT count(*) = cardinality(ids)
-                           AND count(DISTINCT d ->> 'index') = cardinality(ids)
-                           AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
-                                                 AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
-                                                          THEN (d ->> 'index')::integer < cardinality(ids) END), false)
-                      INTO ok FROM jsonb_array_elements(resp -> 'data') d;
-                END IF;
-                IF ok THEN
-                    SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
-                           AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
-                           AND coalesce(bool_and(jsonb_typeof(x) = 'number'
-                                                 AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
-                      INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
                 END IF;
                 IF NOT ok THEN
                     n_failures := n_failures + 1;
-                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input');
+                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input'
+                                                    || coalesce(' (' || failed || ')', ''));
                     IF r.error_code = 'insufficient_quota' THEN
                         quota_error := r.error;
                     END IF;
@@ -1082,10 +1122,13 @@ BEGIN
                     n_rejections := n_rejections + cardinality(ids);
                     CONTINUE;
                 END IF;
-                n_prompt := n_prompt + coalesce((resp #>> '{usage,prompt_tokens}')::numeric::bigint, 0);
+                n_prompt := n_prompt + tokens;
+                -- a component too small for a normal real (|x| < 1e-37) is stored as 0, where
+                -- real input would fail (22003): it weighs nothing in a cosine
                 INSERT INTO @extschema@.product_embeddings AS e (product_id, model, embedding, text_md5, embedded_at)
                 SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
-                       ARRAY(SELECT x::text::real FROM jsonb_array_elements(d -> 'embedding') x),
+                       ARRAY(SELECT CASE WHEN abs(x::text::numeric) < 1e-37 THEN 0 ELSE x::text::real END
+                               FROM jsonb_array_elements(d -> 'embedding') x),
                        md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))), clock_timestamp()
                   FROM jsonb_array_elements(resp -> 'data') d
                   JOIN @extschema@.products p ON p.product_id = ids[(d ->> 'index')::integer + 1]
