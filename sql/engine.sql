@@ -80,8 +80,8 @@ INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUE
 SELECT product_id, in_model FROM personalize.customer_items WHERE customer_id = 6 ORDER BY product_id;
 INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (6, 2, 'view');
 SELECT * FROM pg_temp.model_check();
--- an earlier interaction id (explicitly given) pulls a product into the model and pushes one out
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) VALUES (-1, 6, 3, 'view');
+-- an earlier interaction id (chosen by the owner) pulls a product into the model and pushes one out
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE VALUES (-1, 6, 3, 'view');
 SELECT product_id, in_model FROM personalize.customer_items WHERE customer_id = 6 ORDER BY product_id;
 SELECT * FROM pg_temp.model_check();
 -- deleting an in-model product promotes the next one

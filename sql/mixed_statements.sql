@@ -19,8 +19,9 @@ SET client_min_messages = warning;
 SELECT customers FROM personalize.rebuild(max_items_per_customer => 3);
 RESET client_min_messages;
 
--- explicit ids throughout (ON CONFLICT and MERGE below target them)
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) VALUES
+-- explicit ids throughout (ON CONFLICT and MERGE below target them): the owner may choose
+-- ids with OVERRIDING SYSTEM VALUE (interaction_id is GENERATED ALWAYS)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE VALUES
     (1, 1, 1, 'view'), (2, 1, 2, 'view'), (3, 2, 1, 'click'), (4, 2, 3, 'view'),
     (5, 3, 1, 'view'), (6, 3, 2, 'view'), (7, 3, 3, 'view'), (8, 3, 4, 'view');
 SELECT * FROM pg_temp.model_check();
@@ -30,14 +31,14 @@ SELECT customer_id AS c, product_id AS p, events, purchases, weight, first_inter
 FROM personalize.customer_items;
 
 -- INSERT ... ON CONFLICT DO UPDATE: id 1 exists (its type changes), id 10 is new, both (1, 1)
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE
 VALUES (1, 1, 1, 'purchase'), (10, 1, 1, 'cart')
 ON CONFLICT (interaction_id) DO UPDATE SET event_type = EXCLUDED.event_type;
 SELECT * FROM hist WHERE c = 1 ORDER BY p;
 SELECT * FROM pg_temp.model_check();
 
 -- the same, the conflicting event moving to another product that a new event also gets
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE
 VALUES (2, 1, 5, 'click'), (11, 1, 5, 'view'), (12, 1, 2, 'purchase')
 ON CONFLICT (interaction_id) DO UPDATE SET product_id = EXCLUDED.product_id, event_type = EXCLUDED.event_type;
 SELECT * FROM hist WHERE c = 1 ORDER BY p;
@@ -45,21 +46,21 @@ SELECT * FROM pg_temp.model_check();
 
 -- a writable CTE that deletes a customer's events and re-inserts them as purchases
 WITH d AS (DELETE FROM personalize.interactions WHERE customer_id = 2 RETURNING *)
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE
 SELECT interaction_id + 100, customer_id, product_id, 'purchase' FROM d;
 SELECT * FROM hist WHERE c = 2 ORDER BY p;
 SELECT * FROM pg_temp.model_check();
 
 -- ... and one that re-inserts the very rows it deleted (same ids)
 WITH d AS (DELETE FROM personalize.interactions WHERE customer_id = 3 AND product_id IN (1, 4) RETURNING *)
-INSERT INTO personalize.interactions SELECT * FROM d;
+INSERT INTO personalize.interactions OVERRIDING SYSTEM VALUE SELECT * FROM d;
 SELECT * FROM hist WHERE c = 3 ORDER BY p;
 SELECT * FROM pg_temp.model_check();
 
 -- ... and one whose delete displaces a customer's first product (cap 3) while the
 -- insert adds to products both in and out of the model
 WITH d AS (DELETE FROM personalize.interactions WHERE interaction_id = 5 RETURNING customer_id)
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE
 SELECT 30 + g, customer_id, g, 'cart' FROM d, generate_series(2, 5) g;
 SELECT * FROM hist WHERE c = 3 ORDER BY p;
 SELECT * FROM pg_temp.model_check();
@@ -71,7 +72,7 @@ USING (VALUES (104, 2, 3, 'cart'), (103, 2, 1, NULL), (40, 2, 1, 'click'), (41, 
       AS s(id, c, p, t) ON i.interaction_id = s.id
 WHEN MATCHED AND s.t IS NULL THEN DELETE
 WHEN MATCHED THEN UPDATE SET event_type = s.t
-WHEN NOT MATCHED THEN INSERT (interaction_id, customer_id, product_id, event_type) VALUES (s.id, s.c, s.p, s.t);
+WHEN NOT MATCHED THEN INSERT (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE VALUES (s.id, s.c, s.p, s.t);
 SELECT * FROM hist WHERE c = 2 ORDER BY p;
 SELECT * FROM pg_temp.model_check();
 
@@ -80,7 +81,7 @@ MERGE INTO personalize.interactions i
 USING (VALUES (40, 4, 1, 'click'), (50, 2, 1, 'purchase'), (51, 4, 1, 'view')) AS s(id, c, p, t)
       ON i.interaction_id = s.id
 WHEN MATCHED THEN UPDATE SET customer_id = s.c
-WHEN NOT MATCHED THEN INSERT (interaction_id, customer_id, product_id, event_type) VALUES (s.id, s.c, s.p, s.t);
+WHEN NOT MATCHED THEN INSERT (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE VALUES (s.id, s.c, s.p, s.t);
 SELECT * FROM hist WHERE c IN (2, 4) ORDER BY c, p;
 SELECT * FROM pg_temp.model_check();
 
@@ -90,10 +91,10 @@ SELECT * FROM hist WHERE p IN (1, 6) ORDER BY c, p;
 SELECT * FROM pg_temp.model_check();
 
 -- plain statements after the mixed ones, in the same transaction, stay exact
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE
 VALUES (60, 1, 1, 'view'), (61, 4, 2, 'cart');
 DELETE FROM personalize.interactions WHERE interaction_id = 61;
-INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) VALUES (62, 4, 2, 'view');
+INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) OVERRIDING SYSTEM VALUE VALUES (62, 4, 2, 'view');
 SELECT * FROM pg_temp.model_check();
 
 -- and the model equals rebuild()

@@ -59,7 +59,7 @@ int
 customer_model_delta(CustomerItem *items, int n, int cap,
 					 DeltaBuffer *pairs, DeltaBuffer *singles, int64 *max_first_id)
 {
-	CustomerItem **rank = palloc(sizeof(CustomerItem *) * Max(n, 1));
+	CustomerItem **rank = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(CustomerItem *) * Max(n, 1));
 	int			live = 0;
 	int			in_new = 0;
 

@@ -2,7 +2,7 @@
  * personalize.h: the one prelude every source file includes first. PostgreSQL
  * headers and version shims live here so no .c file carries them. What a
  * module exports to the others is declared in its own header (guc.h,
- * similarity.h, spiutil.h, experiment.h, stats.h, model_delta.h, variant.h,
+ * similarity.h, spiutil.h, experiment.h, stats.h, model_delta.h, id_guard.h, variant.h,
  * http.h, lifecycle.h, cron.h), which the files that use it include after this one.
  */
 #ifndef PERSONALIZE_H

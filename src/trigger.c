@@ -52,6 +52,17 @@ static CommandId last_recompute_cid = InvalidCommandId;
 /* statements this large report their progress with NOTICEs */
 #define BIG_STATEMENT 50000
 
+/*
+ * Statement size. Arrays sized by the statement are huge allocations (not
+ * bound by palloc's 1 GB), and one SPI statement is handed at most SPI_CHUNK
+ * elements per array parameter (an array datum is bound by 1 GB too): the
+ * chunks go in key order, so the locking order stays. What bounds a statement
+ * is then memory (docs/reference.md, "Statement size"), and the int counters:
+ * a statement of more than MAX_STATEMENT_ROWS events or stored rows is refused.
+ */
+#define SPI_CHUNK 10000
+#define MAX_STATEMENT_ROWS (PG_INT32_MAX / 2)
+
 /* per-customer bookkeeping of the statement */
 typedef struct CustomerWork
 {
@@ -79,6 +90,27 @@ shard_of(int64 customer_id)
 	return (int) (s < 0 ? s + NUM_SHARDS : s);
 }
 
+/* A zeroed array of n elements, beyond 1 GB if need be. */
+static void *
+alloc_rows(Size n, Size size)
+{
+	return MemoryContextAllocExtended(CurrentMemoryContext, Max(n, 1) * size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+}
+
+/* Refuse a statement whose row count the int counters cannot hold. */
+static void
+check_statement_size(uint64 n, const char *what)
+{
+	if (n > (uint64) MAX_STATEMENT_ROWS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("statement is too large for the personalize model"),
+				 errdetail("It involves more than %d %s; one statement may involve at most that many.",
+						   MAX_STATEMENT_ROWS, what),
+				 errhint("Split it into smaller statements.")));
+}
+
 static int
 cmp_item(const void *pa, const void *pb)
 {
@@ -101,14 +133,11 @@ cmp_int64(const void *pa, const void *pb)
 	return a < b ? -1 : (a > b ? 1 : 0);
 }
 
-/* Read (customer, product, events, purchases, weight, first id, last at) rows of SPI_tuptable. */
-static CustomerItem *
-read_changes(int *n_out)
+/* Read (customer, product, events, purchases, weight, first id, last at) rows of SPI_tuptable into c[]. */
+static void
+read_changes_into(CustomerItem *c)
 {
-	int			n = (int) SPI_processed;
-	CustomerItem *c = palloc0(sizeof(CustomerItem) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < (int) SPI_processed; i++)
 	{
 		c[i].customer_id = spi_int8(i, 1, 0);
 		c[i].product_id = spi_int8(i, 2, 0);
@@ -118,8 +147,6 @@ read_changes(int *n_out)
 		c[i].first_id = spi_int8(i, 6, 0);
 		c[i].last_at = (TimestampTz) spi_int8(i, 7, 0);
 	}
-	*n_out = n;
-	return c;
 }
 
 /* Append the customer_items rows of SPI_tuptable to *rows (as stored: old values). */
@@ -133,6 +160,7 @@ append_stored(CustomerItem **rows, int *n, int *cap)
 
 		if (*n >= *cap)
 		{
+			check_statement_size((uint64) *n + 1, "stored (customer, product) rows");
 			*cap = Max(*cap * 2, 256);
 			*rows = repalloc_huge(*rows, sizeof(CustomerItem) * *cap);
 		}
@@ -203,35 +231,30 @@ truncate_model(void)
 }
 
 /*
- * Apply a merged delta buffer of pairs (a < b) or singles (a == b): one upsert
- * in key order that returns the new counts; a count below zero means the model
- * and interactions disagree (an error), a count of zero is deleted.
+ * Apply count deltas of pairs (a < b) or singles (a == b), items[0..n) in key
+ * order: one upsert that returns the new counts; a count below zero means the
+ * model and interactions disagree (an error), a count of zero is deleted.
  */
 static void
-apply_deltas(DeltaBuffer *buf, bool is_pairs)
+apply_delta_chunk(const Delta *items, int n, bool is_pairs)
 {
 	Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	int64	   *a,
-			   *b,
-			   *d;
+	int64	   *a = palloc(sizeof(int64) * n);
+	int64	   *b = palloc(sizeof(int64) * n);
+	int64	   *d = palloc(sizeof(int64) * n);
 	int			nz = 0;
 	Datum		v[3];
 
-	if (buf->n == 0)
-		return;
-	a = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
-	b = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
-	d = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * buf->n);
-	for (Size i = 0; i < buf->n; i++)
+	for (int i = 0; i < n; i++)
 	{
-		a[i] = buf->items[i].a;
-		b[i] = buf->items[i].b;
-		d[i] = buf->items[i].d;
+		a[i] = items[i].a;
+		b[i] = items[i].b;
+		d[i] = items[i].d;
 	}
-	v[0] = int8_array_datum(a, (int) buf->n);
-	v[1] = int8_array_datum(b, (int) buf->n);
-	v[2] = int8_array_datum(d, (int) buf->n);
+	v[0] = int8_array_datum(a, n);
+	v[1] = int8_array_datum(b, n);
+	v[2] = int8_array_datum(d, n);
 	if (is_pairs)
 		exec_plan(spi_prepare_kept(&plan_pairs,
 								   "INSERT INTO personalize.pair_counts AS pc (product_a, product_b, customers) "
@@ -247,36 +270,74 @@ apply_deltas(DeltaBuffer *buf, bool is_pairs)
 								   "RETURNING ic.product_id, ic.product_id, ic.customers",
 								   3, t3), v, SPI_OK_INSERT_RETURNING);
 
+	/* a[] and b[] are free now: they collect the keys whose count fell to zero */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		int64		n = spi_int8(i, 3, 0);
+		int64		c = spi_int8(i, 3, 0);
 
-		if (n < 0)
+		if (c < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("personalize model is out of step with interactions"),
 					 errdetail("The %s count of products " INT64_FORMAT " and " INT64_FORMAT " would become " INT64_FORMAT ".",
-							   is_pairs ? "pair" : "product", spi_int8(i, 1, 0), spi_int8(i, 2, 0), n),
+							   is_pairs ? "pair" : "product", spi_int8(i, 1, 0), spi_int8(i, 2, 0), c),
 					 errhint("Events were changed while the triggers were off; run SELECT personalize.rebuild().")));
-		if (n == 0)
+		if (c == 0)
 		{
 			a[nz] = spi_int8(i, 1, 0);
 			b[nz++] = spi_int8(i, 2, 0);
 		}
 	}
-	if (nz == 0)
-		return;
-	v[0] = int8_array_datum(a, nz);
-	v[1] = int8_array_datum(b, nz);
-	if (is_pairs)
-		exec_plan(spi_prepare_kept(&plan_pairs_zero,
-								   "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
-								   "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
-								   2, t2), v, SPI_OK_DELETE);
-	else
-		exec_plan(spi_prepare_kept(&plan_singles_zero,
-								   "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
-								   2, t2), v, SPI_OK_DELETE);
+	SPI_freetuptable(SPI_tuptable);
+	if (nz > 0)
+	{
+		v[0] = int8_array_datum(a, nz);
+		v[1] = int8_array_datum(b, nz);
+		if (is_pairs)
+			exec_plan(spi_prepare_kept(&plan_pairs_zero,
+									   "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
+									   "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
+									   2, t2), v, SPI_OK_DELETE);
+		else
+			exec_plan(spi_prepare_kept(&plan_singles_zero,
+									   "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
+									   2, t2), v, SPI_OK_DELETE);
+	}
+	pfree(a);
+	pfree(b);
+	pfree(d);
+}
+
+/* Apply a merged delta buffer, in chunks of at most SPI_CHUNK keys (in key order). */
+static void
+apply_deltas(DeltaBuffer *buf, bool is_pairs)
+{
+	for (Size off = 0; off < buf->n; off += SPI_CHUNK)
+		apply_delta_chunk(&buf->items[off], (int) Min((Size) SPI_CHUNK, buf->n - off), is_pairs);
+}
+
+/*
+ * Under a transaction snapshot: customers whose customer_state row we just
+ * inserted but whose deleted row our snapshot still sees are refused (see
+ * lock_customers()).
+ */
+static void
+check_not_deleted(int64 *inserted, int ninserted)
+{
+	Oid			t1[1] = {INT8ARRAYOID};
+	Datum		v[1];
+
+	spi_prepare_kept(&plan_lock_check,
+					 "SELECT count(*) FROM personalize.customer_state WHERE customer_id = ANY($1)",
+					 1, t1);
+	v[0] = int8_array_datum(inserted, ninserted);
+	exec_plan(plan_lock_check, v, SPI_OK_SELECT);
+	if (spi_int8(0, 1, 0) > ninserted)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent delete"),
+				 errdetail("Another transaction deleted a customer's last events after this transaction's snapshot was taken."),
+				 errhint("The transaction might succeed if retried.")));
 }
 
 /*
@@ -294,48 +355,43 @@ static void
 lock_customers(CustomerWork *cw, int ncust)
 {
 	Oid			t1[1] = {INT8ARRAYOID};
-	int64	   *ids = palloc(sizeof(int64) * Max(ncust, 1));
-	int64	   *inserted = palloc(sizeof(int64) * Max(ncust, 1));
-	int			ninserted = 0;
-	Datum		v[1];
+	int64	   *ids = alloc_rows(Min(ncust, SPI_CHUNK), sizeof(int64));
+	int64	   *inserted = alloc_rows(Min(ncust, SPI_CHUNK), sizeof(int64));
 
-	for (int i = 0; i < ncust; i++)
-		ids[i] = cw[i].customer_id;
 	spi_prepare_kept(&plan_lock,
 					 "INSERT INTO personalize.customer_state AS s (customer_id) "
 					 "SELECT c FROM unnest($1) AS c ORDER BY c "
 					 "ON CONFLICT (customer_id) DO UPDATE SET items = s.items "
 					 "RETURNING s.customer_id, s.items, s.model_items, s.max_model_first_id, s.xmax = '0'::xid",
 					 1, t1);
-	v[0] = int8_array_datum(ids, ncust);
-	exec_plan(plan_lock, v, SPI_OK_INSERT_RETURNING);
-	for (uint64 i = 0; i < SPI_processed; i++)
+	/* in chunks of ascending ids: the locking order stays */
+	for (int off = 0; off < ncust; off += SPI_CHUNK)
 	{
-		int64		id = spi_int8(i, 1, 0);
-		CustomerWork *w = bsearch(&id, cw, ncust, sizeof(CustomerWork), cmp_int64);
-		bool		isnull;
+		int			k = Min(SPI_CHUNK, ncust - off);
+		int			ninserted = 0;
+		Datum		v[1];
 
-		if (w == NULL)
-			elog(ERROR, "personalize: customer_state returned an unknown customer");
-		w->items = (int32) spi_int8(i, 2, 0);
-		w->model_items = (int32) spi_int8(i, 3, 0);
-		w->max_model_first_id = spi_int8(i, 4, PG_INT64_MAX);
-		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull)) && !isnull)
-			inserted[ninserted++] = id;
-	}
-	if (ninserted > 0 && IsolationUsesXactSnapshot())
-	{
-		spi_prepare_kept(&plan_lock_check,
-						 "SELECT count(*) FROM personalize.customer_state WHERE customer_id = ANY($1)",
-						 1, t1);
-		v[0] = int8_array_datum(inserted, ninserted);
-		exec_plan(plan_lock_check, v, SPI_OK_SELECT);
-		if (spi_int8(0, 1, 0) > ninserted)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not serialize access due to concurrent delete"),
-					 errdetail("Another transaction deleted a customer's last events after this transaction's snapshot was taken."),
-					 errhint("The transaction might succeed if retried.")));
+		for (int i = 0; i < k; i++)
+			ids[i] = cw[off + i].customer_id;
+		v[0] = int8_array_datum(ids, k);
+		exec_plan(plan_lock, v, SPI_OK_INSERT_RETURNING);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			int64		id = spi_int8(i, 1, 0);
+			CustomerWork *w = bsearch(&id, &cw[off], k, sizeof(CustomerWork), cmp_int64);
+			bool		isnull;
+
+			if (w == NULL)
+				elog(ERROR, "personalize: customer_state returned an unknown customer");
+			w->items = (int32) spi_int8(i, 2, 0);
+			w->model_items = (int32) spi_int8(i, 3, 0);
+			w->max_model_first_id = spi_int8(i, 4, PG_INT64_MAX);
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5, &isnull)) && !isnull)
+				inserted[ninserted++] = id;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (ninserted > 0 && IsolationUsesXactSnapshot())
+			check_not_deleted(inserted, ninserted);
 	}
 }
 
@@ -348,17 +404,10 @@ static CustomerItem *
 load_truth(CustomerItem *keys, int n)
 {
 	Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	int64	   *c = palloc(sizeof(int64) * Max(n, 1));
-	int64	   *p = palloc(sizeof(int64) * Max(n, 1));
-	Datum		v[2];
-	int			got;
-	CustomerItem *truth;
+	int64	   *c = alloc_rows(Min(n, SPI_CHUNK), sizeof(int64));
+	int64	   *p = alloc_rows(Min(n, SPI_CHUNK), sizeof(int64));
+	CustomerItem *truth = alloc_rows(n, sizeof(CustomerItem));
 
-	for (int i = 0; i < n; i++)
-	{
-		c[i] = keys[i].customer_id;
-		p[i] = keys[i].product_id;
-	}
 	spi_prepare_kept(&plan_truth,
 					 "SELECT u.c, u.p, count(i.interaction_id), "
 					 "count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
@@ -368,12 +417,24 @@ load_truth(CustomerItem *keys, int n)
 					 "LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
 					 "GROUP BY u.c, u.p ORDER BY u.c, u.p",
 					 2, t);
-	v[0] = int8_array_datum(c, n);
-	v[1] = int8_array_datum(p, n);
-	exec_plan(plan_truth, v, SPI_OK_SELECT);
-	truth = read_changes(&got);
-	if (got != n)
-		elog(ERROR, "personalize: recomputed %d of %d histories", got, n);
+	for (int off = 0; off < n; off += SPI_CHUNK)
+	{
+		int			k = Min(SPI_CHUNK, n - off);
+		Datum		v[2];
+
+		for (int i = 0; i < k; i++)
+		{
+			c[i] = keys[off + i].customer_id;
+			p[i] = keys[off + i].product_id;
+		}
+		v[0] = int8_array_datum(c, k);
+		v[1] = int8_array_datum(p, k);
+		exec_plan(plan_truth, v, SPI_OK_SELECT);
+		if (SPI_processed != (uint64) k)
+			elog(ERROR, "personalize: recomputed " UINT64_FORMAT " of %d histories", SPI_processed, k);
+		read_changes_into(&truth[off]);
+		SPI_freetuptable(SPI_tuptable);
+	}
 	return truth;
 }
 
@@ -419,7 +480,7 @@ read_cap(void)
 static void
 collect_customers(StatementWork *sw)
 {
-	sw->cw = palloc0(sizeof(CustomerWork) * sw->nchanges);
+	sw->cw = alloc_rows(sw->nchanges, sizeof(CustomerWork));
 	for (int i = 0; i < sw->nchanges; i++)
 		if (sw->ncust == 0 || sw->cw[sw->ncust - 1].customer_id != sw->changes[i].customer_id)
 			sw->cw[sw->ncust++].customer_id = sw->changes[i].customer_id;
@@ -452,37 +513,33 @@ load_stored_rows(StatementWork *sw)
 	int			rowcap = 256;
 	Oid			t1[1] = {INT8ARRAYOID};
 	Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	int64	   *lc;
-	int64	   *pc;
-	int64	   *pp;
+	int64	   *lc = alloc_rows(Min(sw->ncust, SPI_CHUNK), sizeof(int64));
+	int64	   *pc = alloc_rows(Min(sw->nchanges, SPI_CHUNK), sizeof(int64));
+	int64	   *pp = alloc_rows(Min(sw->nchanges, SPI_CHUNK), sizeof(int64));
 	int			nl = 0;
 	Datum		v[2];
+	SPIPlanPtr	p = sw->recompute
+		? spi_prepare_kept(&plan_all_rows,
+						   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1)",
+						   1, t1)
+		: spi_prepare_kept(&plan_model_rows,
+						   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1) AND in_model",
+						   1, t1);
 
-	sw->rows = palloc(sizeof(CustomerItem) * rowcap);
-	lc = palloc(sizeof(int64) * sw->ncust);
-	pc = palloc(sizeof(int64) * sw->nchanges);
-	pp = palloc(sizeof(int64) * sw->nchanges);
-	for (int i = 0; i < sw->ncust; i++)
-		if (sw->cw[i].load_model)
+	sw->rows = alloc_rows(rowcap, sizeof(CustomerItem));
+	for (int i = 0; i <= sw->ncust; i++)
+	{
+		/* a full chunk of customers, or the last one */
+		if (nl > 0 && (i == sw->ncust || nl == SPI_CHUNK))
+		{
+			v[0] = int8_array_datum(lc, nl);
+			exec_plan(p, v, SPI_OK_SELECT);
+			append_stored(&sw->rows, &sw->nrows, &rowcap);
+			SPI_freetuptable(SPI_tuptable);
+			nl = 0;
+		}
+		if (i < sw->ncust && sw->cw[i].load_model)
 			lc[nl++] = sw->cw[i].customer_id;
-	if (nl > 0)
-	{
-		SPIPlanPtr	p = sw->recompute
-			? spi_prepare_kept(&plan_all_rows,
-							   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1)",
-							   1, t1)
-			: spi_prepare_kept(&plan_model_rows,
-							   "SELECT " ITEM_COLS_READ " FROM personalize.customer_items WHERE customer_id = ANY($1) AND in_model",
-							   1, t1);
-
-		v[0] = int8_array_datum(lc, nl);
-		exec_plan(p, v, SPI_OK_SELECT);
-		append_stored(&sw->rows, &sw->nrows, &rowcap);
-	}
-	for (int i = 0; i < sw->nchanges; i++)
-	{
-		pc[i] = sw->changes[i].customer_id;
-		pp[i] = sw->changes[i].product_id;
 	}
 	spi_prepare_kept(&plan_pair_rows,
 					 "SELECT ci.customer_id, ci.product_id, ci.events::int8, ci.purchases::int8, ci.weight, "
@@ -490,10 +547,21 @@ load_stored_rows(StatementWork *sw)
 					 "FROM unnest($1, $2) AS u(c, p) JOIN personalize.customer_items ci "
 					 "ON ci.customer_id = u.c AND ci.product_id = u.p",
 					 2, t2);
-	v[0] = int8_array_datum(pc, sw->nchanges);
-	v[1] = int8_array_datum(pp, sw->nchanges);
-	exec_plan(plan_pair_rows, v, SPI_OK_SELECT);
-	append_stored(&sw->rows, &sw->nrows, &rowcap);
+	for (int off = 0; off < sw->nchanges; off += SPI_CHUNK)
+	{
+		int			k = Min(SPI_CHUNK, sw->nchanges - off);
+
+		for (int i = 0; i < k; i++)
+		{
+			pc[i] = sw->changes[off + i].customer_id;
+			pp[i] = sw->changes[off + i].product_id;
+		}
+		v[0] = int8_array_datum(pc, k);
+		v[1] = int8_array_datum(pp, k);
+		exec_plan(plan_pair_rows, v, SPI_OK_SELECT);
+		append_stored(&sw->rows, &sw->nrows, &rowcap);
+		SPI_freetuptable(SPI_tuptable);
+	}
 }
 
 /* Merge stored rows (deduplicated) and changes into one sorted item list. */
@@ -572,13 +640,13 @@ compute_customer_deltas(StatementWork *sw)
 	CustomerItem *rows = sw->rows;
 	int			nrows = sw->nrows;
 
-	sw->up = palloc(sizeof(CustomerItem *) * Max(nrows, 1));
-	sw->del_c = palloc(sizeof(int64) * Max(nrows, 1));
-	sw->del_p = palloc(sizeof(int64) * Max(nrows, 1));
-	sw->st_c = palloc(sizeof(int64) * sw->ncust);
-	sw->st_x = palloc(sizeof(int64) * sw->ncust);
-	sw->st_i = palloc(sizeof(int32) * sw->ncust);
-	sw->st_m = palloc(sizeof(int32) * sw->ncust);
+	sw->up = alloc_rows(nrows, sizeof(CustomerItem *));
+	sw->del_c = alloc_rows(nrows, sizeof(int64));
+	sw->del_p = alloc_rows(nrows, sizeof(int64));
+	sw->st_c = alloc_rows(sw->ncust, sizeof(int64));
+	sw->st_x = alloc_rows(sw->ncust, sizeof(int64));
+	sw->st_i = alloc_rows(sw->ncust, sizeof(int32));
+	sw->st_m = alloc_rows(sw->ncust, sizeof(int32));
 	for (int ci = 0, r = 0; ci < sw->ncust; ci++)
 	{
 		CustomerWork *w = &sw->cw[ci];
@@ -644,27 +712,16 @@ write_item_upserts(CustomerItem **up, int nup)
 {
 	Oid			t[8] = {INT8ARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
 	FLOAT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, BOOLARRAYOID};
-	int64	   *c = palloc(sizeof(int64) * nup);
-	int64	   *p = palloc(sizeof(int64) * nup);
-	int32	   *ev = palloc(sizeof(int32) * nup);
-	int32	   *pu = palloc(sizeof(int32) * nup);
-	double	   *we = palloc(sizeof(double) * nup);
-	int64	   *fi = palloc(sizeof(int64) * nup);
-	TimestampTz *la = palloc(sizeof(TimestampTz) * nup);
-	bool	   *im = palloc(sizeof(bool) * nup);
-	Datum		v[8];
+	int			chunk = Min(nup, SPI_CHUNK);
+	int64	   *c = palloc(sizeof(int64) * chunk);
+	int64	   *p = palloc(sizeof(int64) * chunk);
+	int32	   *ev = palloc(sizeof(int32) * chunk);
+	int32	   *pu = palloc(sizeof(int32) * chunk);
+	double	   *we = palloc(sizeof(double) * chunk);
+	int64	   *fi = palloc(sizeof(int64) * chunk);
+	TimestampTz *la = palloc(sizeof(TimestampTz) * chunk);
+	bool	   *im = palloc(sizeof(bool) * chunk);
 
-	for (int i = 0; i < nup; i++)
-	{
-		c[i] = up[i]->customer_id;
-		p[i] = up[i]->product_id;
-		ev[i] = up[i]->events;
-		pu[i] = up[i]->purchases;
-		we[i] = up[i]->weight;
-		fi[i] = up[i]->first_id;
-		la[i] = up[i]->last_at;
-		im[i] = up[i]->in_model_new;
-	}
 	spi_prepare_kept(&plan_upsert_items,
 					 "INSERT INTO personalize.customer_items AS ci (" ITEM_COLS ") "
 					 "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) "
@@ -673,15 +730,34 @@ write_item_upserts(CustomerItem **up, int nup)
 					 "first_interaction_id = EXCLUDED.first_interaction_id, last_at = EXCLUDED.last_at, "
 					 "in_model = EXCLUDED.in_model",
 					 8, t);
-	v[0] = int8_array_datum(c, nup);
-	v[1] = int8_array_datum(p, nup);
-	v[2] = int4_array_datum(ev, nup);
-	v[3] = int4_array_datum(pu, nup);
-	v[4] = float8_array_datum(we, nup);
-	v[5] = int8_array_datum(fi, nup);
-	v[6] = timestamptz_array_datum(la, nup);
-	v[7] = bool_array_datum(im, nup);
-	exec_plan(plan_upsert_items, v, SPI_OK_INSERT);
+	for (int off = 0; off < nup; off += SPI_CHUNK)
+	{
+		int			k = Min(SPI_CHUNK, nup - off);
+		Datum		v[8];
+
+		for (int i = 0; i < k; i++)
+		{
+			CustomerItem *x = up[off + i];
+
+			c[i] = x->customer_id;
+			p[i] = x->product_id;
+			ev[i] = x->events;
+			pu[i] = x->purchases;
+			we[i] = x->weight;
+			fi[i] = x->first_id;
+			la[i] = x->last_at;
+			im[i] = x->in_model_new;
+		}
+		v[0] = int8_array_datum(c, k);
+		v[1] = int8_array_datum(p, k);
+		v[2] = int4_array_datum(ev, k);
+		v[3] = int4_array_datum(pu, k);
+		v[4] = float8_array_datum(we, k);
+		v[5] = int8_array_datum(fi, k);
+		v[6] = timestamptz_array_datum(la, k);
+		v[7] = bool_array_datum(im, k);
+		exec_plan(plan_upsert_items, v, SPI_OK_INSERT);
+	}
 }
 
 /* Delete the customer_items rows whose events are all gone. */
@@ -689,15 +765,20 @@ static void
 write_item_deletes(int64 *del_c, int64 *del_p, int ndel)
 {
 	Oid			t[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	Datum		v[2];
 
 	spi_prepare_kept(&plan_delete_items,
 					 "DELETE FROM personalize.customer_items ci USING unnest($1, $2) AS u(c, p) "
 					 "WHERE ci.customer_id = u.c AND ci.product_id = u.p",
 					 2, t);
-	v[0] = int8_array_datum(del_c, ndel);
-	v[1] = int8_array_datum(del_p, ndel);
-	exec_plan(plan_delete_items, v, SPI_OK_DELETE);
+	for (int off = 0; off < ndel; off += SPI_CHUNK)
+	{
+		int			k = Min(SPI_CHUNK, ndel - off);
+		Datum		v[2];
+
+		v[0] = int8_array_datum(&del_c[off], k);
+		v[1] = int8_array_datum(&del_p[off], k);
+		exec_plan(plan_delete_items, v, SPI_OK_DELETE);
+	}
 }
 
 /* Write the customers' customer_state rows; delete those left without items. */
@@ -706,25 +787,27 @@ write_state(StatementWork *sw)
 {
 	Oid			t[4] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
 	Oid			t1[1] = {INT8ARRAYOID};
-	Datum		v[4];
 
 	spi_prepare_kept(&plan_update_state,
 					 "UPDATE personalize.customer_state s SET items = u.i, model_items = u.m, "
 					 "max_model_first_id = nullif(u.x, 0) "
 					 "FROM unnest($1, $2, $3, $4) AS u(c, i, m, x) WHERE s.customer_id = u.c",
 					 4, t);
-	v[0] = int8_array_datum(sw->st_c, sw->nst);
-	v[1] = int4_array_datum(sw->st_i, sw->nst);
-	v[2] = int4_array_datum(sw->st_m, sw->nst);
-	v[3] = int8_array_datum(sw->st_x, sw->nst);
-	exec_plan(plan_update_state, v, SPI_OK_UPDATE);
-	if (sw->ndel > 0)
+	spi_prepare_kept(&plan_delete_state,
+					 "DELETE FROM personalize.customer_state WHERE customer_id = ANY($1) AND items = 0",
+					 1, t1);
+	for (int off = 0; off < sw->nst; off += SPI_CHUNK)
 	{
-		spi_prepare_kept(&plan_delete_state,
-						 "DELETE FROM personalize.customer_state WHERE customer_id = ANY($1) AND items = 0",
-						 1, t1);
-		v[0] = int8_array_datum(sw->st_c, sw->nst);
-		exec_plan(plan_delete_state, v, SPI_OK_DELETE);
+		int			k = Min(SPI_CHUNK, sw->nst - off);
+		Datum		v[4];
+
+		v[0] = int8_array_datum(&sw->st_c[off], k);
+		v[1] = int4_array_datum(&sw->st_i[off], k);
+		v[2] = int4_array_datum(&sw->st_m[off], k);
+		v[3] = int8_array_datum(&sw->st_x[off], k);
+		exec_plan(plan_update_state, v, SPI_OK_UPDATE);
+		if (sw->ndel > 0)
+			exec_plan(plan_delete_state, v, SPI_OK_DELETE);
 	}
 }
 
@@ -740,6 +823,7 @@ dirty_products(const DeltaBuffer *pairs, const DeltaBuffer *singles, int *ndirty
 
 	if (pairs->n + singles->n > 0)
 	{
+		check_statement_size(singles->n + 2 * pairs->n, "product count changes");
 		dirty = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * (singles->n + 2 * pairs->n));
 		for (Size k = 0; k < singles->n; k++)
 			dirty[ndirty++] = singles->items[k].a;
@@ -787,14 +871,18 @@ static void
 write_dirty(int64 *dirty, int ndirty)
 {
 	Oid			t[1] = {INT8ARRAYOID};
-	Datum		v[1];
 
 	spi_prepare_kept(&plan_dirty,
 					 "INSERT INTO personalize.dirty_products (product_id) "
 					 "SELECT p FROM unnest($1) AS p ORDER BY p ON CONFLICT (product_id) DO NOTHING",
 					 1, t);
-	v[0] = int8_array_datum(dirty, ndirty);
-	exec_plan(plan_dirty, v, SPI_OK_INSERT);
+	for (int off = 0; off < ndirty; off += SPI_CHUNK)
+	{
+		Datum		v[1];
+
+		v[0] = int8_array_datum(&dirty[off], Min(SPI_CHUNK, ndirty - off));
+		exec_plan(plan_dirty, v, SPI_OK_INSERT);
+	}
 }
 
 /*
@@ -917,6 +1005,7 @@ read_inserted(TriggerData *td, int *n_out)
 
 		if (n >= cap)
 		{
+			check_statement_size((uint64) n + 1, "inserted events");
 			cap *= 2;
 			rows = repalloc_huge(rows, sizeof(CustomerItem) * cap);
 		}
@@ -1035,13 +1124,15 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 
 		if (SPI_execute(keys, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "personalize: could not read the changed events");
+		check_statement_size(SPI_processed, "changed (customer, product) pairs");
 		nchanges = (int) SPI_processed;
-		changes = palloc0(sizeof(CustomerItem) * Max(nchanges, 1));
+		changes = alloc_rows(nchanges, sizeof(CustomerItem));
 		for (int i = 0; i < nchanges; i++)
 		{
 			changes[i].customer_id = spi_int8(i, 1, 0);
 			changes[i].product_id = spi_int8(i, 2, 0);
 		}
+		SPI_freetuptable(SPI_tuptable);
 		apply_changes(changes, nchanges, true);
 		if (nchanges > 0)
 		{

@@ -257,6 +257,13 @@ BEGIN
         RAISE EXCEPTION 'customer_id and product_ids must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an empty array when nothing was shown.';
     END IF;
+    -- one exposure row is one page of recommendations: at most recommend()'s k maximum
+    IF pg_catalog.cardinality(product_ids) > 1000 THEN
+        RAISE EXCEPTION 'product_ids must hold at most 1000 products'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = pg_catalog.format('Got %s products.', pg_catalog.cardinality(product_ids)),
+                  HINT = 'Log the products one page showed; recommend() returns at most 1000.';
+    END IF;
     SELECT e.experiment_id, e.name INTO ex_id, ex_name FROM @extschema@.experiments e WHERE e.status = 'running';
     IF NOT FOUND THEN
         RETURN false;

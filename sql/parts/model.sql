@@ -119,6 +119,15 @@ CREATE TRIGGER interactions_model_update AFTER UPDATE ON @extschema@.interaction
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
 CREATE TRIGGER interactions_model_truncate AFTER TRUNCATE ON @extschema@.interactions
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_trigger();
+-- ids ahead of the identity sequence (OVERRIDING SYSTEM VALUE, COPY) only from a role that may
+-- setval() it (src/id_guard.c). Not SECURITY DEFINER: it checks the role that inserts; no SET
+-- search_path either (it resolves no names). Named to fire before interactions_model_insert.
+CREATE FUNCTION @extschema@._interactions_id_guard() RETURNS trigger
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'personalize_interactions_id_guard';
+CREATE TRIGGER interactions_id_guard AFTER INSERT ON @extschema@.interactions
+    REFERENCING NEW TABLE AS personalize_new
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._interactions_id_guard();
 
 CREATE FUNCTION @extschema@.similarity(measure text, ab bigint, a bigint, b bigint, n bigint)
     RETURNS double precision

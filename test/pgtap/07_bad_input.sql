@@ -109,7 +109,7 @@ SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id
 SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type, quantity) VALUES (10, 1, 'cart', NULL)$$,
     '23502', 'null value in column "quantity" of relation "interactions" violates not-null constraint', 'interactions: NULL quantity');
 SELECT throws_ok($$INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type)
-                   SELECT interaction_id, 10, 1, 'view' FROM personalize.interactions$$,
+                   OVERRIDING SYSTEM VALUE SELECT interaction_id, 10, 1, 'view' FROM personalize.interactions$$,
     '23505', 'duplicate key value violates unique constraint "interactions_pkey"', 'interactions: duplicate interaction_id');
 SELECT throws_ok($$INSERT INTO personalize.interactions (customer_id, product_id, event_type)
                    VALUES (10, 1, 'view'), (10, 2, 'click'), (10, 99, 'cart')$$,

@@ -87,8 +87,9 @@ def op():
         # one statement, two triggers (UPDATE, then INSERT): existing events of c become
         # events of (c, p) while new events of (c, p) are inserted
         c, p, t = ev()
+        # (chosen ids: interaction_id is GENERATED ALWAYS, the owner overrides it)
         out.append(f"INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) "
-                   f"SELECT x.id, {c}, {p}, x.t FROM (SELECT id, '{r.choice(types)}' AS t FROM ({latest(c, r.randint(1, 3))}) e(id) "
+                   f"OVERRIDING SYSTEM VALUE SELECT x.id, {c}, {p}, x.t FROM (SELECT id, '{r.choice(types)}' AS t FROM ({latest(c, r.randint(1, 3))}) e(id) "
                    f"UNION ALL SELECT {NEXT_ID}, '{t}' FROM generate_series(1, {r.randint(1, 3)})) x "
                    f"ON CONFLICT (interaction_id) DO UPDATE SET product_id = EXCLUDED.product_id, "
                    f"event_type = EXCLUDED.event_type WHERE interactions.customer_id = {c};")
@@ -99,7 +100,7 @@ def op():
         d = (f"WITH d AS (DELETE FROM personalize.interactions WHERE customer_id = {c} "
              f"AND interaction_id IN ({latest(c, r.randint(1, 4))}) RETURNING *) ")
         if r.random() < 0.5:
-            out.append(d + "INSERT INTO personalize.interactions SELECT * FROM d;")
+            out.append(d + "INSERT INTO personalize.interactions OVERRIDING SYSTEM VALUE SELECT * FROM d;")
         else:
             out.append(d + f"INSERT INTO personalize.interactions (customer_id, product_id, event_type) "
                        f"SELECT customer_id, product_id, '{t}' FROM d UNION ALL SELECT {c}, {p}, '{t}';")

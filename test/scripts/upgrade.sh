@@ -11,14 +11,16 @@
 # frozen 0.1.0 script is byte-identical, every version has a path, and a library newer
 # than the installed SQL refuses with a hint instead of misbehaving.
 # Runs inside pg_virtualenv (see test/in_cluster.sh). TAP output; creates and drops
-# personalize_up_{a,b,c,d}_<pid>. (d): 0.1.0 holding events outside the occurred_at range
+# personalize_up_{a,b,c,d,e}_<pid>. (d): 0.1.0 holding events outside the occurred_at range
 # the update adds is refused with 23514 and changes nothing; once they are fixed it goes on.
+# (e): a 0.1.0 event log wedged by explicit ids ahead of its sequence is repaired by the
+# update (the sequence advances, no row changes) and its ids become GENERATED ALWAYS.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$ odd=personalize_up_d_$$
+a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$ odd=personalize_up_d_$$ wedged=personalize_up_e_$$
 work=$(mktemp -d)
 n=0
-cleanup() { for x in "$a" "$b" "$c" "$odd"; do dropdb --if-exists "$x" >/dev/null 2>&1; done; rm -rf "$work"; }
+cleanup() { for x in "$a" "$b" "$c" "$odd" "$wedged"; do dropdb --if-exists "$x" >/dev/null 2>&1; done; rm -rf "$work"; }
 trap cleanup EXIT
 die() { echo "upgrade: $*" >&2; echo "Bail out! $*"; exit 2; }
 ok()  { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
@@ -213,4 +215,29 @@ q "$odd" -c "UPDATE personalize.interactions SET occurred_at = '2011-06-02 00:00
   -c "ALTER EXTENSION personalize UPDATE" >/dev/null 2>&1
 is "$(q "$odd" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")|$(q "$odd" -c "SELECT count(*) FROM personalize.recommend(2, 'hybrid', 3)")" \
    "$default|2" "once they are fixed the update runs and recommend() answers (product 1 through the view of 2, then 2)"
+
+# (e) 0.1.0 let a client insert ids ahead of the identity sequence (ids 3 and 4 after two
+# default inserts): the next default insert fails with 23505 there. The update advances the
+# sequence past max(interaction_id) without touching a row; the next default insert takes
+# id 5, and an explicit id is refused (GENERATED ALWAYS)
+createdb "$wedged" || die "cannot create $wedged"
+q "$wedged" -c "CREATE EXTENSION personalize VERSION '0.1.0' CASCADE" \
+  -c "INSERT INTO personalize.products (product_id, name) VALUES (1, 'a'), (2, 'b')" \
+  -c "INSERT INTO personalize.customers (customer_id) VALUES (1), (2)" \
+  -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'view'), (1, 2, 'view')" \
+  -c "INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) VALUES (3, 2, 1, 'view'), (4, 2, 2, 'cart')" \
+  >/dev/null || die "cannot load $wedged"
+err=$(psql -X -q -At -d "$wedged" -c '\set VERBOSITY verbose' -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'click')" 2>&1)
+ok $([[ "$err" == *"23505"* ]] && echo 0 || echo 1) "0.1.0: explicit ids ahead of the sequence make the next default insert fail with 23505 (${err%%$'\n'*})"
+rows_before=$(q "$wedged" -c "SELECT string_agg(interaction_id || ':' || customer_id || ':' || product_id || ':' || event_type, ' ' ORDER BY interaction_id) FROM personalize.interactions")
+q "$wedged" -c "ALTER EXTENSION personalize UPDATE" >/dev/null 2>&1
+is "$(q "$wedged" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")|$(q "$wedged" -c "SELECT string_agg(interaction_id || ':' || customer_id || ':' || product_id || ':' || event_type, ' ' ORDER BY interaction_id) FROM personalize.interactions")" \
+   "$default|$rows_before" "the update of the wedged 0.1.0 log runs and keeps every event as it was"
+is "$(q "$wedged" -c "SELECT last_value || '/' || is_called FROM personalize.interactions_interaction_id_seq")|$(q "$wedged" -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'click') RETURNING interaction_id")" \
+   "4/true|5" "the update advanced the sequence past max(interaction_id): the next default insert takes id 5"
+err=$(psql -X -q -At -d "$wedged" -c '\set VERBOSITY verbose' -c "INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type) VALUES (7, 1, 1, 'view')" 2>&1)
+ok $([[ "$err" == *"428C9"* && "$(q "$wedged" -c "SELECT attidentity FROM pg_attribute WHERE attrelid = 'personalize.interactions'::regclass AND attname = 'interaction_id'")" == a ]] && echo 0 || echo 1) \
+   "after the update interaction_id is GENERATED ALWAYS: an explicit id is refused with 428C9 (${err%%$'\n'*})"
+is "$(q "$wedged" -c "SELECT (SELECT count(*) FROM personalize.customer_items)::text || '/' || (SELECT coalesce(sum(events), 0) FROM personalize.customer_items)")" \
+   "4/5" "the model counts the five events of the repaired log"
 exit 0
