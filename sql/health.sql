@@ -35,7 +35,8 @@ SELECT personalize.refresh_neighbors(NULL, true) >= 0 AS refreshed_all;
 SELECT details -> 'skipped_variants' -> 0 ->> 'variant' AS skipped
 FROM personalize.maintenance_runs WHERE job = 'refresh_neighbors' ORDER BY run_id DESC LIMIT 1;
 
--- health names it; the checks this test controls
+-- health names it; the checks this test controls (the pair store from the statistics)
+ANALYZE personalize.pair_counts;
 SELECT "check", status, detail FROM personalize.health WHERE "check" = 'variants';
 SELECT "check", status, value IS NOT NULL AS has_value
 FROM personalize.health
@@ -51,12 +52,14 @@ SET personalize.health_backlog_warn = 1;
 SELECT "check", status FROM personalize.health WHERE "check" = 'neighbor_backlog';
 SET personalize.health_backlog_critical = 1;
 SELECT "check", status FROM personalize.health WHERE "check" = 'neighbor_backlog';
-SET personalize.health_refresh_warn = '1ms';
+SET personalize.health_refresh_warn = '2h';
+SHOW personalize.health_refresh_warn;
 SET personalize.health_expected_jobs = 'refresh, nonsense';
 SET personalize.health_backlog_warn = -1;
 SHOW personalize.health_refresh_critical;
 RESET personalize.health_backlog_warn;
 RESET personalize.health_backlog_critical;
+RESET personalize.health_refresh_warn;
 
 -- a monitoring role with SELECT on the view alone reads every row; others read nothing
 CREATE ROLE regress_health_monitor;
