@@ -1365,4 +1365,480 @@ REVOKE ALL ON FUNCTION @extschema@._health_cron_jobs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._health_settings() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._health_cron_jobs() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._variant_problem(text, text, jsonb) TO PUBLIC;
+
+-- Operations (issue 11): an OpenAI run is committed as 'running' before its setup (picking
+-- the customers or products, the catalog), so that a failure there is recorded too
+CREATE OR REPLACE PROCEDURE @extschema@.llm_refresh(max_customers integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    todo bigint[];
+    pos integer := 1;
+    per_req integer;
+    conc integer;
+    catalog jsonb;
+    queue jsonb := '[]';
+    batches jsonb;
+    bodies text[];
+    asked bigint[];
+    r record;
+    res record;
+    n_customers integer := 0;
+    n_requests integer := 0;
+    n_retries integer := 0;
+    n_failures integer := 0;
+    n_rejections integer := 0;
+    n_prompt bigint := 0;
+    n_completion bigint := 0;
+    quota_error text;
+    last_error text;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_customers IS NOT NULL AND max_customers < 1 THEN
+        RAISE EXCEPTION 'max_customers must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_customers),
+                  HINT = 'NULL means every customer who needs an answer.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    per_req := (cfg ->> 'llm_customers_per_request')::integer;
+    conc := (cfg ->> 'openai_concurrency')::integer;
+    run := @extschema@._llm_run_start('refresh');
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        todo := @extschema@._llm_pick(coalesce(max_customers, 2147483647));
+        catalog := @extschema@._llm_catalog();
+        UPDATE @extschema@.llm_runs
+           SET details = jsonb_build_object('to_do', cardinality(todo), 'customers_per_request', per_req,
+                                            'concurrency', conc, 'catalog', jsonb_array_length(catalog))
+         WHERE run_id = run;
+        RAISE NOTICE 'llm_refresh run %: % customers to ask about, % per request, % requests at a time',
+            run, cardinality(todo), per_req, conc;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'llm_refresh', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
+    COMMIT;
+
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        -- the round: halves of truncated requests first, then the next customers
+        batches := '[]';
+        WHILE jsonb_array_length(batches) < conc LOOP
+            IF jsonb_array_length(queue) > 0 THEN
+                batches := batches || jsonb_build_array(queue -> 0);
+                queue := queue - 0;
+            ELSIF pos <= cardinality(todo) THEN
+                batches := batches || jsonb_build_array(to_jsonb(todo[pos:pos + per_req - 1]));
+                pos := pos + per_req;
+            ELSE
+                EXIT;
+            END IF;
+        END LOOP;
+        EXIT WHEN jsonb_array_length(batches) = 0;
+
+        BEGIN
+            SELECT array_agg(@extschema@._llm_chat_body(
+                       ARRAY(SELECT jsonb_array_elements_text(b.v)::bigint), catalog)::text ORDER BY b.n)
+              INTO bodies
+              FROM jsonb_array_elements(batches) WITH ORDINALITY AS b(v, n);
+            FOR r IN SELECT * FROM @extschema@._openai_post('/chat/completions', bodies) ORDER BY idx LOOP
+                asked := ARRAY(SELECT jsonb_array_elements_text(batches -> (r.idx - 1))::bigint);
+                IF r.error_code IS NOT DISTINCT FROM 'not_sent' THEN
+                    CONTINUE;          -- never sent (the quota ran out): left for the next run
+                END IF;
+                n_requests := n_requests + 1;
+                n_retries := n_retries + greatest(r.attempts - 1, 0);
+                IF r.http_status BETWEEN 200 AND 299 THEN
+                    res := @extschema@._llm_ingest(run, asked, r.body);
+                    n_customers := n_customers + res.stored;
+                    n_rejections := n_rejections + res.rejected;
+                    n_prompt := n_prompt + res.prompt_tokens;
+                    n_completion := n_completion + res.completion_tokens;
+                    IF res.outcome = 'split' THEN
+                        queue := queue || jsonb_build_array(to_jsonb(asked[1:cardinality(asked) / 2]),
+                                                            to_jsonb(asked[cardinality(asked) / 2 + 1:]));
+                    ELSIF res.outcome = 'failed' THEN
+                        n_failures := n_failures + 1;
+                    END IF;
+                ELSE
+                    n_failures := n_failures + 1;
+                    last_error := r.error;
+                    n_rejections := n_rejections + @extschema@._llm_reject_all(run, asked, 'request_failed',
+                        format('%s (after %s attempts)', r.error, r.attempts));
+                    IF r.error_code = 'insufficient_quota' THEN
+                        quota_error := r.error;
+                    END IF;
+                END IF;
+            END LOOP;
+            UPDATE @extschema@.llm_runs
+               SET customers = n_customers, requests = n_requests, retries = n_retries, failures = n_failures,
+                   rejections = n_rejections, prompt_tokens = n_prompt, completion_tokens = n_completion,
+                   details = details || jsonb_build_object('done', least(pos - 1, cardinality(todo)))
+             WHERE run_id = run;
+        EXCEPTION
+            WHEN query_canceled THEN
+                stop_state := '57014';
+                GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                        stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+        END;
+        IF stop_state IS NOT NULL THEN
+            PERFORM @extschema@._llm_run_stop(run, stop_state, stop_msg);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+                DETAIL = concat_ws(' ', nullif(stop_detail, ''),
+                    format('llm_refresh run %s stopped; the %s customers answered before are kept.', run, n_customers)),
+                HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.llm_refresh() again continues with the customers left.');
+        END IF;
+        COMMIT;
+        IF clock_timestamp() - last_notice >= interval '10 seconds' THEN
+            RAISE NOTICE 'llm_refresh run %: % of % customers asked, % answered, % requests, % failed',
+                run, least(pos - 1, cardinality(todo)), cardinality(todo), n_customers, n_requests, n_failures;
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN quota_error IS NOT NULL;
+    END LOOP;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    UPDATE @extschema@.llm_runs
+       SET status = CASE WHEN quota_error IS NOT NULL THEN 'quota_exceeded'
+                         WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed'
+                         ELSE 'completed' END,
+           error = coalesce(quota_error, CASE WHEN n_requests > 0 AND n_failures = n_requests THEN last_error END),
+           finished_at = clock_timestamp()
+     WHERE run_id = run;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF quota_error IS NOT NULL THEN
+        RAISE EXCEPTION 'the OpenAI quota is exhausted'
+            USING ERRCODE = 'insufficient_resources',
+                  DETAIL = format('Run %s stored answers for %s customers, then the API said: %s', run, n_customers, quota_error),
+                  HINT = 'Check the plan and billing of the OpenAI account; the next run continues with the customers left.';
+    ELSIF n_requests > 0 AND n_failures = n_requests THEN
+        RAISE EXCEPTION 'every OpenAI request of llm_refresh run % failed', run
+            USING ERRCODE = 'connection_exception',
+                  DETAIL = format('%s requests; the last error: %s', n_requests, coalesce(last_error, 'no usable answer (see personalize.llm_rejections)')),
+                  HINT = 'Check personalize.openai_base_url, the API key and personalize.llm_rejections for this run.';
+    END IF;
+    RAISE NOTICE 'llm_refresh run %: done, % customers answered, % requests (% retries, % failed), % rejections, % prompt and % completion tokens',
+        run, n_customers, n_requests, n_retries, n_failures, n_rejections, n_prompt, n_completion;
+END $$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.llm_batch_submit(max_customers integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    todo bigint[];
+    per_req integer;
+    catalog jsonb;
+    content text := '';
+    line text;
+    requests jsonb := '{}';
+    n integer := 0;
+    pos integer := 1;
+    up record;
+    cr record;
+    file jsonb;
+    batch jsonb;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_customers IS NOT NULL AND max_customers < 1 THEN
+        RAISE EXCEPTION 'max_customers must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_customers),
+                  HINT = 'NULL means every customer who needs an answer.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    per_req := (cfg ->> 'llm_customers_per_request')::integer;
+    run := @extschema@._llm_run_start('batch_submit');
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        todo := @extschema@._llm_pick(least(coalesce(max_customers, 2147483647), 50000 * per_req));
+        catalog := @extschema@._llm_catalog();
+        WHILE pos <= cardinality(todo) AND length(content) < 190000000 LOOP
+            n := n + 1;
+            line := jsonb_build_object('custom_id', format('run%s-%s', run, n), 'method', 'POST',
+                                       'url', '/v1/chat/completions',
+                                       'body', @extschema@._llm_chat_body(todo[pos:pos + per_req - 1], catalog))::text;
+            content := content || line || E'\n';
+            requests := requests || jsonb_build_object(format('run%s-%s', run, n), to_jsonb(todo[pos:pos + per_req - 1]));
+            pos := pos + per_req;
+        END LOOP;
+        IF n = 0 THEN
+            UPDATE @extschema@.llm_runs SET status = 'completed', finished_at = clock_timestamp(),
+                   details = jsonb_build_object('batch_id', NULL) WHERE run_id = run;
+            RAISE NOTICE 'llm_batch_submit run %: no customer needs an answer', run;
+        ELSE
+            SELECT * INTO up FROM @extschema@._openai_upload('batch', format('personalize-run-%s.jsonl', run), content);
+            file := @extschema@._openai_json('POST /files (the batch input)', up.http_status, up.body, up.error);
+            SELECT * INTO cr FROM @extschema@._openai_post('/batches', ARRAY[jsonb_build_object(
+                'input_file_id', file ->> 'id', 'endpoint', '/v1/chat/completions', 'completion_window', '24h',
+                'metadata', jsonb_build_object('personalize_run', run::text))::text]);
+            batch := @extschema@._openai_json(format('POST /batches (input file %s)', file ->> 'id'), cr.http_status, cr.body, cr.error);
+            IF batch ->> 'id' IS NULL THEN
+                RAISE EXCEPTION 'OpenAI created a batch without an id' USING ERRCODE = 'invalid_text_representation';
+            END IF;
+            INSERT INTO @extschema@.llm_batches (batch_id, run_id, input_file_id, status, requests, customers)
+            VALUES (batch ->> 'id', run, file ->> 'id', coalesce(batch ->> 'status', 'validating'), n, pos - 1 - greatest(pos - 1 - cardinality(todo), 0));
+            INSERT INTO @extschema@.llm_batch_requests (batch_id, custom_id, customer_ids)
+            SELECT batch ->> 'id', e.key, ARRAY(SELECT jsonb_array_elements_text(e.value)::bigint)
+              FROM jsonb_each(requests) e;
+            UPDATE @extschema@.llm_runs
+               SET status = 'completed', finished_at = clock_timestamp(), requests = 2,
+                   retries = greatest(up.attempts - 1, 0) + greatest(cr.attempts - 1, 0),
+                   customers = least(pos - 1, cardinality(todo)),
+                   details = jsonb_build_object('batch_id', batch ->> 'id', 'input_file_id', file ->> 'id',
+                                                'lines', n, 'bytes', length(content))
+             WHERE run_id = run;
+            RAISE NOTICE 'llm_batch_submit run %: batch % with % requests for % customers', run, batch ->> 'id', n,
+                least(pos - 1, cardinality(todo));
+        END IF;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('llm_batch_submit run %s submitted nothing.', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.llm_batch_submit() again; the customers are still waiting.');
+    END IF;
+    COMMIT;
+END $$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.embed_products(max_products integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    emb_model text;
+    emb_dims integer;
+    conc integer;
+    per_req integer := 2048;
+    todo bigint[];
+    texts text[];
+    pos integer := 1;
+    bodies text[];
+    batches jsonb;
+    ids bigint[];
+    r record;
+    resp jsonb;
+    ok boolean;
+    n_products integer := 0;
+    n_requests integer := 0;
+    n_retries integer := 0;
+    n_failures integer := 0;
+    n_prompt bigint := 0;
+    n_rejections integer := 0;
+    quota_error text;
+    last_error text;
+    changed bigint[] := '{}';
+    lists bigint := 0;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'NULL means every product without a current embedding.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    emb_model := cfg ->> 'openai_embedding_model';
+    emb_dims := (cfg ->> 'openai_embedding_dimensions')::integer;
+    conc := (cfg ->> 'openai_concurrency')::integer;
+    run := @extschema@._llm_run_start('embed');
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
+          FROM (SELECT p.product_id FROM @extschema@.products p
+                 LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
+                 WHERE p.active
+                   AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
+                 ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
+        UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
+         WHERE run_id = run;
+        RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'embed_products', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
+    COMMIT;
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXIT WHEN pos > cardinality(todo);
+        batches := '[]';
+        bodies := '{}';
+        WHILE jsonb_array_length(batches) < conc AND pos <= cardinality(todo) LOOP
+            ids := todo[pos:pos + per_req - 1];
+            pos := pos + per_req;
+            SELECT array_agg(@extschema@._product_text(p) ORDER BY o.n) INTO texts
+              FROM unnest(ids) WITH ORDINALITY o(id, n) JOIN @extschema@.products p ON p.product_id = o.id;
+            batches := batches || jsonb_build_array(to_jsonb(ids));
+            bodies := bodies || (jsonb_build_object('model', emb_model, 'input', to_jsonb(texts), 'encoding_format', 'float')
+                                 || CASE WHEN emb_dims > 0 THEN jsonb_build_object('dimensions', emb_dims) ELSE '{}' END)::text;
+        END LOOP;
+        BEGIN
+            FOR r IN SELECT * FROM @extschema@._openai_post('/embeddings', bodies) ORDER BY idx LOOP
+                CONTINUE WHEN r.error_code IS NOT DISTINCT FROM 'not_sent';
+                ids := ARRAY(SELECT jsonb_array_elements_text(batches -> (r.idx - 1))::bigint);
+                n_requests := n_requests + 1;
+                n_retries := n_retries + greatest(r.attempts - 1, 0);
+                resp := NULL;
+                IF r.http_status BETWEEN 200 AND 299 THEN
+                    BEGIN
+                        resp := r.body::jsonb;
+                    EXCEPTION WHEN invalid_text_representation THEN
+                        resp := NULL;
+                    END;
+                END IF;
+                -- usable only if every input has exactly one finite vector of one length
+                ok := resp IS NOT NULL AND jsonb_typeof(resp -> 'data') = 'array';
+                IF ok THEN
+                    SELECT count(*) = cardinality(ids)
+                           AND count(DISTINCT d ->> 'index') = cardinality(ids)
+                           AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
+                                                 AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
+                                                          THEN (d ->> 'index')::integer < cardinality(ids) END), false)
+                      INTO ok FROM jsonb_array_elements(resp -> 'data') d;
+                END IF;
+                IF ok THEN
+                    SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
+                           AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
+                           AND coalesce(bool_and(jsonb_typeof(x) = 'number'
+                                                 AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
+                      INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
+                END IF;
+                IF NOT ok THEN
+                    n_failures := n_failures + 1;
+                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input');
+                    IF r.error_code = 'insufficient_quota' THEN
+                        quota_error := r.error;
+                    END IF;
+                    INSERT INTO @extschema@.llm_rejections (run_id, product_id, reason, detail)
+                    SELECT run, id, CASE WHEN r.http_status BETWEEN 200 AND 299 THEN 'malformed_response' ELSE 'request_failed' END,
+                           left(last_error, 500)
+                      FROM unnest(ids) id;
+                    n_rejections := n_rejections + cardinality(ids);
+                    CONTINUE;
+                END IF;
+                n_prompt := n_prompt + coalesce((resp #>> '{usage,prompt_tokens}')::numeric::bigint, 0);
+                INSERT INTO @extschema@.product_embeddings AS e (product_id, model, embedding, text_md5, embedded_at)
+                SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
+                       ARRAY(SELECT x::text::real FROM jsonb_array_elements(d -> 'embedding') x),
+                       md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))), clock_timestamp()
+                  FROM jsonb_array_elements(resp -> 'data') d
+                  JOIN @extschema@.products p ON p.product_id = ids[(d ->> 'index')::integer + 1]
+                ON CONFLICT (product_id) DO UPDATE
+                   SET model = excluded.model, embedding = excluded.embedding,
+                       text_md5 = excluded.text_md5, embedded_at = excluded.embedded_at;
+                n_products := n_products + cardinality(ids);
+                changed := changed || ids;
+            END LOOP;
+            UPDATE @extschema@.llm_runs
+               SET customers = n_products, requests = n_requests, retries = n_retries, failures = n_failures,
+                   rejections = n_rejections, prompt_tokens = n_prompt,
+                   details = details || jsonb_build_object('embedded', n_products)
+             WHERE run_id = run;
+        EXCEPTION
+            WHEN query_canceled THEN
+                stop_state := '57014';
+                GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                        stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+        END;
+        IF stop_state IS NOT NULL THEN
+            PERFORM @extschema@._llm_run_stop(run, stop_state, stop_msg);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+                DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('embed_products run %s stopped; %s embeddings stored before are kept.', run, n_products)),
+                HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.embed_products() again continues with the products left.');
+        END IF;
+        COMMIT;
+        IF clock_timestamp() - last_notice >= interval '10 seconds' THEN
+            RAISE NOTICE 'embed_products run %: % of % products embedded', run, n_products, cardinality(todo);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN quota_error IS NOT NULL;
+    END LOOP;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- the content lists of this run's products, and of any product embedded by an earlier
+    -- run that stopped (cancel, crash) before it got to this step
+    changed := changed || ARRAY(SELECT e.product_id FROM @extschema@.product_embeddings e
+                                 JOIN @extschema@.products p ON p.product_id = e.product_id AND p.active
+                                WHERE NOT EXISTS (SELECT FROM @extschema@.neighbors n
+                                                   WHERE n.measure = 'content' AND n.product_id = e.product_id));
+    IF cardinality(changed) > 0 THEN
+        lists := @extschema@._refresh_content_neighbors(ARRAY(SELECT DISTINCT unnest(changed)));
+    END IF;
+    UPDATE @extschema@.llm_runs
+       SET status = CASE WHEN quota_error IS NOT NULL THEN 'quota_exceeded'
+                         WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed' ELSE 'completed' END,
+           error = coalesce(quota_error, CASE WHEN n_requests > 0 AND n_failures = n_requests THEN last_error END),
+           finished_at = clock_timestamp(), details = details || jsonb_build_object('content_lists', lists)
+     WHERE run_id = run;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF quota_error IS NOT NULL THEN
+        RAISE EXCEPTION 'the OpenAI quota is exhausted'
+            USING ERRCODE = 'insufficient_resources',
+                  DETAIL = format('embed_products run %s stored %s embeddings, then the API said: %s', run, n_products, quota_error),
+                  HINT = 'Check the plan and billing of the OpenAI account; the next run continues with the products left.';
+    ELSIF n_requests > 0 AND n_failures = n_requests THEN
+        RAISE EXCEPTION 'every OpenAI request of embed_products run % failed', run
+            USING ERRCODE = 'connection_exception',
+                  DETAIL = format('%s requests; the last error: %s', n_requests, last_error),
+                  HINT = 'Check personalize.openai_base_url, the API key and personalize.llm_rejections for this run.';
+    END IF;
+    RAISE NOTICE 'embed_products run %: done, % products embedded in % requests (% failed), % content neighbour lists written',
+        run, n_products, n_requests, n_failures, lists;
+END $$;
 SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);
