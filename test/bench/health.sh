@@ -3,8 +3,9 @@
 # through the triggers and refreshed, a year of unpruned run rows (maintenance_runs: two a
 # minute; llm_runs: one every 10 minutes), a running experiment with 200,000 exposures, the
 # refresh job scheduled in pg_cron's database (so the jobs are read through the background
-# worker). Prints EXPLAIN ANALYZE's execution time and the median of 50 client-timed reads,
-# for the whole view and for _health_cron_jobs() alone.
+# worker). Prints EXPLAIN ANALYZE's execution time (each in a new session) and the median
+# of 50 client-timed reads in one session, for the whole view, for _health_cron_jobs()
+# alone, and for the view once the experiment is stopped.
 # Runs inside pg_virtualenv (cron.database_name = postgres, cron.use_background_workers = on).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,5 +47,7 @@ median() {   # $1 = SQL: median wall time of 50 runs in one session, ms
 }
 echo "SELECT * FROM personalize.health: $(median 'SELECT * FROM personalize.health;')"
 echo "SELECT personalize._health_cron_jobs(): $(median 'SELECT personalize._health_cron_jobs();')"
+q -c "SELECT personalize.stop_experiment('bench')" >/dev/null
+echo "SELECT * FROM personalize.health, no experiment running: $(median 'SELECT * FROM personalize.health;')"
 psql -X -q -d postgres -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE database = '$db'" >/dev/null
 dropdb "$db"
