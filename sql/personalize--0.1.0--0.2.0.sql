@@ -1415,6 +1415,691 @@ END $$;
 
 -- Embeddings of the active products that have none (or whose text or model changed),
 -- 2048 inputs per request; then their content neighbour lists.
+
+------------------------------------------------------------------------------
+-- Operations (issue 11, parts 1 and 2): failures that cannot hide, personalize.health.
+-- variants rows are validated on INSERT and UPDATE (a trigger); rows already invalid
+-- are kept: the refresh skips them with a WARNING and records them, health names them.
+------------------------------------------------------------------------------
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+-- A variant row's problem ("SQLSTATE: message"), or NULL when it is valid. SECURITY
+-- DEFINER: personalize.health calls it for its reader, who may not execute the validator.
+CREATE FUNCTION @extschema@._variant_problem(name text, algorithm text, params jsonb)
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e_state text;
+    e_message text;
+BEGIN
+    PERFORM @extschema@._validate_variant(name, algorithm, params);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
+    RETURN e_state || ': ' || e_message;
+END $$;
+COMMENT ON FUNCTION @extschema@._variant_problem(text, text, jsonb) IS
+    'Why a variant''s algorithm and parameters are invalid (SQLSTATE: message), or NULL when they are valid.';
+
+-- The invalid rows of variants (written before the trigger below existed, or with it
+-- disabled), as a jsonb array of {variant, error}; a WARNING for each when warn is set.
+-- The refresh skips them and records them; personalize.health names them.
+CREATE FUNCTION @extschema@._variant_problems(warn boolean) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    found jsonb := '[]';
+BEGIN
+    FOR r IN SELECT v.name, p.problem
+             FROM @extschema@.variants v,
+                  LATERAL (SELECT @extschema@._variant_problem(v.name, v.algorithm, v.params) AS problem) p
+             WHERE p.problem IS NOT NULL ORDER BY v.name LOOP
+        IF warn THEN
+            RAISE WARNING 'variant "%" is skipped: its row in personalize.variants is invalid', r.name
+                USING DETAIL = r.problem,
+                      HINT = 'Correct it (UPDATE personalize.variants SET params = ... is validated) or drop it with personalize.drop_variant(); recommend() refuses this variant until then.';
+        END IF;
+        found := found || jsonb_build_array(jsonb_build_object('variant', r.name, 'error', r.problem));
+    END LOOP;
+    RETURN found;
+END $$;
+
+-- Every INSERT and UPDATE of a variants row is validated like create_variant() (22023 and
+-- the parameter at fault). SECURITY DEFINER: a role granted UPDATE on variants may not
+-- execute the validator itself.
+CREATE FUNCTION @extschema@._variants_validate() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._validate_variant(NEW.name, NEW.algorithm, NEW.params);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER variants_validate BEFORE INSERT OR UPDATE ON @extschema@.variants
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._variants_validate();
+
+CREATE OR REPLACE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_products boolean, log_run boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measures text[];
+    batch bigint[];
+    done bigint := 0;
+    started timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+    skipped jsonb;
+BEGIN
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'Pass NULL to refresh every dirty product.';
+    END IF;
+    IF all_products THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        ON CONFLICT (product_id) DO NOTHING;
+        -- the 'content' lists (embed_products) do not depend on co-occurrence: kept
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+    END IF;
+    -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
+    IF log_run THEN
+        skipped := @extschema@._variant_problems(true);
+    END IF;
+    SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
+    FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
+                      THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
+          FROM @extschema@.variants v) s
+    WHERE m IS NOT NULL;
+    LOOP
+        WITH d AS (
+            DELETE FROM @extschema@.dirty_products dp
+            WHERE dp.product_id IN (SELECT x.product_id FROM @extschema@.dirty_products x
+                                    ORDER BY x.product_id
+                                    LIMIT least(500, coalesce(max_products - done, 500))
+                                    FOR UPDATE SKIP LOCKED)
+            RETURNING dp.product_id)
+        SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
+        EXIT WHEN batch IS NULL;
+
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
+        IF measures IS NOT NULL THEN
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
+            FROM @extschema@._compute_neighbors(measures, batch) c;
+        END IF;
+        done := done + cardinality(batch);
+        IF clock_timestamp() - last_notice > interval '5 seconds' THEN
+            RAISE NOTICE 'refresh_neighbors: % products refreshed, % still dirty', done,
+                (SELECT count(*) FROM @extschema@.dirty_products);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN max_products IS NOT NULL AND done >= max_products;
+    END LOOP;
+    IF log_run THEN
+        INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
+                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer)
+                || CASE WHEN jsonb_array_length(skipped) > 0 THEN jsonb_build_object('skipped_variants', skipped)
+                        ELSE '{}' END);
+    END IF;
+    RETURN done;
+END $$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.refresh()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    n bigint;
+    done bigint := 0;
+    popular bigint;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+    skipped jsonb;
+BEGIN
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        BEGIN
+            IF skipped IS NULL THEN
+                skipped := @extschema@._variant_problems(true);
+            END IF;
+            n := @extschema@._refresh_neighbors(100, false, false);
+            IF n < 100 THEN
+                popular := @extschema@.refresh_popular();
+            END IF;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN e_state IS NOT NULL;
+        done := done + n;
+        EXIT WHEN n < 100;
+        COMMIT;
+    END LOOP;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular)
+                OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_array_length(skipped) OPERATOR(pg_catalog.>) 0
+                                             THEN pg_catalog.jsonb_build_object('skipped_variants', skipped) ELSE '{}' END,
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The lists refreshed before the error are kept; the next run continues with the rest.');
+    END IF;
+END $$;
+
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
+
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- the last run (and the last failed one) of each job, newest first
+CREATE INDEX maintenance_runs_job_idx ON @extschema@.maintenance_runs (job, run_id);
+CREATE INDEX maintenance_runs_failed_idx ON @extschema@.maintenance_runs (run_id)
+    WHERE status OPERATOR(pg_catalog.<>) 'succeeded';
+CREATE INDEX llm_runs_kind_idx ON @extschema@.llm_runs (kind, run_id);
+CREATE INDEX llm_runs_failed_idx ON @extschema@.llm_runs (run_id)
+    WHERE status OPERATOR(pg_catalog.<>) ALL (ARRAY['running', 'completed']);
+
+-- the thresholds (personalize.health_*), validated by the library
+CREATE FUNCTION @extschema@._health_settings() RETURNS jsonb
+    LANGUAGE c STABLE PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'personalize_health_settings';
+COMMENT ON FUNCTION @extschema@._health_settings() IS
+    'The thresholds of personalize.health (seconds, products; 0 = off) and the pg_cron jobs it expects.';
+
+-- this database's personalize-* pg_cron jobs and their last runs, read as the view's owner
+CREATE FUNCTION @extschema@._health_cron_jobs() RETURNS jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_health_cron_jobs';
+COMMENT ON FUNCTION @extschema@._health_cron_jobs() IS
+    'This database''s personalize-* pg_cron jobs and the last finished run of each, read as the owner of personalize.health (pg_cron shows a role its own jobs only); only for roles that may read personalize.health.';
+
+CREATE VIEW @extschema@.health AS
+WITH s AS MATERIALIZED (
+    SELECT (h ->> 'refresh_warn')::numeric AS r_warn, (h ->> 'refresh_critical')::numeric AS r_crit,
+           (h ->> 'backlog_warn')::numeric AS b_warn, (h ->> 'backlog_critical')::numeric AS b_crit,
+           (h ->> 'llm_warn')::numeric AS l_warn, (h ->> 'llm_critical')::numeric AS l_crit,
+           ARRAY(SELECT DISTINCT pg_catalog.lower(pg_catalog.btrim(x))
+                 FROM pg_catalog.unnest(pg_catalog.string_to_array(h ->> 'expected_jobs', ',')) x
+                 WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) '') AS expected,
+           EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) AS has_model
+    FROM (SELECT @extschema@._health_settings() AS h) z
+), refresh AS (
+    -- the last successful refresh() or rebuild()
+    SELECT max(x.finished_at) AS t FROM (
+        (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+         WHERE m.job = 'refresh' AND m.status = 'succeeded' ORDER BY m.run_id DESC LIMIT 1)
+        UNION ALL
+        (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+         WHERE m.job = 'rebuild' AND m.status = 'succeeded' ORDER BY m.run_id DESC LIMIT 1)) x
+), failure AS (
+    -- the newest failed run of any job, and whether a later run of that job went well
+    SELECT f.*, f.run_id = (SELECT m.run_id FROM @extschema@.maintenance_runs m WHERE m.job = f.job
+                            ORDER BY m.run_id DESC LIMIT 1) AS is_current
+    FROM (SELECT 'maintenance_runs' AS tbl, m.run_id, m.job, m.job AS kind, m.finished_at, m.error
+          FROM @extschema@.maintenance_runs m WHERE m.status <> 'succeeded' ORDER BY m.run_id DESC LIMIT 1) f
+    UNION ALL
+    SELECT f.*, f.run_id = (SELECT r.run_id FROM @extschema@.llm_runs r WHERE r.kind = f.kind
+                            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (SELECT 'llm_runs' AS tbl, r.run_id, 'llm_' || r.kind AS job, r.kind, coalesce(r.finished_at, r.started_at) AS finished_at,
+                 r.status || ': ' || coalesce(r.error, 'no error recorded') AS error
+          FROM @extschema@.llm_runs r WHERE r.status <> ALL (ARRAY['running', 'completed'])
+          ORDER BY r.run_id DESC LIMIT 1) f
+), backlog AS (
+    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n,
+           (SELECT min(d.since) FROM @extschema@.dirty_products d) AS oldest
+), llm AS (
+    SELECT k.kind, r.*
+    FROM unnest(ARRAY['refresh', 'batch_submit', 'batch_poll', 'embed']) AS k(kind),
+         LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at, x.error FROM @extschema@.llm_runs x
+                  WHERE x.kind = k.kind ORDER BY x.run_id DESC LIMIT 1) r
+), cron AS (
+    SELECT @extschema@._health_cron_jobs() AS c
+), jobs AS (
+    -- each expected job and each personalize job of this database that exists
+    SELECT w.what, w.what = ANY (s.expected) AS expected, j.job
+    FROM s, cron,
+         LATERAL (SELECT e AS what FROM unnest(s.expected) e
+                  UNION
+                  SELECT substring(x ->> 'job' FROM '^personalize-(.*)@[^@]*$')
+                  FROM jsonb_array_elements(cron.c -> 'jobs') x) w
+         LEFT JOIN LATERAL (SELECT x AS job FROM jsonb_array_elements(cron.c -> 'jobs') x
+                            WHERE x ->> 'job' = 'personalize-' || w.what || '@' || current_database()) j ON true
+    WHERE cron.c ->> 'state' = 'ok' AND w.what IS NOT NULL
+), srm AS (
+    -- experiment_results' sample-ratio check for the running experiment, from its
+    -- exposures only (each customer in the arm of their first exposure, as there)
+    SELECT e.name, p.p
+    FROM @extschema@.experiments e,
+         LATERAL (
+             SELECT @extschema@._chisq_sf(least(sum((a.n - a.n_total * a.weight::numeric / a.w_total) ^ 2
+                        / nullif(a.n_total * a.weight::numeric / a.w_total, 0)), 1e300)::float8, count(*) - 1) AS p
+             FROM (SELECT ea.arm, ea.weight, coalesce(c.n, 0) AS n,
+                          sum(coalesce(c.n, 0)) OVER () AS n_total, sum(ea.weight::numeric) OVER () AS w_total
+                   FROM @extschema@.experiment_arms ea
+                   LEFT JOIN (SELECT pc.arm, count(*) AS n
+                              FROM (SELECT min(x.arm) AS arm FROM @extschema@.exposures x
+                                    WHERE x.experiment_id = e.experiment_id AND x.arm IS NOT NULL
+                                    GROUP BY x.customer_id) pc
+                              GROUP BY pc.arm) c ON c.arm = ea.arm
+                   WHERE ea.experiment_id = e.experiment_id) a
+             HAVING min(a.n_total) > 0) p
+    WHERE e.status = 'running'
+)
+SELECT c."check", c.status, c.value, c.detail FROM (
+    SELECT 1 AS ord, 'refresh_age' AS "check",
+           CASE WHEN r.t IS NULL THEN CASE WHEN s.has_model THEN 'critical' ELSE 'ok' END
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END AS status,
+           a.v AS value,
+           CASE WHEN r.t IS NULL AND s.has_model THEN 'no successful refresh() recorded: the neighbour lists are not refreshed'
+                WHEN r.t IS NULL THEN 'no successful refresh() recorded yet (no events either)'
+                ELSE format('the last successful refresh() or rebuild() finished at %s', r.t) END AS detail
+    FROM s, refresh r, LATERAL (SELECT round(extract(epoch FROM now() - r.t), 1) AS v) a
+    UNION ALL
+    SELECT 2, 'last_job_error',
+           CASE WHEN f.run_id IS NULL OR NOT f.is_current THEN 'ok' ELSE 'warn' END,
+           round(extract(epoch FROM now() - f.finished_at), 1),
+           CASE WHEN f.run_id IS NULL THEN 'no failed run recorded'
+                ELSE format('%s run %s (%s) at %s: %s%s', f.job, f.run_id, f.tbl, f.finished_at, f.error,
+                            CASE WHEN f.is_current THEN '' ELSE '; a later run of that job succeeded' END) END
+    FROM (SELECT 1) one
+    LEFT JOIN (SELECT * FROM failure ORDER BY finished_at DESC LIMIT 1) f ON true
+    UNION ALL
+    SELECT 3, 'neighbor_backlog',
+           CASE WHEN s.b_crit > 0 AND b.n >= s.b_crit THEN 'critical'
+                WHEN s.b_warn > 0 AND b.n >= s.b_warn THEN 'warn' ELSE 'ok' END,
+           b.n,
+           format('%s%s products wait for their neighbour lists to be refreshed',
+                  CASE WHEN b.n > 100000 THEN 'more than ' ELSE '' END, least(b.n, 100000))
+    FROM s, backlog b
+    UNION ALL
+    SELECT 4, 'neighbor_backlog_age',
+           CASE WHEN b.oldest IS NULL THEN 'ok'
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END,
+           coalesce(a.v, 0),
+           CASE WHEN b.oldest IS NULL THEN 'no product waits'
+                ELSE format('the oldest dirty product waits since %s', b.oldest) END
+    FROM s, backlog b, LATERAL (SELECT round(extract(epoch FROM now() - b.oldest), 1) AS v) a
+    UNION ALL
+    SELECT 5, 'popular_age',
+           CASE WHEN p.t IS NULL THEN CASE WHEN s.has_model THEN 'warn' ELSE 'ok' END
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END,
+           a.v,
+           CASE WHEN p.t IS NULL THEN 'no popularity list computed yet (recommend() serves the all-time bestsellers live)'
+                ELSE format('the popularity list was computed at %s', p.t) END
+    FROM s,
+         LATERAL (SELECT max(m.finished_at) AS t FROM (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+                  WHERE m.job = 'refresh_popular' ORDER BY m.run_id DESC LIMIT 1) m) p,
+         LATERAL (SELECT round(extract(epoch FROM now() - p.t), 1) AS v) a
+    UNION ALL
+    SELECT 6, 'llm_' || l.kind,
+           CASE WHEN l.status = 'running' THEN 'ok'
+                WHEN l.status <> 'completed' THEN 'warn'
+                WHEN l.kind = 'batch_poll' THEN 'ok'
+                WHEN s.l_crit > 0 AND a.v >= s.l_crit THEN 'critical'
+                WHEN s.l_warn > 0 AND a.v >= s.l_warn THEN 'warn' ELSE 'ok' END,
+           a.v,
+           format('the last %s run (%s) %s at %s%s', l.kind, l.run_id,
+                  CASE l.status WHEN 'running' THEN 'started' ELSE l.status END,
+                  coalesce(l.finished_at, l.started_at), ': ' || l.error)
+    FROM s, llm l, LATERAL (SELECT round(extract(epoch FROM now() - coalesce(l.finished_at, l.started_at)), 1) AS v) a
+    UNION ALL
+    SELECT 7, 'cron',
+           CASE WHEN cron.c ->> 'state' = 'error' THEN 'critical'
+                WHEN cardinality(s.expected) = 0 THEN 'ok' ELSE 'critical' END,
+           NULL,
+           CASE cron.c ->> 'state'
+               WHEN 'not_loaded' THEN 'pg_cron is not loaded (cron.database_name is not set)'
+               WHEN 'not_installed' THEN format('pg_cron is not installed in database %s', cron.c ->> 'cron_database')
+               ELSE format('cannot read the pg_cron jobs in database %s: %s', cron.c ->> 'cron_database', cron.c ->> 'error') END
+               || CASE WHEN cardinality(s.expected) > 0
+                       THEN format('; expected jobs: %s (personalize.health_expected_jobs)', array_to_string(s.expected, ', '))
+                       ELSE '' END
+    FROM s, cron WHERE cron.c ->> 'state' <> 'ok'
+    UNION ALL
+    SELECT 8, 'cron_job:' || j.what,
+           CASE WHEN j.job IS NULL OR NOT (j.job ->> 'active')::boolean
+                THEN CASE WHEN j.expected THEN 'critical' ELSE 'warn' END
+                WHEN j.job ->> 'status' = 'failed' THEN 'warn' ELSE 'ok' END,
+           round(extract(epoch FROM now() - (j.job ->> 'end_time')::timestamptz), 1),
+           format('job personalize-%s@%s ', j.what, current_database())
+           || CASE WHEN j.job IS NULL THEN 'does not exist (expected by personalize.health_expected_jobs)'
+                   ELSE format('(%s, scheduled by %s) is %s; its last run %s', j.job ->> 'schedule', j.job ->> 'username',
+                               CASE WHEN (j.job ->> 'active')::boolean THEN 'active' ELSE 'NOT active' END,
+                               CASE WHEN j.job ->> 'status' IS NULL THEN 'has not finished yet (none recorded)'
+                                    ELSE format('%s at %s%s', j.job ->> 'status', j.job ->> 'end_time',
+                                                CASE WHEN j.job ->> 'status' = 'failed'
+                                                     THEN ': ' || (j.job ->> 'message') ELSE '' END) END) END
+    FROM jobs j
+    UNION ALL
+    SELECT 9, 'variants',
+           CASE WHEN v.n > 0 THEN 'critical' ELSE 'ok' END,
+           v.n,
+           CASE WHEN v.n = 0 THEN 'every variant is valid'
+                ELSE format('invalid variants (skipped by the refresh, refused by recommend()): %s', v.names) END
+    FROM (SELECT count(*) AS n, string_agg(format('%s (%s)', x.name, x.problem), '; ' ORDER BY x.name) AS names
+          FROM (SELECT v.name, @extschema@._variant_problem(v.name, v.algorithm, v.params) AS problem
+                FROM @extschema@.variants v) x
+          WHERE x.problem IS NOT NULL) v
+    UNION ALL
+    SELECT 10, 'experiment_srm',
+           CASE WHEN x.p < 0.001 THEN 'warn' ELSE 'ok' END,
+           round(x.p::numeric, 6),
+           CASE WHEN x.name IS NULL THEN 'no experiment is running'
+                WHEN x.p IS NULL THEN format('experiment %s: no exposure yet', x.name)
+                WHEN x.p < 0.001 THEN format('experiment %s: sample ratio mismatch (p = %s < 0.001): the arms do not get the traffic their weights say; see experiment_results', x.name, round(x.p::numeric, 6))
+                ELSE format('experiment %s: the arms'' traffic matches their weights (p = %s)', x.name, round(x.p::numeric, 6)) END
+    FROM (SELECT 1) one
+    LEFT JOIN (SELECT e.name, m.p FROM @extschema@.experiments e LEFT JOIN srm m ON m.name = e.name
+               WHERE e.status = 'running') x ON true
+    UNION ALL
+    SELECT 11, 'pair_store', 'ok',
+           CASE WHEN c.reltuples >= 0 THEN c.reltuples::numeric END,
+           CASE WHEN c.reltuples >= 0 THEN format('%s pairs in pair_counts (estimate from pg_class.reltuples)', c.reltuples::bigint)
+                ELSE 'pair_counts is not analyzed yet (no estimate)' END
+           || format(', %s on disk with its indexes', pg_size_pretty(pg_total_relation_size(c.oid)))
+    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts'::regclass
+) c
+ORDER BY c.ord, c."check";
+COMMENT ON VIEW @extschema@.health IS
+    'One row per health check (refresh age, last job error, neighbour-list backlog and its age, popularity list age, OpenAI runs, pg_cron jobs, invalid variants, sample-ratio mismatch, pair store size): status ok, warn or critical. Granted to nobody by default; see docs/reference.md, "Health".';
+COMMENT ON COLUMN @extschema@.health."check" IS 'What is checked (refresh_age, last_job_error, neighbor_backlog, neighbor_backlog_age, popular_age, llm_<kind>, cron, cron_job:<job>, variants, experiment_srm, pair_store).';
+COMMENT ON COLUMN @extschema@.health.status IS 'ok, warn or critical, against the personalize.health_* settings.';
+COMMENT ON COLUMN @extschema@.health.value IS 'The measured number: seconds for ages, products for the backlog, a count, a p-value or pairs; NULL when there is none.';
+COMMENT ON COLUMN @extschema@.health.detail IS 'The finding in words, naming what is at fault.';
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);
+
+-- personalize.health is granted to nobody by default (GRANT SELECT ON personalize.health TO
+-- a monitoring role). What the view calls is checked against its reader: executable by
+-- PUBLIC, and harmless alone: the thresholds, one variant row's validation, and
+-- _health_cron_jobs(), which answers only roles that may read personalize.health.
+REVOKE ALL ON @extschema@.health FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._variant_problem(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._variant_problems(boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._variants_validate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._health_settings() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._health_cron_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._health_settings() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._health_cron_jobs() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._variant_problem(text, text, jsonb) TO PUBLIC;
+
+-- Operations (issue 11): an OpenAI run is committed as 'running' before its setup (picking
+-- the customers or products, the catalog), so that a failure there is recorded too
+CREATE OR REPLACE PROCEDURE @extschema@.llm_refresh(max_customers integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    todo bigint[];
+    pos integer := 1;
+    per_req integer;
+    conc integer;
+    catalog jsonb;
+    queue jsonb := '[]';
+    batches jsonb;
+    bodies text[];
+    asked bigint[];
+    r record;
+    res record;
+    n_customers integer := 0;
+    n_requests integer := 0;
+    n_retries integer := 0;
+    n_failures integer := 0;
+    n_rejections integer := 0;
+    n_prompt bigint := 0;
+    n_completion bigint := 0;
+    quota_error text;
+    last_error text;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+    last_notice timestamptz := clock_timestamp();
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_customers IS NOT NULL AND max_customers < 1 THEN
+        RAISE EXCEPTION 'max_customers must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_customers),
+                  HINT = 'NULL means every customer who needs an answer.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    per_req := (cfg ->> 'llm_customers_per_request')::integer;
+    conc := (cfg ->> 'openai_concurrency')::integer;
+    run := @extschema@._llm_run_start('refresh');
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        todo := @extschema@._llm_pick(coalesce(max_customers, 2147483647));
+        catalog := @extschema@._llm_catalog();
+        UPDATE @extschema@.llm_runs
+           SET details = jsonb_build_object('to_do', cardinality(todo), 'customers_per_request', per_req,
+                                            'concurrency', conc, 'catalog', jsonb_array_length(catalog))
+         WHERE run_id = run;
+        RAISE NOTICE 'llm_refresh run %: % customers to ask about, % per request, % requests at a time',
+            run, cardinality(todo), per_req, conc;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'llm_refresh', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
+    COMMIT;
+
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        -- the round: halves of truncated requests first, then the next customers
+        batches := '[]';
+        WHILE jsonb_array_length(batches) < conc LOOP
+            IF jsonb_array_length(queue) > 0 THEN
+                batches := batches || jsonb_build_array(queue -> 0);
+                queue := queue - 0;
+            ELSIF pos <= cardinality(todo) THEN
+                batches := batches || jsonb_build_array(to_jsonb(todo[pos:pos + per_req - 1]));
+                pos := pos + per_req;
+            ELSE
+                EXIT;
+            END IF;
+        END LOOP;
+        EXIT WHEN jsonb_array_length(batches) = 0;
+
+        BEGIN
+            SELECT array_agg(@extschema@._llm_chat_body(
+                       ARRAY(SELECT jsonb_array_elements_text(b.v)::bigint), catalog)::text ORDER BY b.n)
+              INTO bodies
+              FROM jsonb_array_elements(batches) WITH ORDINALITY AS b(v, n);
+            FOR r IN SELECT * FROM @extschema@._openai_post('/chat/completions', bodies) ORDER BY idx LOOP
+                asked := ARRAY(SELECT jsonb_array_elements_text(batches -> (r.idx - 1))::bigint);
+                IF r.error_code IS NOT DISTINCT FROM 'not_sent' THEN
+                    CONTINUE;          -- never sent (the quota ran out): left for the next run
+                END IF;
+                n_requests := n_requests + 1;
+                n_retries := n_retries + greatest(r.attempts - 1, 0);
+                IF r.http_status BETWEEN 200 AND 299 THEN
+                    res := @extschema@._llm_ingest(run, asked, r.body);
+                    n_customers := n_customers + res.stored;
+                    n_rejections := n_rejections + res.rejected;
+                    n_prompt := n_prompt + res.prompt_tokens;
+                    n_completion := n_completion + res.completion_tokens;
+                    IF res.outcome = 'split' THEN
+                        queue := queue || jsonb_build_array(to_jsonb(asked[1:cardinality(asked) / 2]),
+                                                            to_jsonb(asked[cardinality(asked) / 2 + 1:]));
+                    ELSIF res.outcome = 'failed' THEN
+                        n_failures := n_failures + 1;
+                    END IF;
+                ELSE
+                    n_failures := n_failures + 1;
+                    last_error := r.error;
+                    n_rejections := n_rejections + @extschema@._llm_reject_all(run, asked, 'request_failed',
+                        format('%s (after %s attempts)', r.error, r.attempts));
+                    IF r.error_code = 'insufficient_quota' THEN
+                        quota_error := r.error;
+                    END IF;
+                END IF;
+            END LOOP;
+            UPDATE @extschema@.llm_runs
+               SET customers = n_customers, requests = n_requests, retries = n_retries, failures = n_failures,
+                   rejections = n_rejections, prompt_tokens = n_prompt, completion_tokens = n_completion,
+                   details = details || jsonb_build_object('done', least(pos - 1, cardinality(todo)))
+             WHERE run_id = run;
+        EXCEPTION
+            WHEN query_canceled THEN
+                stop_state := '57014';
+                GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                        stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+        END;
+        IF stop_state IS NOT NULL THEN
+            PERFORM @extschema@._llm_run_stop(run, stop_state, stop_msg);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+                DETAIL = concat_ws(' ', nullif(stop_detail, ''),
+                    format('llm_refresh run %s stopped; the %s customers answered before are kept.', run, n_customers)),
+                HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.llm_refresh() again continues with the customers left.');
+        END IF;
+        COMMIT;
+        IF clock_timestamp() - last_notice >= interval '10 seconds' THEN
+            RAISE NOTICE 'llm_refresh run %: % of % customers asked, % answered, % requests, % failed',
+                run, least(pos - 1, cardinality(todo)), cardinality(todo), n_customers, n_requests, n_failures;
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN quota_error IS NOT NULL;
+    END LOOP;
+
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    UPDATE @extschema@.llm_runs
+       SET status = CASE WHEN quota_error IS NOT NULL THEN 'quota_exceeded'
+                         WHEN n_requests > 0 AND n_failures = n_requests THEN 'failed'
+                         ELSE 'completed' END,
+           error = coalesce(quota_error, CASE WHEN n_requests > 0 AND n_failures = n_requests THEN last_error END),
+           finished_at = clock_timestamp()
+     WHERE run_id = run;
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF quota_error IS NOT NULL THEN
+        RAISE EXCEPTION 'the OpenAI quota is exhausted'
+            USING ERRCODE = 'insufficient_resources',
+                  DETAIL = format('Run %s stored answers for %s customers, then the API said: %s', run, n_customers, quota_error),
+                  HINT = 'Check the plan and billing of the OpenAI account; the next run continues with the customers left.';
+    ELSIF n_requests > 0 AND n_failures = n_requests THEN
+        RAISE EXCEPTION 'every OpenAI request of llm_refresh run % failed', run
+            USING ERRCODE = 'connection_exception',
+                  DETAIL = format('%s requests; the last error: %s', n_requests, coalesce(last_error, 'no usable answer (see personalize.llm_rejections)')),
+                  HINT = 'Check personalize.openai_base_url, the API key and personalize.llm_rejections for this run.';
+    END IF;
+    RAISE NOTICE 'llm_refresh run %: done, % customers answered, % requests (% retries, % failed), % rejections, % prompt and % completion tokens',
+        run, n_customers, n_requests, n_retries, n_failures, n_rejections, n_prompt, n_completion;
+END $$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.llm_batch_submit(max_customers integer DEFAULT NULL)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cfg jsonb;
+    run bigint;
+    todo bigint[];
+    per_req integer;
+    catalog jsonb;
+    content text := '';
+    line text;
+    requests jsonb := '{}';
+    n integer := 0;
+    pos integer := 1;
+    up record;
+    cr record;
+    file jsonb;
+    batch jsonb;
+    stop_state text;
+    stop_msg text;
+    stop_detail text;
+    stop_hint text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF max_customers IS NOT NULL AND max_customers < 1 THEN
+        RAISE EXCEPTION 'max_customers must be positive or null'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_customers),
+                  HINT = 'NULL means every customer who needs an answer.';
+    END IF;
+    cfg := @extschema@._llm_settings();
+    per_req := (cfg ->> 'llm_customers_per_request')::integer;
+    run := @extschema@._llm_run_start('batch_submit');
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        todo := @extschema@._llm_pick(least(coalesce(max_customers, 2147483647), 50000 * per_req));
+        catalog := @extschema@._llm_catalog();
+        WHILE pos <= cardinality(todo) AND length(content) < 190000000 LOOP
+            n := n + 1;
+            line := jsonb_build_object('custom_id', format('run%s-%s', run, n), 'method', 'POST',
+                                       'url', '/v1/chat/completions',
+                                       'body', @extschema@._llm_chat_body(todo[pos:pos + per_req - 1], catalog))::text;
+            content := content || line || E'\n';
+            requests := requests || jsonb_build_object(format('run%s-%s', run, n), to_jsonb(todo[pos:pos + per_req - 1]));
+            pos := pos + per_req;
+        END LOOP;
+        IF n = 0 THEN
+            UPDATE @extschema@.llm_runs SET status = 'completed', finished_at = clock_timestamp(),
+                   details = jsonb_build_object('batch_id', NULL) WHERE run_id = run;
+            RAISE NOTICE 'llm_batch_submit run %: no customer needs an answer', run;
+        ELSE
+            SELECT * INTO up FROM @extschema@._openai_upload('batch', format('personalize-run-%s.jsonl', run), content);
+            file := @extschema@._openai_json('POST /files (the batch input)', up.http_status, up.body, up.error);
+            SELECT * INTO cr FROM @extschema@._openai_post('/batches', ARRAY[jsonb_build_object(
+                'input_file_id', file ->> 'id', 'endpoint', '/v1/chat/completions', 'completion_window', '24h',
+                'metadata', jsonb_build_object('personalize_run', run::text))::text]);
+            batch := @extschema@._openai_json(format('POST /batches (input file %s)', file ->> 'id'), cr.http_status, cr.body, cr.error);
+            IF batch ->> 'id' IS NULL THEN
+                RAISE EXCEPTION 'OpenAI created a batch without an id' USING ERRCODE = 'invalid_text_representation';
+            END IF;
+            INSERT INTO @extschema@.llm_batches (batch_id, run_id, input_file_id, status, requests, customers)
+            VALUES (batch ->> 'id', run, file ->> 'id', coalesce(batch ->> 'status', 'validating'), n, pos - 1 - greatest(pos - 1 - cardinality(todo), 0));
+            INSERT INTO @extschema@.llm_batch_requests (batch_id, custom_id, customer_ids)
+            SELECT batch ->> 'id', e.key, ARRAY(SELECT jsonb_array_elements_text(e.value)::bigint)
+              FROM jsonb_each(requests) e;
+            UPDATE @extschema@.llm_runs
+               SET status = 'completed', finished_at = clock_timestamp(), requests = 2,
+                   retries = greatest(up.attempts - 1, 0) + greatest(cr.attempts - 1, 0),
+                   customers = least(pos - 1, cardinality(todo)),
+                   details = jsonb_build_object('batch_id', batch ->> 'id', 'input_file_id', file ->> 'id',
+                                                'lines', n, 'bytes', length(content))
+             WHERE run_id = run;
+            RAISE NOTICE 'llm_batch_submit run %: batch % with % requests for % customers', run, batch ->> 'id', n,
+                least(pos - 1, cardinality(todo));
+        END IF;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('llm_batch_submit run %s submitted nothing.', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'CALL personalize.llm_batch_submit() again; the customers are still waiting.');
+    END IF;
+    COMMIT;
+END $$;
+
 CREATE OR REPLACE PROCEDURE @extschema@.embed_products(max_products integer DEFAULT NULL)
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -1471,6 +2156,34 @@ BEGIN
     UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
      WHERE run_id = run;
     RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
+          FROM (SELECT p.product_id FROM @extschema@.products p
+                 LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
+                 WHERE p.active
+                   AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
+                 ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
+        UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
+         WHERE run_id = run;
+        RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'embed_products', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
     COMMIT;
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -1528,6 +2241,34 @@ BEGIN
                     n_failures := n_failures + 1;
                     last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input'
                                                     || coalesce(' (' || failed || ')', ''));
+                resp := NULL;
+                IF r.http_status BETWEEN 200 AND 299 THEN
+                    BEGIN
+                        resp := r.body::jsonb;
+                    EXCEPTION WHEN invalid_text_representation THEN
+                        resp := NULL;
+                    END;
+                END IF;
+                -- usable only if every input has exactly one finite vector of one length
+                ok := resp IS NOT NULL AND jsonb_typeof(resp -> 'data') = 'array';
+                IF ok THEN
+                    SELECT count(*) = cardinality(ids)
+                           AND count(DISTINCT d ->> 'index') = cardinality(ids)
+                           AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
+                                                 AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
+                                                          THEN (d ->> 'index')::integer < cardinality(ids) END), false)
+                      INTO ok FROM jsonb_array_elements(resp -> 'data') d;
+                END IF;
+                IF ok THEN
+                    SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
+                           AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
+                           AND coalesce(bool_and(jsonb_typeof(x) = 'number'
+                                                 AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
+                      INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
+                END IF;
+                IF NOT ok THEN
+                    n_failures := n_failures + 1;
+                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input');
                     IF r.error_code = 'insufficient_quota' THEN
                         quota_error := r.error;
                     END IF;
@@ -1545,6 +2286,10 @@ BEGIN
                 SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
                        ARRAY(SELECT CASE WHEN abs(x::text::numeric) < 1e-37 THEN 0 ELSE x::text::real END
                                FROM jsonb_array_elements(d -> 'embedding') x),
+                n_prompt := n_prompt + coalesce((resp #>> '{usage,prompt_tokens}')::numeric::bigint, 0);
+                INSERT INTO @extschema@.product_embeddings AS e (product_id, model, embedding, text_md5, embedded_at)
+                SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
+                       ARRAY(SELECT x::text::real FROM jsonb_array_elements(d -> 'embedding') x),
                        md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))), clock_timestamp()
                   FROM jsonb_array_elements(resp -> 'data') d
                   JOIN @extschema@.products p ON p.product_id = ids[(d ->> 'index')::integer + 1]
@@ -1680,3 +2425,4 @@ BEGIN
     VALUES (ex_id, customer_id, shown, arm_no, product_ids);
     RETURN true;
 END $$;
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);

@@ -33,10 +33,29 @@ typedef enum CronOp
 {
 	CRON_SCHEDULE,				/* cron.schedule_in_database(job, schedule, command, db) */
 	CRON_UNSCHEDULE,			/* cron.unschedule() of the job of this name in db */
-	CRON_UNSCHEDULE_ALL			/* cron.unschedule() of every personalize-* job in db */
+	CRON_UNSCHEDULE_ALL,		/* cron.unschedule() of every personalize-* job in db */
+	CRON_JOBS					/* read db's personalize-* jobs and their last runs */
 } CronOp;
 
 #define CRON_TEXT 1024
+#define CRON_PAYLOAD 32768
+
+/*
+ * This database's personalize-* jobs (at most 50) and the last finished run of
+ * each, as one jsonb array: what personalize.health reports. Names are
+ * qualified and operators spelled out: it also runs in the caller's session.
+ */
+static const char *const jobs_sql =
+"SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
+"  'job', j.jobname, 'schedule', j.schedule, 'active', j.active, 'username', j.username,"
+"  'status', d.status, 'message', pg_catalog.left(d.return_message, 300),"
+"  'start_time', d.start_time, 'end_time', d.end_time) ORDER BY j.jobname), '[]')::text "
+"FROM (SELECT * FROM cron.job c WHERE c.jobname OPERATOR(pg_catalog.~~) 'personalize-%' "
+"      AND c.database OPERATOR(pg_catalog.=) $1 ORDER BY c.jobname LIMIT 50) j "
+"LEFT JOIN LATERAL (SELECT r.status, r.return_message, r.start_time, r.end_time "
+"      FROM cron.job_run_details r WHERE r.jobid OPERATOR(pg_catalog.=) j.jobid "
+"      AND r.status OPERATOR(pg_catalog.=) ANY ('{succeeded,failed}'::text[]) "
+"      ORDER BY r.runid DESC LIMIT 1) d ON true";
 
 /* One request and its answer, in a DSM segment shared with the worker. */
 typedef struct CronRequest
@@ -55,6 +74,7 @@ typedef struct CronRequest
 	char		message[CRON_TEXT];
 	char		detail[CRON_TEXT];
 	char		hint[CRON_TEXT];
+	char		payload[CRON_PAYLOAD];	/* CRON_JOBS: the jsonb text */
 } CronRequest;
 
 /*
@@ -75,6 +95,24 @@ worker_has_pg_cron(CronRequest *req)
 	return SPI_processed > 0;
 }
 
+/* Worker: the jobs of the target database, as jsonb text, into the payload. */
+static void
+worker_read_jobs(CronRequest *req)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *json;
+
+	values[0] = CStringGetTextDatum(req->target_db);
+	if (SPI_execute_with_args(jobs_sql, 1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "personalize: the pg_cron job query returned no row");
+	json = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strlcpy(req->payload, json, CRON_PAYLOAD) >= CRON_PAYLOAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("the personalize pg_cron jobs of database \"%s\" do not fit in %d bytes", req->target_db, CRON_PAYLOAD)));
+}
+
 /* Worker: run the request's statement and keep its one number. */
 static void
 worker_run(CronRequest *req)
@@ -87,7 +125,15 @@ worker_run(CronRequest *req)
 
 	req->result = 0;
 	if (!worker_has_pg_cron(req))
+	{
+		req->result = -1;
 		return;
+	}
+	if (req->op == CRON_JOBS)
+	{
+		worker_read_jobs(req);
+		return;
+	}
 	switch (req->op)
 	{
 		case CRON_SCHEDULE:
@@ -193,7 +239,8 @@ run_in_worker(CronRequest *req, bool soft)
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "personalize");
+	/* as MODULE_PATHNAME names it: the same file the caller loaded */
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "$libdir/personalize");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "personalize_cron_worker_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, "personalize pg_cron request for %s", req->target_db);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "personalize pg_cron request");
@@ -373,4 +420,107 @@ personalize_cron_remote(PG_FUNCTION_ARGS)
 	copy_arg(fcinfo, 3, req.command, "the command");
 	run_in_worker(&req, false);
 	PG_RETURN_INT64(answer(&req));
+}
+
+/*
+ * The jobs in this session, as the given role (pg_cron shows each role its own
+ * jobs only; a superuser sees every one), in a subtransaction: an error is
+ * returned as text, never raised.
+ */
+static CronJobsStatus
+read_jobs_here(Oid as_role, char **result)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile CronJobsStatus status = CRON_JOBS_OK;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		int			nest;
+
+		SetUserIdAndSecContext(as_role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		nest = NewGUCNestLevel();
+		(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "personalize: SPI_connect failed");
+		if (SPI_execute("SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron'", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "personalize: could not read pg_extension");
+		if (SPI_processed == 0)
+			status = CRON_JOBS_NOT_INSTALLED;
+		else
+		{
+			values[0] = CStringGetTextDatum(get_database_name(MyDatabaseId));
+			if (SPI_execute_with_args(jobs_sql, 1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "personalize: the pg_cron job query returned no row");
+			*result = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		}
+		SPI_finish();
+		AtEOXact_GUC(true, nest);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		SetUserIdAndSecContext(save_userid, save_sec);
+		*result = edata->message;
+		status = CRON_JOBS_ERROR;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
+	return status;
+}
+
+/*
+ * This database's personalize-* pg_cron jobs and their last runs (jsonb text in
+ * *result), read as as_role: here when pg_cron lives in this database, through
+ * the background worker otherwise. Never raises for pg_cron's sake: what went
+ * wrong comes back as CRON_JOBS_ERROR and its message.
+ */
+CronJobsStatus
+cron_read_jobs(Oid as_role, char **cron_db_out, char **result)
+{
+	CronRequest *req;
+	const char *cron_db = GetConfigOption("cron.database_name", true, false);
+
+	*result = NULL;
+	*cron_db_out = NULL;
+	if (cron_db == NULL || cron_db[0] == '\0')
+		return CRON_JOBS_NOT_LOADED;
+	*cron_db_out = pstrdup(cron_db);
+	if (strcmp(cron_db, get_database_name(MyDatabaseId)) == 0)
+		return read_jobs_here(as_role, result);
+	req = palloc0(sizeof(CronRequest));
+	req->op = CRON_JOBS;
+	address_request(req, cron_db);
+	strlcpy(req->role, GetUserNameFromId(as_role, false), NAMEDATALEN);
+	if (!run_in_worker(req, true))
+		*result = pstrdup("no background worker slot is free (max_worker_processes)");
+	else if (!req->done)
+		*result = psprintf("the background worker that reads pg_cron in database \"%s\" as role \"%s\" stopped before it answered (see the server log)",
+						   req->cron_db, req->role);
+	else if (req->failed)
+		*result = pstrdup(req->message);
+	else if (req->result < 0)
+		return CRON_JOBS_NOT_INSTALLED;
+	else
+	{
+		*result = pstrdup(req->payload);
+		return CRON_JOBS_OK;
+	}
+	return CRON_JOBS_ERROR;
 }

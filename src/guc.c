@@ -7,6 +7,7 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "utils/varlena.h"
 
 #include "guc.h"
 
@@ -15,6 +16,15 @@ bool		personalize_allow_drop_with_data = false;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
 int			personalize_model_lock_wait = 60000;
+
+/* personalize.health thresholds (seconds, products) and the pg_cron jobs it expects */
+int			personalize_health_refresh_warn = 600;
+int			personalize_health_refresh_critical = 3600;
+int			personalize_health_backlog_warn = 10000;
+int			personalize_health_backlog_critical = 100000;
+int			personalize_health_llm_warn = 129600;
+int			personalize_health_llm_critical = 604800;
+char	   *personalize_health_expected_jobs = NULL;
 
 /* OpenAI client (http.c, openai.c) and the LLM cold start */
 char	   *personalize_openai_base_url = NULL;
@@ -302,6 +312,97 @@ define_openai_gucs(void)
 							NULL, NULL, NULL);
 }
 
+/* The <what> of the pg_cron jobs schedule_*() create (personalize-<what>@<database>). */
+static const char *const known_jobs[] = {"refresh", "llm-refresh", "llm-batch-submit", "llm-batch-poll", "embed-products"};
+
+/* personalize.health_expected_jobs: a comma-separated list of known job names, or empty. */
+static bool
+check_expected_jobs(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	copy = pstrdup(*newval);
+	if (!SplitIdentifierString(copy, ',', &names))
+	{
+		GUC_check_errdetail("A comma-separated list of job names is expected.");
+		return false;
+	}
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		bool		known = false;
+
+		for (size_t i = 0; i < lengthof(known_jobs); i++)
+			known |= strcmp(name, known_jobs[i]) == 0;
+		if (!known)
+		{
+			GUC_check_errdetail("\"%s\" is not a personalize job; known: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products.",
+								strlen(name) > 64 ? "(a long name)" : name);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The thresholds of personalize.health (docs/reference.md, "Health"). */
+static void
+define_health_gucs(void)
+{
+	DefineCustomIntVariable("personalize.health_refresh_warn",
+							"Age of the last successful refresh (and of the oldest dirty product, and of the popularity list) at which personalize.health says warn.",
+							"0 turns the warning off.",
+							&personalize_health_refresh_warn,
+							600, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.health_refresh_critical",
+							"Age of the last successful refresh (and of the oldest dirty product, and of the popularity list) at which personalize.health says critical.",
+							"0 turns it off.",
+							&personalize_health_refresh_critical,
+							3600, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.health_backlog_warn",
+							"Dirty products (neighbour lists waiting for the refresh) at which personalize.health says warn.",
+							"0 turns the warning off.",
+							&personalize_health_backlog_warn,
+							10000, 0, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.health_backlog_critical",
+							"Dirty products at which personalize.health says critical.",
+							"0 turns it off.",
+							&personalize_health_backlog_critical,
+							100000, 0, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.health_llm_warn",
+							"Age of the last OpenAI run of a kind (refresh, batch_submit, embed) at which personalize.health says warn.",
+							"0 turns the warning off.",
+							&personalize_health_llm_warn,
+							129600, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.health_llm_critical",
+							"Age of the last OpenAI run of a kind at which personalize.health says critical.",
+							"0 turns it off.",
+							&personalize_health_llm_critical,
+							604800, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("personalize.health_expected_jobs",
+							   "The pg_cron jobs of this database that personalize.health expects (comma-separated: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products).",
+							   "A missing or inactive expected job is critical; empty when another scheduler runs the jobs.",
+							   &personalize_health_expected_jobs,
+							   "refresh",
+							   PGC_USERSET, 0,
+							   check_expected_jobs, NULL, NULL);
+}
+
 /* Define every personalize.* GUC and reserve the prefix. */
 void
 personalize_define_gucs(void)
@@ -347,6 +448,7 @@ personalize_define_gucs(void)
 							 NULL, NULL, NULL);
 
 	define_openai_gucs();
+	define_health_gucs();
 
 	MarkGUCPrefixReserved("personalize");
 	warn_unprotected_key();
@@ -418,5 +520,28 @@ personalize_llm_settings(PG_FUNCTION_ARGS)
 					 personalize_llm_ttl, personalize_llm_k, personalize_llm_candidates,
 					 ((personalize_openai_api_key && personalize_openai_api_key[0]) ||
 					  (personalize_openai_api_key_file && personalize_openai_api_key_file[0])) ? "true" : "false");
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+}
+
+PG_FUNCTION_INFO_V1(personalize_health_settings);
+
+/*
+ * personalize._health_settings(): the thresholds of personalize.health and the
+ * jobs it expects, validated (calling it loads this library, like
+ * _engine_settings()). Seconds and products; 0 means the check is off.
+ */
+Datum
+personalize_health_settings(PG_FUNCTION_ARGS)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "{\"refresh_warn\": %d, \"refresh_critical\": %d, \"backlog_warn\": %d, "
+					 "\"backlog_critical\": %d, \"llm_warn\": %d, \"llm_critical\": %d, \"expected_jobs\": ",
+					 personalize_health_refresh_warn, personalize_health_refresh_critical,
+					 personalize_health_backlog_warn, personalize_health_backlog_critical,
+					 personalize_health_llm_warn, personalize_health_llm_critical);
+	escape_json(&s, personalize_health_expected_jobs ? personalize_health_expected_jobs : "");
+	appendStringInfoChar(&s, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
 }

@@ -10,6 +10,13 @@ extern int	personalize_neighbors_min_count;
 extern char *personalize_as_of;
 extern int	personalize_model_lock_wait;
 extern bool personalize_allow_drop_with_data;
+extern int	personalize_health_refresh_warn;
+extern int	personalize_health_refresh_critical;
+extern int	personalize_health_backlog_warn;
+extern int	personalize_health_backlog_critical;
+extern int	personalize_health_llm_warn;
+extern int	personalize_health_llm_critical;
+extern char *personalize_health_expected_jobs;
 extern void personalize_define_gucs(void);
 extern TimestampTz personalize_now(void);
 

@@ -562,14 +562,33 @@ BEGIN
     per_req := (cfg ->> 'llm_customers_per_request')::integer;
     conc := (cfg ->> 'openai_concurrency')::integer;
     run := @extschema@._llm_run_start('refresh');
-    todo := @extschema@._llm_pick(coalesce(max_customers, 2147483647));
-    catalog := @extschema@._llm_catalog();
-    UPDATE @extschema@.llm_runs
-       SET details = jsonb_build_object('to_do', cardinality(todo), 'customers_per_request', per_req,
-                                        'concurrency', conc, 'catalog', jsonb_array_length(catalog))
-     WHERE run_id = run;
-    RAISE NOTICE 'llm_refresh run %: % customers to ask about, % per request, % requests at a time',
-        run, cardinality(todo), per_req, conc;
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        todo := @extschema@._llm_pick(coalesce(max_customers, 2147483647));
+        catalog := @extschema@._llm_catalog();
+        UPDATE @extschema@.llm_runs
+           SET details = jsonb_build_object('to_do', cardinality(todo), 'customers_per_request', per_req,
+                                            'concurrency', conc, 'catalog', jsonb_array_length(catalog))
+         WHERE run_id = run;
+        RAISE NOTICE 'llm_refresh run %: % customers to ask about, % per request, % requests at a time',
+            run, cardinality(todo), per_req, conc;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'llm_refresh', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
     COMMIT;
 
     LOOP
@@ -736,11 +755,12 @@ BEGIN
     cfg := @extschema@._llm_settings();
     per_req := (cfg ->> 'llm_customers_per_request')::integer;
     run := @extschema@._llm_run_start('batch_submit');
-    todo := @extschema@._llm_pick(least(coalesce(max_customers, 2147483647), 50000 * per_req));
-    catalog := @extschema@._llm_catalog();
+    -- the run is recorded before anything can fail; a failure from here on marks it
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
+        todo := @extschema@._llm_pick(least(coalesce(max_customers, 2147483647), 50000 * per_req));
+        catalog := @extschema@._llm_catalog();
         WHILE pos <= cardinality(todo) AND length(content) < 190000000 LOOP
             n := n + 1;
             line := jsonb_build_object('custom_id', format('run%s-%s', run, n), 'method', 'POST',
@@ -1046,15 +1066,34 @@ BEGIN
     emb_dims := (cfg ->> 'openai_embedding_dimensions')::integer;
     conc := (cfg ->> 'openai_concurrency')::integer;
     run := @extschema@._llm_run_start('embed');
-    SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
-      FROM (SELECT p.product_id FROM @extschema@.products p
-             LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
-             WHERE p.active
-               AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
-             ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
-    UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
-     WHERE run_id = run;
-    RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    -- the run is recorded before anything can fail; a failure from here on marks it
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
+          FROM (SELECT p.product_id FROM @extschema@.products p
+                 LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
+                 WHERE p.active
+                   AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
+                 ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
+        UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
+         WHERE run_id = run;
+        RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
+    EXCEPTION
+        WHEN query_canceled THEN
+            stop_state := '57014';
+            GET STACKED DIAGNOSTICS stop_msg = MESSAGE_TEXT;
+        WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS stop_state = RETURNED_SQLSTATE, stop_msg = MESSAGE_TEXT,
+                                    stop_detail = PG_EXCEPTION_DETAIL, stop_hint = PG_EXCEPTION_HINT;
+    END;
+    IF stop_state IS NOT NULL THEN
+        PERFORM @extschema@._llm_run_stop(run, stop_state, concat_ws(': ', stop_msg, nullif(stop_detail, '')));
+        COMMIT;
+        RAISE EXCEPTION USING ERRCODE = stop_state, MESSAGE = stop_msg,
+            DETAIL = concat_ws(' ', nullif(stop_detail, ''), format('%s run %s stopped before it sent anything.', 'embed_products', run)),
+            HINT = coalesce(nullif(stop_hint, ''), 'The run is recorded in personalize.llm_runs; the next run starts over.');
+    END IF;
     COMMIT;
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);

@@ -20,3 +20,10 @@ GRANT EXECUTE ON FUNCTION @extschema@._echo(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._normal_cdf(double precision) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._chisq_sf(double precision, double precision) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._t_cdf(double precision, double precision) TO PUBLIC;
+-- personalize.health is granted to nobody by default (GRANT SELECT ON personalize.health TO
+-- a monitoring role). What the view calls is checked against its reader: executable by
+-- PUBLIC, and harmless alone: the thresholds, one variant row's validation, and
+-- _health_cron_jobs(), which answers only roles that may read personalize.health.
+GRANT EXECUTE ON FUNCTION @extschema@._health_settings() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._health_cron_jobs() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._variant_problem(text, text, jsonb) TO PUBLIC;

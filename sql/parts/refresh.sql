@@ -14,7 +14,7 @@ CREATE TABLE @extschema@.maintenance_runs (
     error       text,
     CONSTRAINT maintenance_runs_status_check CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'failed']))
 );
-COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message).';
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
 
 -- The engine's settings as the library validated them (src/guc.c); calling it loads the
 -- library, so a placeholder stored before it was loaded is never read unchecked.
@@ -81,6 +81,7 @@ DECLARE
     done bigint := 0;
     started timestamptz := clock_timestamp();
     last_notice timestamptz := clock_timestamp();
+    skipped jsonb;
 BEGIN
     IF max_products IS NOT NULL AND max_products < 1 THEN
         RAISE EXCEPTION 'max_products must be at least 1'
@@ -96,8 +97,13 @@ BEGIN
         WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
           AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
     END IF;
+    -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
+    IF log_run THEN
+        skipped := @extschema@._variant_problems(true);
+    END IF;
     SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
-    FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS m
+    FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
+                      THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
           FROM @extschema@.variants v) s
     WHERE m IS NOT NULL;
     LOOP
@@ -129,7 +135,9 @@ BEGIN
     IF log_run THEN
         INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
         VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
-                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer));
+                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer)
+                || CASE WHEN jsonb_array_length(skipped) > 0 THEN jsonb_build_object('skipped_variants', skipped)
+                        ELSE '{}' END);
     END IF;
     RETURN done;
 END $$;
@@ -197,7 +205,8 @@ COMMENT ON FUNCTION @extschema@.refresh_popular(interval, timestamptz) IS
 -- set for each transaction instead). Every run leaves a maintenance_runs row: a
 -- failed one (an error, a cancel, a statement_timeout) with status failed and its
 -- error, then the error is raised again so that pg_cron records it too. The work
--- committed before the failure stays.
+-- committed before the failure stays. An invalid variant row is skipped with a WARNING
+-- and named in the run's details (skipped_variants); the others are refreshed.
 CREATE PROCEDURE @extschema@.refresh()
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -209,10 +218,14 @@ DECLARE
     e_message text;
     e_detail text;
     e_hint text;
+    skipped jsonb;
 BEGIN
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         BEGIN
+            IF skipped IS NULL THEN
+                skipped := @extschema@._variant_problems(true);
+            END IF;
             n := @extschema@._refresh_neighbors(100, false, false);
             IF n < 100 THEN
                 popular := @extschema@.refresh_popular();
@@ -227,7 +240,9 @@ BEGIN
         COMMIT;
     END LOOP;
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
-    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular),
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular)
+                OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_array_length(skipped) OPERATOR(pg_catalog.>) 0
+                                             THEN pg_catalog.jsonb_build_object('skipped_variants', skipped) ELSE '{}' END,
             CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
             CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
     COMMIT;

@@ -31,6 +31,59 @@ CREATE FUNCTION @extschema@._validate_variant(name text, algorithm text, params 
     LANGUAGE c STABLE PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'personalize_validate_variant';
 
+-- A variant row's problem ("SQLSTATE: message"), or NULL when it is valid. SECURITY
+-- DEFINER: personalize.health calls it for its reader, who may not execute the validator.
+CREATE FUNCTION @extschema@._variant_problem(name text, algorithm text, params jsonb)
+    RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    e_state text;
+    e_message text;
+BEGIN
+    PERFORM @extschema@._validate_variant(name, algorithm, params);
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT;
+    RETURN e_state || ': ' || e_message;
+END $$;
+COMMENT ON FUNCTION @extschema@._variant_problem(text, text, jsonb) IS
+    'Why a variant''s algorithm and parameters are invalid (SQLSTATE: message), or NULL when they are valid.';
+
+-- The invalid rows of variants (written before the trigger below existed, or with it
+-- disabled), as a jsonb array of {variant, error}; a WARNING for each when warn is set.
+-- The refresh skips them and records them; personalize.health names them.
+CREATE FUNCTION @extschema@._variant_problems(warn boolean) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    found jsonb := '[]';
+BEGIN
+    FOR r IN SELECT v.name, p.problem
+             FROM @extschema@.variants v,
+                  LATERAL (SELECT @extschema@._variant_problem(v.name, v.algorithm, v.params) AS problem) p
+             WHERE p.problem IS NOT NULL ORDER BY v.name LOOP
+        IF warn THEN
+            RAISE WARNING 'variant "%" is skipped: its row in personalize.variants is invalid', r.name
+                USING DETAIL = r.problem,
+                      HINT = 'Correct it (UPDATE personalize.variants SET params = ... is validated) or drop it with personalize.drop_variant(); recommend() refuses this variant until then.';
+        END IF;
+        found := found || jsonb_build_array(jsonb_build_object('variant', r.name, 'error', r.problem));
+    END LOOP;
+    RETURN found;
+END $$;
+
+-- Every INSERT and UPDATE of a variants row is validated like create_variant() (22023 and
+-- the parameter at fault). SECURITY DEFINER: a role granted UPDATE on variants may not
+-- execute the validator itself.
+CREATE FUNCTION @extschema@._variants_validate() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._validate_variant(NEW.name, NEW.algorithm, NEW.params);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER variants_validate BEFORE INSERT OR UPDATE ON @extschema@.variants
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._variants_validate();
+
 -- Variants
 CREATE FUNCTION @extschema@.create_variant(name text, algorithm text, params jsonb DEFAULT '{}')
     RETURNS text

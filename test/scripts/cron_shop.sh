@@ -4,8 +4,10 @@
 # starts the cluster); personalize in databases shop and shop_bad. schedule_refresh()
 # from each creates a job named personalize-refresh@<database> that runs there; the test
 # waits for pg_cron to run both and proves that shop's run succeeded (cron.job_run_details
-# and personalize.maintenance_runs in shop) and that shop_bad's failed run (a variant
-# broken by a direct UPDATE) is visible in shop_bad's own maintenance_runs with its error.
+# and personalize.maintenance_runs in shop) and that shop_bad's failed run (its popularity
+# list cannot be written: a trigger refuses it) is visible in shop_bad's own
+# maintenance_runs with its error. (Until issue 11 a variant broken by a direct UPDATE
+# made it fail; such an UPDATE is now refused, and a broken variant is skipped: health.sh.)
 # Then: unschedule is idempotent, errors from pg_cron's database keep their SQLSTATE, and
 # a pg_cron that is not installed in its database gets a clear error.
 # Runs inside pg_virtualenv. TAP output; creates and drops shop and shop_bad.
@@ -32,8 +34,13 @@ INSERT INTO personalize.interactions (customer_id, product_id, event_type)
 SELECT c, 1 + (c * 7 + i * 3) % 50, 'purchase' FROM generate_series(1, 40) c, generate_series(1, 4) i;
 SQL
 done
-# a variant broken behind create_variant()'s back: every refresh fails in shop_bad
-q shop_bad -c "UPDATE personalize.variants SET params = '{\"measure\": \"bogus\"}' WHERE name = 'cooccurrence'" >/dev/null
+# every refresh fails in shop_bad: its popularity list cannot be written
+q shop_bad >/dev/null <<'SQL'
+CREATE FUNCTION public.refuse_popular() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN RAISE EXCEPTION 'the popularity list is frozen in this test' USING ERRCODE = 'P0001'; END$$;
+CREATE TRIGGER refuse_popular BEFORE INSERT ON personalize.popular
+    FOR EACH ROW EXECUTE FUNCTION public.refuse_popular();
+SQL
 
 job=$(q shop -c "SELECT personalize.schedule_refresh('* * * * *')")
 job_bad=$(q shop_bad -c "SELECT personalize.schedule_refresh('* * * * *')")
@@ -58,9 +65,9 @@ is "$(q shop -c "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || c
 is "$(q shop -c "SELECT count(*) FROM personalize.dirty_products")" 0 "the scheduled run refreshed every dirty product in shop"
 is "$(q shop -c "SELECT count(*) > 0 FROM personalize.neighbors")" t "shop has neighbour lists"
 bad=$(q postgres -c "SELECT status || ' ' || return_message FROM cron.job_run_details WHERE jobid = $job_bad ORDER BY runid LIMIT 1")
-ok $([[ "$bad" == "failed "*"invalid parameter"* ]] && echo 0 || echo 1) "cron.job_run_details: shop_bad's run failed with the error (${bad%%$'\n'*})"
+ok $([[ "$bad" == "failed "*"the popularity list is frozen"* ]] && echo 0 || echo 1) "cron.job_run_details: shop_bad's run failed with the error (${bad%%$'\n'*})"
 is "$(q shop_bad -c "SELECT status || ' ' || error FROM personalize.maintenance_runs WHERE job = 'refresh' ORDER BY run_id DESC LIMIT 1")" \
-   'failed 22023: invalid parameter "measure" for variant "cooccurrence"' \
+   'failed P0001: the popularity list is frozen in this test' \
    "the failure is in shop_bad's own maintenance_runs, with SQLSTATE and message (a role without access to cron.* sees it)"
 
 # unscheduling: true once, then false; errors of pg_cron's database come back with their SQLSTATE
