@@ -20,3 +20,6 @@ GRANT EXECUTE ON FUNCTION @extschema@._echo(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._normal_cdf(double precision) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._chisq_sf(double precision, double precision) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._t_cdf(double precision, double precision) TO PUBLIC;
+-- ingest(): its helpers parse text and list a table's columns (pg_attribute is readable anyway)
+GRANT EXECUTE ON FUNCTION @extschema@._ingest_timestamptz(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._ingest_columns(regclass) TO PUBLIC;
