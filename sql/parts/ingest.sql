@@ -147,6 +147,7 @@ DECLARE
     b bigint;
     started timestamptz := clock_timestamp();
     by_sku boolean;
+    has_keys boolean;
     n_keyed bigint;
     n_created bigint := 0;
     by_rule jsonb;
@@ -163,6 +164,8 @@ BEGIN
     END IF;
     by_sku := NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = source AND a.attname = 'product_id'
                                                          AND a.attnum > 0 AND NOT a.attisdropped);
+    has_keys := EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = source AND a.attname = 'event_key'
+                                                    AND a.attnum > 0 AND NOT a.attisdropped);
     -- 1. classify every row by the first rule it fails (NULL: passes); the raw row is kept
     --    only for the rows that will not be inserted
     EXECUTE format($q$
@@ -177,9 +180,7 @@ SELECT w.line, w.customer_id, w.product_id, w.event_type,
        CASE WHEN coalesce(w.rule, w.dup) IS NOT NULL THEN to_jsonb(w.src) END AS raw
 FROM (
     SELECT v.*,
-           CASE WHEN v.rule IS NULL AND v.event_key IS NOT NULL
-                     AND (v.key_taken OR row_number() OVER (PARTITION BY v.rule IS NULL, v.event_key ORDER BY v.line) > 1)
-                THEN 'duplicate_event' END AS dup
+           %6$s AS dup
     FROM (
         SELECT p.line, p.src, p.customer_id, pr.product_id, p.event_type, p.quantity, p.occurred_at, p.event_key,
                c.customer_id IS NOT NULL AS known_customer,
@@ -209,7 +210,11 @@ FROM (
         LEFT JOIN @extschema@.customers c ON c.customer_id = p.customer_id
     ) v
 ) w$q$, source, by_sku, ingest.create_customers, @extschema@._ingest_columns(source),
-        CASE WHEN by_sku THEN 'pr.sku = p.sku' ELSE 'pr.product_id = p.product_id' END);
+        CASE WHEN by_sku THEN 'pr.sku = p.sku' ELSE 'pr.product_id = p.product_id' END,
+        -- without an event_key column, no sort by key
+        CASE WHEN has_keys THEN $d$CASE WHEN v.rule IS NULL AND v.event_key IS NOT NULL
+                     AND (v.key_taken OR row_number() OVER (PARTITION BY v.rule IS NULL, v.event_key ORDER BY v.line) > 1)
+                THEN 'duplicate_event' END$d$ ELSE 'NULL::text' END);
 
     -- 2. unknown customers of kept rows, when asked to
     IF ingest.create_customers THEN

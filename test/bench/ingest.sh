@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 file=${1:-test/data/online-retail/online_retail.csv.gz}
 db=personalize_ingest_bench
 work=$(mktemp -d)
-q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
 trap 'dropdb --if-exists "$db" >/dev/null 2>&1; rm -rf "$work"' EXIT
 dropdb --if-exists "$db" >/dev/null 2>&1
 createdb "$db" && q -c 'CREATE EXTENSION personalize' >/dev/null || exit 2
