@@ -1240,7 +1240,7 @@ DECLARE
     n_i bigint;
     n_f bigint;
     n_x bigint;
-    found_ids bigint[];
+    cur bigint;
 BEGIN
     IF from_id IS NULL OR into_id IS NULL THEN
         RAISE EXCEPTION 'from_id and into_id must not be null'
@@ -1250,17 +1250,24 @@ BEGIN
         RAISE EXCEPTION 'cannot merge customer % into itself', from_id
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- both customer rows, in id order (a fixed order: two merges never deadlock); FOR UPDATE
-    -- also makes writers of their events (whose foreign-key check takes KEY SHARE) wait
-    SELECT array_agg(c.customer_id) INTO found_ids FROM (
-        SELECT c.customer_id FROM @extschema@.customers c
-        WHERE c.customer_id IN (from_id, into_id) ORDER BY c.customer_id FOR UPDATE) c;
-    IF found_ids IS NULL OR NOT from_id = ANY (found_ids) OR NOT into_id = ANY (found_ids) THEN
-        RAISE EXCEPTION 'unknown customer %', CASE WHEN found_ids IS NULL OR NOT from_id = ANY (found_ids) THEN from_id ELSE into_id END
-            USING ERRCODE = 'no_data_found',
-                  DETAIL = 'Both customers must be in personalize.customers.',
-                  HINT = 'Insert the account''s customer row first.';
-    END IF;
+    -- Both customer rows, in id order (two merges never deadlock): the visitor's FOR UPDATE,
+    -- which makes writers of its events (their foreign-key check takes KEY SHARE) wait for the
+    -- merge instead of deadlocking with its delete of the row (as in forget_customer()); the
+    -- account's FOR NO KEY UPDATE, which writers of its events pass.
+    FOR i IN 1 .. 2 LOOP
+        cur := CASE WHEN (i = 1) = (from_id < into_id) THEN from_id ELSE into_id END;
+        IF cur = from_id THEN
+            PERFORM FROM @extschema@.customers c WHERE c.customer_id = cur FOR UPDATE;
+        ELSE
+            PERFORM FROM @extschema@.customers c WHERE c.customer_id = cur FOR NO KEY UPDATE;
+        END IF;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown customer %', cur
+                USING ERRCODE = 'no_data_found',
+                      DETAIL = 'Both customers must be in personalize.customers.',
+                      HINT = 'Insert the account''s customer row first.';
+        END IF;
+    END LOOP;
     -- one UPDATE: the trigger recomputes both customers' affected (customer, product) rows
     UPDATE @extschema@.interactions i SET customer_id = into_id WHERE i.customer_id = from_id;
     GET DIAGNOSTICS n_i = ROW_COUNT;
