@@ -58,6 +58,10 @@ VALUES ('batch_erasure', :run, 'file-erasure', 'in_progress', 3, 4);
 INSERT INTO personalize.llm_batch_requests (batch_id, custom_id, customer_ids)
 VALUES ('batch_erasure', 'run-1', '{501, 502}'), ('batch_erasure', 'run-2', '{501}'),
        ('batch_erasure', 'run-3', '{502, 503}');
+-- rows ingest() rejected (an unknown product) name them too (issue 11)
+CREATE TEMP TABLE erasure_staging (customer_id bigint, product_id bigint, event_type text);
+INSERT INTO erasure_staging VALUES (501, 99, 'view'), (502, 99, 'view');
+SELECT rule, rows FROM personalize.ingest('erasure_staging') WHERE rows > 0;
 
 -- every table that can name a customer names 501 (so the check below checks something)
 SELECT * FROM pg_temp.naming(501);

@@ -59,12 +59,20 @@ CREATE TABLE @extschema@.interactions (
     -- client sends for "unknown"; written the same way in the update script (fresh = updated)
     CONSTRAINT interactions_occurred_at_range CHECK (
         occurred_at OPERATOR(pg_catalog.>=) '1990-01-01 00:00:00+00'::pg_catalog.timestamptz
-        AND occurred_at OPERATOR(pg_catalog.<) '2200-01-01 00:00:00+00'::pg_catalog.timestamptz)
+        AND occurred_at OPERATOR(pg_catalog.<) '2200-01-01 00:00:00+00'::pg_catalog.timestamptz),
+    -- issue 11: an optional idempotency key (last, as the update script adds it: fresh = updated)
+    event_key      text,
+    CONSTRAINT interactions_event_key_check CHECK (pg_catalog.length(event_key) OPERATOR(pg_catalog.>=) 1
+        AND pg_catalog.length(event_key) OPERATOR(pg_catalog.<=) 200)
 );
 COMMENT ON TABLE @extschema@.interactions IS 'The high-volume event log: one row per view, click, cart or purchase.';
 -- a customer's history (forget_customer, rebuild, the FK from customers) and a product's events
 CREATE INDEX interactions_customer_product_idx ON @extschema@.interactions (customer_id, product_id);
 CREATE INDEX interactions_product_idx ON @extschema@.interactions (product_id);
+-- a retried event is a no-op in ingest() (ON CONFLICT DO NOTHING), a 23505 for a plain INSERT
+CREATE UNIQUE INDEX interactions_event_key_idx ON @extschema@.interactions (event_key) WHERE event_key IS NOT NULL;
+COMMENT ON COLUMN @extschema@.interactions.event_key IS
+    'Optional idempotency key of the event (1 to 200 characters), unique when set: a retried event with the same key is a duplicate (skipped by ingest(), 23505 for a plain INSERT).';
 -- no index on event_type: the FK to event_types is never cascaded in practice and an
 -- index there would slow every insert into the event log
 
@@ -153,6 +161,8 @@ BEGIN
     -- what the LLM said about them goes too (llm_recommendations cascade from the customer row),
     -- and their id leaves the requests of unfinished batches (a request left with nobody goes)
     DELETE FROM @extschema@.llm_rejections r WHERE r.customer_id = forget_customer.customer_id;
+    -- rows ingest() rejected that name them (issue 11)
+    DELETE FROM @extschema@.ingest_rejects r WHERE r.customer_id = forget_customer.customer_id;
     DELETE FROM @extschema@.llm_batch_requests q
      WHERE forget_customer.customer_id = ANY (q.customer_ids)
        AND cardinality(array_remove(q.customer_ids, forget_customer.customer_id)) = 0;
@@ -163,4 +173,4 @@ BEGIN
     RETURN QUERY SELECT n_i, n_f, n_c > 0;
 END $$;
 COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
-    'Erase a customer: every row that names them (interactions, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, their id in unfinished batch requests) and their customer row.';
+    'Erase a customer: every row that names them (interactions, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, rows ingest() rejected, their id in unfinished batch requests) and their customer row.';

@@ -27,3 +27,6 @@ GRANT EXECUTE ON FUNCTION @extschema@._t_cdf(double precision, double precision)
 GRANT EXECUTE ON FUNCTION @extschema@._health_settings() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._health_cron_jobs() TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._variant_problem(text, text, jsonb) TO PUBLIC;
+-- ingest(): its helpers parse text and list a table's columns (pg_attribute is readable anyway)
+GRANT EXECUTE ON FUNCTION @extschema@._ingest_timestamptz(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._ingest_columns(regclass) TO PUBLIC;
