@@ -150,7 +150,10 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedu
            FROM pg_proc p WHERE p.pronamespace = 'personalize'::regnamespace
              AND has_function_privilege('public', p.oid, 'EXECUTE')),
           ARRAY['personalize._chisq_sf(double precision,double precision)', 'personalize._echo(text)',
+                'personalize._health_cron_jobs()', 'personalize._health_settings()',
+                'personalize._ingest_columns(regclass)', 'personalize._ingest_timestamptz(text)',
                 'personalize._normal_cdf(double precision)', 'personalize._t_cdf(double precision,double precision)',
+                'personalize._variant_problem(text,text,jsonb)',
                 'personalize.cooccurrence_count(bigint,bigint)',
                 'personalize.similarity(text,bigint,bigint,bigint,bigint)'],
           'PUBLIC executes only the arithmetic and model-level functions');
