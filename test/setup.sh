@@ -17,10 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q >/dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's exporter package enables its own service on :9187 (test/scripts/prometheus.sh
-# starts the binary on a free loopback port of its own): do not leave it running here
-if [ -d /run/systemd/system ] && systemctl is-enabled -q prometheus-postgres-exporter 2>/dev/null; then
-  $SUDO systemctl disable --now -q prometheus-postgres-exporter || true
+# Debian's exporter package enables and starts its own service on :9187 (with an empty
+# DSN); test/scripts/prometheus.sh starts the binary on a free loopback port of its own.
+# When setup has just installed it, stop and disable that service (one a DBA had set up
+# before is left alone).
+if [[ " ${missing[*]} " == *" prometheus-postgres-exporter "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now -q prometheus-postgres-exporter 2>/dev/null || true
 fi
 # npm (for the OpenAI spec check's prism): Debian's npm package, unless the node
 # installed already brings its own (NodeSource's nodejs conflicts with Debian's npm)
