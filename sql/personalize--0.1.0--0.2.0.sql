@@ -2476,3 +2476,387 @@ REVOKE ALL ON FUNCTION @extschema@.ingest(regclass, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.merge_customers(bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._ingest_timestamptz(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._ingest_columns(regclass) TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- Grant sets (issue 11, part 6): grant_application(), grant_monitoring(), grant_bi(),
+-- revoke_all() and erase_customer(), as in sql/parts/grants.sql; none for PUBLIC.
+------------------------------------------------------------------------------
+
+-- The application's door to erasure: forget_customer() runs with its caller's rights (DELETE
+-- on every table that names a customer); this wrapper runs it as the owner, so an application
+-- granted it erases a customer without any privilege on the tables.
+CREATE FUNCTION @extschema@.erase_customer(customer_id bigint)
+    RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT f.interactions, f.feedback, f.customer FROM @extschema@.forget_customer(customer_id) f
+$$;
+COMMENT ON FUNCTION @extschema@.erase_customer(bigint) IS
+    'forget_customer() run with the owner''s rights (SECURITY DEFINER): the erasure an application role gets by grant_application().';
+
+-- The three documented grant sets, one row per object: the single source the grant_*()
+-- functions apply (docs/reference.md, "Grant sets").
+CREATE FUNCTION @extschema@._grant_set(grant_set text)
+    RETURNS TABLE (object_type text, object text, privileges text)
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.object_type, s.object, s.privileges FROM (VALUES
+        ('application', 'table', '@extschema@.products', 'SELECT'),
+        ('application', 'table', '@extschema@.event_types', 'SELECT'),
+        ('application', 'table', '@extschema@.marketing_campaigns', 'SELECT'),
+        ('application', 'table', '@extschema@.customers', 'SELECT, INSERT, UPDATE'),
+        ('application', 'table', '@extschema@.interactions', 'SELECT, INSERT'),
+        ('application', 'table', '@extschema@.customer_feedback', 'SELECT, INSERT'),
+        ('application', 'function', '@extschema@.recommend(bigint, text, integer)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_logged(bigint, integer)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_exposure(bigint, bigint[], text)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.assigned_variant(text, bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.flag_enabled(text, bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.erase_customer(bigint)', 'EXECUTE'),
+        ('monitoring', 'table', '@extschema@.health', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.model_stats', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.maintenance_runs', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.llm_runs', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.llm_batches', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.ingest_batches', 'SELECT'),
+        ('bi', 'table', '@extschema@.products', 'SELECT'),
+        ('bi', 'table', '@extschema@.event_types', 'SELECT'),
+        ('bi', 'table', '@extschema@.marketing_campaigns', 'SELECT'),
+        ('bi', 'table', '@extschema@.variants', 'SELECT'),
+        ('bi', 'table', '@extschema@.popular', 'SELECT'),
+        ('bi', 'table', '@extschema@.neighbor_list', 'SELECT'),
+        ('bi', 'table', '@extschema@.cooccurrence', 'SELECT'),
+        ('bi', 'table', '@extschema@.model_stats', 'SELECT'),
+        ('bi', 'table', '@extschema@.experiment_results', 'SELECT')
+    ) AS s(grant_set, object_type, object, privileges)
+    WHERE s.grant_set = _grant_set.grant_set
+$$;
+
+-- Grant one set to a role, as the caller: it must hold every privilege of the set WITH
+-- GRANT OPTION (the owner does); checked first, so a refusal grants nothing. Idempotent.
+CREATE FUNCTION @extschema@._grant_apply(grant_set text, grantee regrole)
+    RETURNS SETOF text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    stmt text;
+    can boolean;
+    role_name name := @extschema@._grant_check_role(grantee);
+BEGIN
+    FOR r IN SELECT * FROM @extschema@._grant_set(grant_set) LOOP
+        can := CASE r.object_type
+            WHEN 'table' THEN (SELECT bool_and(has_table_privilege(current_user, r.object, p || ' WITH GRANT OPTION'))
+                                 FROM unnest(string_to_array(r.privileges, ', ')) p)
+            ELSE has_function_privilege(current_user, r.object, 'EXECUTE WITH GRANT OPTION') END;
+        IF NOT can THEN
+            RAISE EXCEPTION 'permission denied to grant % on %', r.privileges, r.object
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s does not hold it WITH GRANT OPTION; nothing was granted.', current_user),
+                      HINT = 'Run it as the owner of the extension or a superuser.';
+        END IF;
+    END LOOP;
+    FOR r IN SELECT * FROM @extschema@._grant_set(grant_set) LOOP
+        stmt := format('GRANT %s ON %s %s TO %I', r.privileges, upper(r.object_type),
+                       CASE r.object_type WHEN 'table' THEN r.object::regclass::text ELSE r.object::regprocedure::text END,
+                       role_name);
+        EXECUTE stmt;
+        RETURN NEXT stmt;
+    END LOOP;
+END $$;
+
+-- A grantee a set may go to: not NULL, not PUBLIC, not the owner of the extension's objects
+-- (nor a member of it; a superuser may, harmlessly). Returns its name.
+CREATE FUNCTION @extschema@._grant_check_role(grantee regrole)
+    RETURNS name
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF grantee IS NULL THEN
+        RAISE EXCEPTION 'role must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the name of an existing role.';
+    END IF;
+    IF grantee = 0 THEN
+        RAISE EXCEPTION 'grant sets are for roles, not PUBLIC'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass the name of an existing role.';
+    END IF;
+    IF grantee = (SELECT c.relowner FROM pg_class c WHERE c.oid = '@extschema@.products'::regclass)
+       OR (NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = grantee)
+           AND pg_has_role(grantee, (SELECT c.relowner FROM pg_class c WHERE c.oid = '@extschema@.products'::regclass), 'MEMBER')) THEN
+        RAISE EXCEPTION 'role % owns personalize''s objects', grantee
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The owner (and its members) hold every privilege already; a grant set would change nothing and revoke_all() would take the owner''s own privileges.',
+                  HINT = 'Grant sets are for application, monitoring and BI roles that do not own the extension.';
+    END IF;
+    RETURN (SELECT r.rolname FROM pg_roles r WHERE r.oid = grantee);
+END $$;
+
+CREATE FUNCTION @extschema@.grant_application(grantee regrole) RETURNS SETOF text
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@._grant_apply('application', grantee)
+$$;
+COMMENT ON FUNCTION @extschema@.grant_application(regrole) IS
+    'Grant a role the application set: read the catalog, write customers, events and feedback, recommend(), recommend_logged(), log_exposure(), assigned_variant(), flag_enabled(), erase_customer(). Returns the GRANT statements run. Idempotent; runs as the caller.';
+CREATE FUNCTION @extschema@.grant_monitoring(grantee regrole) RETURNS SETOF text
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@._grant_apply('monitoring', grantee)
+$$;
+COMMENT ON FUNCTION @extschema@.grant_monitoring(regrole) IS
+    'Grant a role the monitoring set: SELECT on health, model_stats and the run tables maintenance_runs, llm_runs, llm_batches, ingest_batches (nothing that names a customer). Returns the GRANT statements run. Idempotent; runs as the caller.';
+CREATE FUNCTION @extschema@.grant_bi(grantee regrole) RETURNS SETOF text
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT @extschema@._grant_apply('bi', grantee)
+$$;
+COMMENT ON FUNCTION @extschema@.grant_bi(regrole) IS
+    'Grant a role the BI set: SELECT on the catalog (products, event_types, marketing_campaigns, variants) and the aggregate results (popular, neighbor_list, cooccurrence, model_stats, experiment_results); nothing that names a customer. Returns the GRANT statements run. Idempotent; runs as the caller.';
+
+-- Take back every privilege the caller granted the role on the schema and its objects
+-- (tables, views, sequences, columns, functions, procedures): whatever sets it had. Returns
+-- how many privileges the role held on them before minus after.
+CREATE FUNCTION @extschema@._grant_count(grantee regrole) RETURNS bigint
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.relnamespace = '@extschema@'::regnamespace AND a.grantee = _grant_count.grantee)
+         + (SELECT count(*) FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid, aclexplode(t.attacl) a
+             WHERE c.relnamespace = '@extschema@'::regnamespace AND a.grantee = _grant_count.grantee)
+         + (SELECT count(*) FROM pg_proc p, aclexplode(p.proacl) a
+             WHERE p.pronamespace = '@extschema@'::regnamespace AND a.grantee = _grant_count.grantee)
+         + (SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a
+             WHERE n.oid = '@extschema@'::regnamespace AND a.grantee = _grant_count.grantee)
+$$;
+CREATE FUNCTION @extschema@.revoke_all(grantee regrole) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    before bigint;
+    role_name name := @extschema@._grant_check_role(grantee);
+BEGIN
+    before := @extschema@._grant_count(grantee);
+    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM %I', role_name);
+    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM %I', role_name);
+    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM %I', role_name);
+    EXECUTE format('REVOKE ALL ON ALL PROCEDURES IN SCHEMA @extschema@ FROM %I', role_name);
+    EXECUTE format('REVOKE ALL ON SCHEMA @extschema@ FROM %I', role_name);
+    RETURN before - @extschema@._grant_count(grantee);
+END $$;
+COMMENT ON FUNCTION @extschema@.revoke_all(regrole) IS
+    'Revoke every privilege the caller granted a role on the schema and its objects (any grant set, and grants made by hand). Returns the number of privileges removed. Runs as the caller.';
+REVOKE ALL ON FUNCTION @extschema@.erase_customer(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._grant_set(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._grant_apply(text, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._grant_check_role(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.grant_application(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.grant_monitoring(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.grant_bi(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._grant_count(regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.revoke_all(regrole) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Column comments (issue 11, part 6): every column of every table and view has one, as in
+-- sql/parts/comments.sql.
+------------------------------------------------------------------------------
+
+-- products
+COMMENT ON COLUMN @extschema@.products.product_id IS 'The application''s id of the product.';
+COMMENT ON COLUMN @extschema@.products.sku IS 'Stock keeping unit or any external code; unique when set.';
+COMMENT ON COLUMN @extschema@.products.name IS 'Name shown to people; recommend() quotes it in reasons.';
+COMMENT ON COLUMN @extschema@.products.category IS 'Category; used by the variant parameter category_cap.';
+COMMENT ON COLUMN @extschema@.products.price IS 'Price (>= 0). Sent to the LLM in the candidate catalog; counted by experiment_results revenue; not used by the scoring.';
+COMMENT ON COLUMN @extschema@.products.active IS 'Only active products are recommended; set to false to withdraw a product at once.';
+COMMENT ON COLUMN @extschema@.products.attributes IS 'Free-form attributes (a JSON object); part of the embedded text, not used by the scoring otherwise.';
+COMMENT ON COLUMN @extschema@.products.created_at IS 'When the row was created.';
+COMMENT ON COLUMN @extschema@.products.updated_at IS 'Set to now() on every UPDATE by the trigger products_touch_updated_at.';
+-- customers
+COMMENT ON COLUMN @extschema@.customers.customer_id IS 'The application''s id of the customer.';
+COMMENT ON COLUMN @extschema@.customers.country IS 'Country. Sent to the LLM in the customer''s profile; not used by the scoring.';
+COMMENT ON COLUMN @extschema@.customers.attributes IS 'Free-form attributes (a JSON object). Sent to the LLM in the customer''s profile; not used by the scoring.';
+COMMENT ON COLUMN @extschema@.customers.created_at IS 'When the row was created.';
+-- event_types
+COMMENT ON COLUMN @extschema@.event_types.event_type IS 'Name: a lower-case identifier of 1 to 32 characters (view, click, cart, purchase are shipped).';
+COMMENT ON COLUMN @extschema@.event_types.weight IS 'Weight of one event of this type in a customer''s history (0 < weight <= 1000), applied when the event is inserted.';
+COMMENT ON COLUMN @extschema@.event_types.description IS 'What the event means.';
+-- interactions
+COMMENT ON COLUMN @extschema@.interactions.interaction_id IS 'Event id (GENERATED ALWAYS); its order decides which products are in-model (cap rule).';
+COMMENT ON COLUMN @extschema@.interactions.customer_id IS 'Who (references customers).';
+COMMENT ON COLUMN @extschema@.interactions.product_id IS 'Which product (references products).';
+COMMENT ON COLUMN @extschema@.interactions.event_type IS 'What happened (references event_types).';
+COMMENT ON COLUMN @extschema@.interactions.quantity IS 'How many (> 0). Not used by the model: one event counts once.';
+COMMENT ON COLUMN @extschema@.interactions.occurred_at IS 'When (1990-01-01 to 2200-01-01 UTC). Drives recency decay and the popularity window.';
+-- customer_feedback
+COMMENT ON COLUMN @extschema@.customer_feedback.feedback_id IS 'Feedback id.';
+COMMENT ON COLUMN @extschema@.customer_feedback.customer_id IS 'Who (references customers).';
+COMMENT ON COLUMN @extschema@.customer_feedback.product_id IS 'About which product (references products).';
+COMMENT ON COLUMN @extschema@.customer_feedback.rating IS 'Rating, 1 to 5.';
+COMMENT ON COLUMN @extschema@.customer_feedback.comment IS 'Free text.';
+COMMENT ON COLUMN @extschema@.customer_feedback.created_at IS 'When.';
+-- marketing_campaigns
+COMMENT ON COLUMN @extschema@.marketing_campaigns.campaign_id IS 'Campaign id.';
+COMMENT ON COLUMN @extschema@.marketing_campaigns.name IS 'Campaign name, shown in reasons as campaign: <name>.';
+COMMENT ON COLUMN @extschema@.marketing_campaigns.product_id IS 'The promoted product (one row per product; several rows may share a name).';
+COMMENT ON COLUMN @extschema@.marketing_campaigns.starts_at IS 'Start of the campaign (inclusive).';
+COMMENT ON COLUMN @extschema@.marketing_campaigns.ends_at IS 'End of the campaign (exclusive).';
+COMMENT ON COLUMN @extschema@.marketing_campaigns.boost IS 'Score multiplier while the campaign runs (> 0; below 1 demotes).';
+-- model tables
+COMMENT ON COLUMN @extschema@.customer_items.customer_id IS 'The customer.';
+COMMENT ON COLUMN @extschema@.customer_items.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.customer_items.events IS 'Number of the customer''s interactions with the product.';
+COMMENT ON COLUMN @extschema@.customer_items.purchases IS 'Number of purchase interactions.';
+COMMENT ON COLUMN @extschema@.customer_items.weight IS 'Sum of the event-type weights of those interactions.';
+COMMENT ON COLUMN @extschema@.customer_items.first_interaction_id IS 'Smallest interaction_id: the cap rule''s ordering key.';
+COMMENT ON COLUMN @extschema@.customer_items.last_at IS 'Latest occurred_at: the age used by recency decay.';
+COMMENT ON COLUMN @extschema@.customer_items.in_model IS 'Whether the product is one of the customer''s first max_items_per_customer products (takes part in co-occurrence).';
+COMMENT ON COLUMN @extschema@.customer_state.customer_id IS 'The customer; the row is the lock that serialises writers of their history.';
+COMMENT ON COLUMN @extschema@.customer_state.items IS 'Rows in customer_items.';
+COMMENT ON COLUMN @extschema@.customer_state.model_items IS 'In-model rows in customer_items.';
+COMMENT ON COLUMN @extschema@.customer_state.max_model_first_id IS 'Largest first_interaction_id among the in-model rows.';
+COMMENT ON COLUMN @extschema@.customer_totals.shard IS 'Shard number, 0 to 15.';
+COMMENT ON COLUMN @extschema@.customer_totals.customers IS 'Customers with an in-model product, counted in this shard (the sum is N).';
+COMMENT ON COLUMN @extschema@.item_counts.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.item_counts.customers IS 'Distinct customers whose in-model history holds the product.';
+COMMENT ON COLUMN @extschema@.pair_counts.product_a IS 'The smaller product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts.product_b IS 'The larger product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts.customers IS 'Co-occurrence count: customers whose in-model history holds both.';
+COMMENT ON COLUMN @extschema@.dirty_products.product_id IS 'A product whose neighbour lists wait for the refresh.';
+COMMENT ON COLUMN @extschema@.dirty_products.since IS 'When it was first marked; now() - min(since) is the age of the backlog.';
+COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr or content.';
+COMMENT ON COLUMN @extschema@.neighbors.product_id IS 'The product the list is for.';
+COMMENT ON COLUMN @extschema@.neighbors.neighbor_ids IS 'Up to personalize.neighbors_k neighbours, best first.';
+COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores.';
+COMMENT ON COLUMN @extschema@.neighbors.counts IS 'Their co-occurrence counts with the product.';
+COMMENT ON COLUMN @extschema@.neighbors.refreshed_at IS 'When the list was computed.';
+COMMENT ON COLUMN @extschema@.popular.rank IS 'Rank, 1 = most popular.';
+COMMENT ON COLUMN @extschema@.popular.product_id IS 'An active product.';
+COMMENT ON COLUMN @extschema@.popular.customers IS 'Distinct customers with an interaction with the product in the window (window rows) or in the model (all_time rows).';
+COMMENT ON COLUMN @extschema@.popular.share IS 'customers divided by the first row of the same source.';
+COMMENT ON COLUMN @extschema@.popular.source IS 'window or all_time; window rows rank first.';
+COMMENT ON COLUMN @extschema@.popular.window_start IS 'Start of the window the list was computed for.';
+COMMENT ON COLUMN @extschema@.popular.window_end IS 'End of the window (the as_of of the refresh).';
+COMMENT ON COLUMN @extschema@.popular_scores.singleton IS 'Always true: at most one row.';
+COMMENT ON COLUMN @extschema@.popular_scores.product_ids IS 'The popularity list''s products in rank order.';
+COMMENT ON COLUMN @extschema@.popular_scores.scores IS 'Their popularity scores.';
+COMMENT ON COLUMN @extschema@.popular_scores.window_days IS 'The window length in days (for the reason text).';
+-- configuration and bookkeeping
+COMMENT ON COLUMN @extschema@.model_settings.singleton IS 'Always true: one row.';
+COMMENT ON COLUMN @extschema@.model_settings.max_items_per_customer IS 'The cap: in-model products per customer (2 to 10000).';
+COMMENT ON COLUMN @extschema@.model_settings.rebuilt_at IS 'When rebuild() last ran (NULL if never).';
+COMMENT ON COLUMN @extschema@.variants.name IS 'Variant name, passed to recommend().';
+COMMENT ON COLUMN @extschema@.variants.algorithm IS 'popular, cooccurrence, hybrid or llm.';
+COMMENT ON COLUMN @extschema@.variants.params IS 'Parameters (a JSON object), validated like create_variant().';
+COMMENT ON COLUMN @extschema@.variants.builtin IS 'True for the shipped variants, which cannot be dropped.';
+COMMENT ON COLUMN @extschema@.variants.created_at IS 'When it was created.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.run_id IS 'Run id.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.job IS 'rebuild, refresh, refresh_neighbors or refresh_popular.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.started_at IS 'When the run started (clock time).';
+COMMENT ON COLUMN @extschema@.maintenance_runs.finished_at IS 'When it finished.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.items IS 'rebuild: pairs; refresh and refresh_neighbors: products refreshed; refresh_popular: rows in the list.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.details IS 'What the run did, by job (JSON); skipped_variants for invalid variants.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.status IS 'succeeded or failed.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.error IS 'For a failed run, SQLSTATE: message; NULL otherwise.';
+-- A/B testing
+COMMENT ON COLUMN @extschema@.experiments.experiment_id IS 'Experiment id.';
+COMMENT ON COLUMN @extschema@.experiments.name IS 'Experiment name (lower-case identifier).';
+COMMENT ON COLUMN @extschema@.experiments.status IS 'draft, running or stopped.';
+COMMENT ON COLUMN @extschema@.experiments.salt IS 'Salt of the assignment hash; changing it reassigns every customer.';
+COMMENT ON COLUMN @extschema@.experiments.traffic IS 'Fraction of customers in the experiment, 0 to 1.';
+COMMENT ON COLUMN @extschema@.experiments.attribution_window IS 'How long after an exposure a click, cart or purchase counts as a conversion.';
+COMMENT ON COLUMN @extschema@.experiments.created_at IS 'When it was created.';
+COMMENT ON COLUMN @extschema@.experiments.started_at IS 'Set by start_experiment().';
+COMMENT ON COLUMN @extschema@.experiments.stopped_at IS 'Set by stop_experiment().';
+COMMENT ON COLUMN @extschema@.experiment_arms.experiment_id IS 'The experiment.';
+COMMENT ON COLUMN @extschema@.experiment_arms.arm IS 'Arm number, 0 = the control.';
+COMMENT ON COLUMN @extschema@.experiment_arms.variant IS 'The variant the arm serves.';
+COMMENT ON COLUMN @extschema@.experiment_arms.weight IS 'Relative share of the experiment''s traffic.';
+COMMENT ON COLUMN @extschema@.exposures.exposure_id IS 'Exposure id.';
+COMMENT ON COLUMN @extschema@.exposures.experiment_id IS 'The experiment running at the time.';
+COMMENT ON COLUMN @extschema@.exposures.customer_id IS 'The customer shown the products (no foreign key: anonymous ids may be logged).';
+COMMENT ON COLUMN @extschema@.exposures.variant IS 'The variant served.';
+COMMENT ON COLUMN @extschema@.exposures.arm IS 'The customer''s arm; NULL when another variant was served explicitly (not counted by experiment_results).';
+COMMENT ON COLUMN @extschema@.exposures.product_ids IS 'The products shown, in order.';
+COMMENT ON COLUMN @extschema@.exposures.shown_at IS 'When they were shown.';
+COMMENT ON COLUMN @extschema@.flags.name IS 'Flag name (lower-case letters, digits, _ and .).';
+COMMENT ON COLUMN @extschema@.flags.rollout IS 'Fraction of customers for whom the flag is on, 0 to 1.';
+COMMENT ON COLUMN @extschema@.flags.salt IS 'Salt of the flag''s hash.';
+COMMENT ON COLUMN @extschema@.flags.description IS 'Free text.';
+COMMENT ON COLUMN @extschema@.flags.updated_at IS 'Kept current by the trigger flags_touch_updated_at.';
+-- cold start (OpenAI)
+COMMENT ON COLUMN @extschema@.llm_runs.run_id IS 'Run id.';
+COMMENT ON COLUMN @extschema@.llm_runs.kind IS 'refresh, batch_submit, batch_poll or embed.';
+COMMENT ON COLUMN @extschema@.llm_runs.status IS 'running, completed, failed, cancelled, quota_exceeded or interrupted.';
+COMMENT ON COLUMN @extschema@.llm_runs.started_at IS 'Start.';
+COMMENT ON COLUMN @extschema@.llm_runs.finished_at IS 'End (NULL while running).';
+COMMENT ON COLUMN @extschema@.llm_runs.model IS 'The model setting at the start of the run.';
+COMMENT ON COLUMN @extschema@.llm_runs.customers IS 'Customers answered (refresh, batch_poll) or submitted (batch_submit); products embedded (embed).';
+COMMENT ON COLUMN @extschema@.llm_runs.requests IS 'HTTP requests sent.';
+COMMENT ON COLUMN @extschema@.llm_runs.retries IS 'Extra attempts.';
+COMMENT ON COLUMN @extschema@.llm_runs.failures IS 'Requests (batch lines) that gave nothing usable.';
+COMMENT ON COLUMN @extschema@.llm_runs.rejections IS 'Rows written to llm_rejections.';
+COMMENT ON COLUMN @extschema@.llm_runs.prompt_tokens IS 'Prompt tokens used (the answers'' usage).';
+COMMENT ON COLUMN @extschema@.llm_runs.completion_tokens IS 'Completion tokens used.';
+COMMENT ON COLUMN @extschema@.llm_runs.error IS 'Why the run stopped (the key is redacted).';
+COMMENT ON COLUMN @extschema@.llm_runs.pid IS 'Process id of the backend running it.';
+COMMENT ON COLUMN @extschema@.llm_runs.backend_start IS 'Start of that backend (a running row whose backend is gone is marked interrupted).';
+COMMENT ON COLUMN @extschema@.llm_runs.details IS 'What the run did, by kind (JSON).';
+COMMENT ON COLUMN @extschema@.llm_recommendations.customer_id IS 'The customer.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.rank IS '1 = the model''s first choice.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.product_id IS 'The recommended product.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.reason IS 'The model''s short reason (at most 300 characters), written from the customer''s profile.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.run_id IS 'The run that stored it.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.generated_at IS 'When it was stored; fresh for personalize.llm_ttl.';
+COMMENT ON COLUMN @extschema@.llm_recommendations.model IS 'The model the response named.';
+COMMENT ON COLUMN @extschema@.llm_rejections.rejection_id IS 'Id.';
+COMMENT ON COLUMN @extschema@.llm_rejections.run_id IS 'The run.';
+COMMENT ON COLUMN @extschema@.llm_rejections.customer_id IS 'The customer concerned, else NULL.';
+COMMENT ON COLUMN @extschema@.llm_rejections.product_id IS 'The product concerned, else NULL.';
+COMMENT ON COLUMN @extschema@.llm_rejections.reason IS 'Why it was rejected (one of the documented reasons).';
+COMMENT ON COLUMN @extschema@.llm_rejections.detail IS 'What was wrong, for people: HTTP error, start of a malformed answer (the key is redacted).';
+COMMENT ON COLUMN @extschema@.llm_rejections.rejected_at IS 'When.';
+COMMENT ON COLUMN @extschema@.llm_batches.batch_id IS 'OpenAI''s batch id.';
+COMMENT ON COLUMN @extschema@.llm_batches.run_id IS 'The batch_submit run.';
+COMMENT ON COLUMN @extschema@.llm_batches.input_file_id IS 'The uploaded JSONL file.';
+COMMENT ON COLUMN @extschema@.llm_batches.output_file_id IS 'The output file, as the last poll saw it.';
+COMMENT ON COLUMN @extschema@.llm_batches.error_file_id IS 'The error file, as the last poll saw it.';
+COMMENT ON COLUMN @extschema@.llm_batches.status IS 'OpenAI''s status of the batch at the last poll.';
+COMMENT ON COLUMN @extschema@.llm_batches.requests IS 'Request lines in the file.';
+COMMENT ON COLUMN @extschema@.llm_batches.customers IS 'Customers in them.';
+COMMENT ON COLUMN @extschema@.llm_batches.created_at IS 'Submission.';
+COMMENT ON COLUMN @extschema@.llm_batches.checked_at IS 'Last poll.';
+COMMENT ON COLUMN @extschema@.llm_batches.finished_at IS 'When llm_batch_poll() ingested (or gave up on) the batch; NULL = still open.';
+COMMENT ON COLUMN @extschema@.llm_batches.ingest_run_id IS 'The batch_poll run that ingested it.';
+COMMENT ON COLUMN @extschema@.llm_batch_requests.batch_id IS 'The batch.';
+COMMENT ON COLUMN @extschema@.llm_batch_requests.custom_id IS 'The request line''s custom_id.';
+COMMENT ON COLUMN @extschema@.llm_batch_requests.customer_ids IS 'The customers that line asks about.';
+COMMENT ON COLUMN @extschema@.product_embeddings.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.product_embeddings.model IS 'The embedding model.';
+COMMENT ON COLUMN @extschema@.product_embeddings.embedding IS 'The vector.';
+COMMENT ON COLUMN @extschema@.product_embeddings.text_md5 IS 'md5 of the model, dimensions and embedded text; a mismatch makes embed_products() embed the product again.';
+COMMENT ON COLUMN @extschema@.product_embeddings.embedded_at IS 'When.';
+-- views
+COMMENT ON COLUMN @extschema@.cooccurrence.product_a IS 'The smaller product id of the pair.';
+COMMENT ON COLUMN @extschema@.cooccurrence.product_b IS 'The larger product id of the pair.';
+COMMENT ON COLUMN @extschema@.cooccurrence.customers IS 'Co-occurrence count.';
+COMMENT ON COLUMN @extschema@.cooccurrence.customers_a IS 'item_counts.customers of product_a.';
+COMMENT ON COLUMN @extschema@.cooccurrence.customers_b IS 'item_counts.customers of product_b.';
+COMMENT ON COLUMN @extschema@.model_stats.customers IS 'Customers with at least one in-model product.';
+COMMENT ON COLUMN @extschema@.model_stats.products IS 'Products with at least one customer.';
+COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts.';
+COMMENT ON COLUMN @extschema@.model_stats.dirty_products IS 'Backlog of the neighbour refresh.';
+COMMENT ON COLUMN @extschema@.model_stats.max_items_per_customer IS 'The cap in force.';
+COMMENT ON COLUMN @extschema@.model_stats.rebuilt_at IS 'Last rebuild().';
+COMMENT ON COLUMN @extschema@.experiment_results.experiment IS 'The experiment''s name.';
+COMMENT ON COLUMN @extschema@.experiment_results.variant IS 'The arm''s variant.';
+COMMENT ON COLUMN @extschema@.experiment_results.arm IS 'Arm number (0 = control).';
+COMMENT ON COLUMN @extschema@.experiment_results.customers IS 'Customers in the arm (the exposed ones).';
+COMMENT ON COLUMN @extschema@.experiment_results.exposed_customers IS 'Distinct customers with at least one counted exposure.';
+COMMENT ON COLUMN @extschema@.experiment_results.exposures IS 'Counted exposures.';
+COMMENT ON COLUMN @extschema@.experiment_results.conversions IS 'Exposed customers who converted within the attribution window.';
+COMMENT ON COLUMN @extschema@.experiment_results.conversion_rate IS 'conversions / exposed_customers.';
+COMMENT ON COLUMN @extschema@.experiment_results.revenue_per_customer IS 'Revenue of attributed purchases per exposed customer.';
+COMMENT ON COLUMN @extschema@.experiment_results.lift IS 'conversion_rate / control''s conversion_rate - 1 (NULL for the control).';
+COMMENT ON COLUMN @extschema@.experiment_results.lift_ci_low IS 'Lower bound of the 95% CI of the lift.';
+COMMENT ON COLUMN @extschema@.experiment_results.lift_ci_high IS 'Upper bound of the 95% CI of the lift.';
+COMMENT ON COLUMN @extschema@.experiment_results.p_value IS 'Two-sided two-proportion z-test against the control.';
+COMMENT ON COLUMN @extschema@.experiment_results.revenue_p_value IS 'Two-sided Welch t-test of revenue per exposed customer against the control.';
+COMMENT ON COLUMN @extschema@.experiment_results.srm_p_value IS 'Sample-ratio mismatch p-value (chi-square against the weights).';
+COMMENT ON COLUMN @extschema@.experiment_results.srm_flag IS 'srm_p_value < 0.001.';
+COMMENT ON COLUMN @extschema@.neighbor_list.measure IS 'Similarity measure of the list.';
+COMMENT ON COLUMN @extschema@.neighbor_list.product_id IS 'The product the list is for.';
+COMMENT ON COLUMN @extschema@.neighbor_list.rank IS '1 = most similar.';
+COMMENT ON COLUMN @extschema@.neighbor_list.neighbor_id IS 'The neighbour.';
+COMMENT ON COLUMN @extschema@.neighbor_list.score IS 'Its similarity.';
+COMMENT ON COLUMN @extschema@.neighbor_list.customers IS 'Its co-occurrence count with the product.';
+COMMENT ON COLUMN @extschema@.neighbor_list.refreshed_at IS 'When the list was computed.';
