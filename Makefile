@@ -9,12 +9,12 @@ OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/mod
 # step between versions has its update script (sql/personalize--A--B.sql).
 SQL_PARTS   = $(addprefix sql/parts/, header.sql catalog.sql model.sql variants.sql serving.sql \
                 refresh.sql scheduling.sql experiments.sql cold_start.sql lifecycle.sql health.sql \
-                ingest.sql privileges.sql)
+                ingest.sql retention.sql privileges.sql)
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest
+REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest retention
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters
