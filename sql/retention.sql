@@ -66,7 +66,7 @@ CREATE TEMP TABLE pairs_mid AS SELECT * FROM personalize.pair_counts;
 INSERT INTO personalize.maintenance_runs (job, started_at, finished_at, items)
 VALUES ('retention-test', now() - interval '100 days', now() - interval '100 days', 1),
        ('retention-test', now() - interval '10 days', now() - interval '10 days', 2);
-INSERT INTO personalize.ingest_batches (source, started_at) VALUES ('old', now() - interval '100 days'), ('new', now() - interval '10 days');
+INSERT INTO personalize.ingest_batches (source, loaded_by, create_customers, started_at) VALUES ('old', current_user, false, now() - interval '100 days'), ('new', current_user, false, now() - interval '10 days');
 CALL personalize.maintenance();
 SELECT count(*) AS live_older_than_60_days FROM personalize.interactions WHERE occurred_at < now() - interval '60 days';
 SELECT count(*) AS archived FROM personalize.interactions_archive;
