@@ -64,7 +64,7 @@ INSERT INTO @extschema@.retention (target, keep, mode) VALUES
     ('events', NULL, 'archive'), ('archived_events', NULL, NULL), ('exposures', NULL, NULL),
     ('maintenance_runs', '90 days', NULL), ('llm_runs', '90 days', NULL),
     ('llm_rejections', '90 days', NULL), ('ingest_batches', '90 days', NULL);
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention', '');
+-- not dumped (its default rows would collide on restore): re-apply changed settings after a restore
 
 -- Move at most batch_size events that occurred before older_than from interactions to the
 -- archive, oldest first, in one statement: the model does not change (its triggers recompute
