@@ -12,6 +12,9 @@ SQL_PARTS   = $(addprefix sql/parts/, header.sql catalog.sql model.sql variants.
                 ingest.sql retention.sql privileges.sql)
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql
+# Prometheus (docs/monitoring.md): the exporter's queries file and the alert rules, installed
+# next to the scripts, in $(pg_config --sharedir)/extension/
+DATA       += contrib/prometheus/personalize-queries.yaml contrib/prometheus/personalize-alerts.yaml
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
 REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest retention

@@ -150,7 +150,7 @@ RESET client_min_messages;
 INSERT INTO personalize.customers (customer_id, country, attributes) VALUES (900, 'Italy', '{"utm": "mail"}');
 UPDATE personalize.customers SET attributes = '{"tier": "gold"}' WHERE customer_id = 2;
 INSERT INTO personalize.interactions (interaction_id, customer_id, product_id, event_type, occurred_at)
-VALUES (-4, 900, 5, 'view', '2023-12-01'), (-3, 900, 2, 'cart', '2023-12-02'), (-2, 900, 4, 'view', '2023-12-03'),
+OVERRIDING SYSTEM VALUE VALUES (-4, 900, 5, 'view', '2023-12-01'), (-3, 900, 2, 'cart', '2023-12-02'), (-2, 900, 4, 'view', '2023-12-03'),
        (-1, 900, 3, 'click', '2023-12-04');
 INSERT INTO personalize.customer_feedback (customer_id, product_id, rating) VALUES (900, 5, 4);
 SELECT personalize.create_experiment('ingest_ab', ARRAY['hybrid', 'popular']) > 0 AS created;

@@ -1850,15 +1850,6 @@ BEGIN
     emb_dims := (cfg ->> 'openai_embedding_dimensions')::integer;
     conc := (cfg ->> 'openai_concurrency')::integer;
     run := @extschema@._llm_run_start('embed');
-    SELECT coalesce(array_agg(p.product_id ORDER BY p.product_id), '{}') INTO todo
-      FROM (SELECT p.product_id FROM @extschema@.products p
-             LEFT JOIN @extschema@.product_embeddings e ON e.product_id = p.product_id
-             WHERE p.active
-               AND (e.product_id IS NULL OR e.text_md5 <> md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))))
-             ORDER BY p.product_id LIMIT coalesce(max_products, 2147483647)) p;
-    UPDATE @extschema@.llm_runs SET details = jsonb_build_object('to_do', cardinality(todo), 'dimensions', emb_dims)
-     WHERE run_id = run;
-    RAISE NOTICE 'embed_products run %: % products to embed with %', run, cardinality(todo), emb_model;
     -- the run is recorded before anything can fail; a failure from here on marks it
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -1944,34 +1935,6 @@ BEGIN
                     n_failures := n_failures + 1;
                     last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input'
                                                     || coalesce(' (' || failed || ')', ''));
-                resp := NULL;
-                IF r.http_status BETWEEN 200 AND 299 THEN
-                    BEGIN
-                        resp := r.body::jsonb;
-                    EXCEPTION WHEN invalid_text_representation THEN
-                        resp := NULL;
-                    END;
-                END IF;
-                -- usable only if every input has exactly one finite vector of one length
-                ok := resp IS NOT NULL AND jsonb_typeof(resp -> 'data') = 'array';
-                IF ok THEN
-                    SELECT count(*) = cardinality(ids)
-                           AND count(DISTINCT d ->> 'index') = cardinality(ids)
-                           AND coalesce(bool_and(jsonb_typeof(d -> 'embedding') = 'array'
-                                                 AND CASE WHEN (d ->> 'index') ~ '^[0-9]{1,9}$'
-                                                          THEN (d ->> 'index')::integer < cardinality(ids) END), false)
-                      INTO ok FROM jsonb_array_elements(resp -> 'data') d;
-                END IF;
-                IF ok THEN
-                    SELECT count(DISTINCT jsonb_array_length(d -> 'embedding')) = 1
-                           AND (emb_dims = 0 OR min(jsonb_array_length(d -> 'embedding')) = emb_dims)
-                           AND coalesce(bool_and(jsonb_typeof(x) = 'number'
-                                                 AND CASE WHEN jsonb_typeof(x) = 'number' THEN abs(x::text::numeric) < 1e30 END), false)
-                      INTO ok FROM jsonb_array_elements(resp -> 'data') d, jsonb_array_elements(d -> 'embedding') x;
-                END IF;
-                IF NOT ok THEN
-                    n_failures := n_failures + 1;
-                    last_error := coalesce(r.error, 'the embeddings answer does not have one finite vector of one length per input');
                     IF r.error_code = 'insufficient_quota' THEN
                         quota_error := r.error;
                     END IF;
@@ -1989,10 +1952,6 @@ BEGIN
                 SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
                        ARRAY(SELECT CASE WHEN abs(x::text::numeric) < 1e-37 THEN 0 ELSE x::text::real END
                                FROM jsonb_array_elements(d -> 'embedding') x),
-                n_prompt := n_prompt + coalesce((resp #>> '{usage,prompt_tokens}')::numeric::bigint, 0);
-                INSERT INTO @extschema@.product_embeddings AS e (product_id, model, embedding, text_md5, embedded_at)
-                SELECT p.product_id, coalesce(resp ->> 'model', emb_model),
-                       ARRAY(SELECT x::text::real FROM jsonb_array_elements(d -> 'embedding') x),
                        md5(concat_ws('|', emb_model, emb_dims, @extschema@._product_text(p))), clock_timestamp()
                   FROM jsonb_array_elements(resp -> 'data') d
                   JOIN @extschema@.products p ON p.product_id = ids[(d ->> 'index')::integer + 1]

@@ -511,30 +511,25 @@ engine_cleanup(Engine *eng)
 	eng->headers = NULL;
 }
 
-/*
- * Send every request; fills the engine's fields of each. Results are palloc'd
- * in the caller's memory context.
- */
-void
-http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
+/* Where a run is: what the phases of http_run() share besides the engine. */
+typedef struct RunState
 {
-	MemoryContext resultcxt = CurrentMemoryContext;
-	Engine	   *eng = palloc0(sizeof(Engine));
-	ReqTrack   *track = palloc0(sizeof(ReqTrack) * Max(n, 1));
-	int			done = 0;
-	int			next_new = 0;	/* requests before this were all started once */
-	int			inflight = 0;
-	int			nwaiting = 0;
-	bool		stopped = false;
-	const char *stop_code = NULL;
+	HttpRequest *reqs;
+	ReqTrack   *track;
+	int			n;
+	int			done;
+	int			next_new;		/* requests before this were all started once */
+	int			inflight;
+	int			nwaiting;
+	bool		stopped;
+	const char *stop_code;
+	MemoryContext resultcxt;
+} RunState;
 
-	if (!curl_ready)
-	{
-		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
-			elog(ERROR, "personalize: curl_global_init failed");
-		curl_ready = true;
-	}
-
+/* Clear the engine's fields of every request before a run. */
+static void
+reset_requests(HttpRequest *reqs, int n)
+{
 	for (int i = 0; i < n; i++)
 	{
 		reqs[i].status = 0;
@@ -544,6 +539,200 @@ http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
 		reqs[i].error = reqs[i].error_code = NULL;
 		reqs[i].elapsed_ms = 0;
 	}
+}
+
+/* One header line onto the engine's list (out of memory: ERROR). */
+static void
+engine_add_header(Engine *eng, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(eng->headers, line);
+
+	if (l == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	eng->headers = l;
+}
+
+/* The multi handle and the shared headers; inside the caller's PG_TRY. */
+static void
+engine_start(Engine *eng, const HttpOptions *opts)
+{
+	eng->multi = curl_multi_init();
+	if (eng->multi == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+						errdetail("curl_multi_init() failed.")));
+	for (int h = 0; h < opts->nheaders; h++)
+		engine_add_header(eng, opts->headers[h]);
+	/* no "Expect: 100-continue" round trip before large bodies */
+	engine_add_header(eng, "Expect:");
+}
+
+/* Fill free slots: retries that are due first, then requests never sent. */
+static void
+start_due(Engine *eng, RunState *st, const HttpOptions *opts)
+{
+	double		now = now_ms();
+
+	for (int s = 0; s < eng->nslots && !st->stopped; s++)
+	{
+		int			i = -1;
+
+		if (eng->slots[s].req >= 0)
+			continue;
+		if (st->nwaiting > 0)
+		{
+			for (int j = 0; j < st->n; j++)
+				if (st->track[j].state == REQ_WAITING && st->track[j].due_ms <= now)
+				{
+					i = j;
+					st->nwaiting--;
+					break;
+				}
+		}
+		if (i < 0 && st->next_new < st->n)
+			i = st->next_new++;
+		if (i < 0)
+			break;
+		if (st->reqs[i].attempts == 0)
+			st->track[i].first_ms = now;
+		st->reqs[i].attempts++;
+		st->track[i].state = REQ_RUNNING;
+		st->inflight++;
+		start_transfer(eng, &eng->slots[s], &st->reqs[i], i, opts);
+	}
+}
+
+/* Take every finished transfer: done, or waiting for a retry; note a stop. */
+static void
+collect_finished(Engine *eng, RunState *st, const HttpOptions *opts)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(eng->multi, &left)) != NULL)
+	{
+		Slot	   *slot = NULL;
+		HttpVerdict v;
+		int			i;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
+		i = slot->req;
+		v = finish_transfer(eng, slot, msg->data.result, st->reqs, st->track, opts, st->resultcxt);
+		st->inflight--;
+		if (st->track[i].state == REQ_DONE)
+			st->done++;
+		else
+			st->nwaiting++;
+		if (v == HTTP_STOP && !st->stopped)
+		{
+			st->stopped = true;
+			st->stop_code = st->reqs[i].error_code;
+		}
+	}
+}
+
+/* After a stop nothing new starts; what waits for a retry ends as it is. */
+static void
+end_after_stop(RunState *st)
+{
+	for (int j = 0; j < st->n; j++)
+	{
+		MemoryContext old;
+
+		if (st->track[j].state == REQ_WAITING)
+		{
+			st->track[j].state = REQ_DONE;
+			st->reqs[j].elapsed_ms = now_ms() - st->track[j].first_ms;
+			st->done++;
+		}
+		else if (st->track[j].state == REQ_PENDING)
+		{
+			st->track[j].state = REQ_DONE;
+			old = MemoryContextSwitchTo(st->resultcxt);
+			st->reqs[j].error = psprintf("not sent: an earlier response said %s",
+										 st->stop_code ? st->stop_code : "stop");
+			st->reqs[j].error_code = "not_sent";
+			MemoryContextSwitchTo(old);
+			st->done++;
+		}
+	}
+	st->nwaiting = 0;
+	st->next_new = st->n;
+}
+
+/* How long to wait for sockets: less when a free slot has a retry due soon, 0 for a new request. */
+static long
+next_wait_ms(const Engine *eng, const RunState *st)
+{
+	long		wait_ms = POLL_MS;
+
+	if (st->inflight < eng->nslots && st->nwaiting > 0)
+	{
+		double		next = -1;
+		double		now = now_ms();
+
+		for (int j = 0; j < st->n; j++)
+			if (st->track[j].state == REQ_WAITING && (next < 0 || st->track[j].due_ms < next))
+				next = st->track[j].due_ms;
+		wait_ms = (long) Max(0.0, Min((double) POLL_MS, next - now));
+	}
+	if (st->inflight < eng->nslots && st->next_new < st->n && !st->stopped)
+		wait_ms = 0;
+	return wait_ms;
+}
+
+/* The event loop: start, perform, collect, wait, until every request is done. */
+static void
+engine_loop(Engine *eng, RunState *st, const HttpOptions *opts)
+{
+	while (st->done < st->n)
+	{
+		int			running;
+		long		wait_ms;
+		CURLMcode	mrc;
+
+		CHECK_FOR_INTERRUPTS();
+		start_due(eng, st, opts);
+		mrc = curl_multi_perform(eng->multi, &running);
+		if (mrc != CURLM_OK)
+			elog(ERROR, "personalize: curl_multi_perform failed: %s", curl_multi_strerror(mrc));
+		collect_finished(eng, st, opts);
+		if (st->stopped)
+			end_after_stop(st);
+		if (st->done >= st->n)
+			break;
+		wait_ms = next_wait_ms(eng, st);
+		if (wait_ms > 0)
+		{
+			mrc = curl_multi_poll(eng->multi, NULL, 0, (int) wait_ms, NULL);
+			if (mrc != CURLM_OK)
+				elog(ERROR, "personalize: curl_multi_poll failed: %s", curl_multi_strerror(mrc));
+		}
+	}
+}
+
+/*
+ * Send every request; fills the engine's fields of each. Results are palloc'd
+ * in the caller's memory context.
+ */
+void
+http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
+{
+	Engine	   *eng = palloc0(sizeof(Engine));
+	RunState	st = {0};
+
+	if (!curl_ready)
+	{
+		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+			elog(ERROR, "personalize: curl_global_init failed");
+		curl_ready = true;
+	}
+	reset_requests(reqs, n);
+	st.reqs = reqs;
+	st.n = n;
+	st.track = palloc0(sizeof(ReqTrack) * Max(n, 1));
+	st.resultcxt = CurrentMemoryContext;
 	eng->nslots = Max(1, Min(opts->concurrency, n));
 	eng->budget = opts->budget;
 	eng->kept = eng->inflight = 0;
@@ -553,146 +742,8 @@ http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
 
 	PG_TRY();
 	{
-		eng->multi = curl_multi_init();
-		if (eng->multi == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
-							errdetail("curl_multi_init() failed.")));
-		for (int h = 0; h < opts->nheaders; h++)
-		{
-			struct curl_slist *l = curl_slist_append(eng->headers, opts->headers[h]);
-
-			if (l == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			eng->headers = l;
-		}
-		/* no "Expect: 100-continue" round trip before large bodies */
-		{
-			struct curl_slist *l = curl_slist_append(eng->headers, "Expect:");
-
-			if (l == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			eng->headers = l;
-		}
-
-		while (done < n)
-		{
-			double		now;
-			int			running;
-			int			left;
-			CURLMsg    *msg;
-			CURLMcode	mrc;
-			long		wait_ms = POLL_MS;
-
-			CHECK_FOR_INTERRUPTS();
-
-			/* start what may start: retries that are due first, then new ones */
-			now = now_ms();
-			for (int s = 0; s < eng->nslots && !stopped; s++)
-			{
-				int			i = -1;
-
-				if (eng->slots[s].req >= 0)
-					continue;
-				if (nwaiting > 0)
-				{
-					for (int j = 0; j < n; j++)
-						if (track[j].state == REQ_WAITING && track[j].due_ms <= now)
-						{
-							i = j;
-							nwaiting--;
-							break;
-						}
-				}
-				if (i < 0 && next_new < n)
-					i = next_new++;
-				if (i < 0)
-					break;
-				if (reqs[i].attempts == 0)
-					track[i].first_ms = now;
-				reqs[i].attempts++;
-				track[i].state = REQ_RUNNING;
-				inflight++;
-				start_transfer(eng, &eng->slots[s], &reqs[i], i, opts);
-			}
-
-			mrc = curl_multi_perform(eng->multi, &running);
-			if (mrc != CURLM_OK)
-				elog(ERROR, "personalize: curl_multi_perform failed: %s", curl_multi_strerror(mrc));
-
-			while ((msg = curl_multi_info_read(eng->multi, &left)) != NULL)
-			{
-				Slot	   *slot = NULL;
-				HttpVerdict v;
-				int			i;
-
-				if (msg->msg != CURLMSG_DONE)
-					continue;
-				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
-				i = slot->req;
-				v = finish_transfer(eng, slot, msg->data.result, reqs, track, opts, resultcxt);
-				inflight--;
-				if (track[i].state == REQ_DONE)
-					done++;
-				else
-					nwaiting++;
-				if (v == HTTP_STOP && !stopped)
-				{
-					stopped = true;
-					stop_code = reqs[i].error_code;
-				}
-			}
-
-			/* after a stop nothing new starts; what waits for a retry ends as it is */
-			if (stopped)
-			{
-				for (int j = 0; j < n; j++)
-				{
-					MemoryContext old;
-
-					if (track[j].state == REQ_WAITING)
-					{
-						track[j].state = REQ_DONE;
-						reqs[j].elapsed_ms = now_ms() - track[j].first_ms;
-						done++;
-					}
-					else if (track[j].state == REQ_PENDING)
-					{
-						track[j].state = REQ_DONE;
-						old = MemoryContextSwitchTo(resultcxt);
-						reqs[j].error = psprintf("not sent: an earlier response said %s",
-												 stop_code ? stop_code : "stop");
-						reqs[j].error_code = "not_sent";
-						MemoryContextSwitchTo(old);
-						done++;
-					}
-				}
-				nwaiting = 0;
-				next_new = n;
-			}
-			if (done >= n)
-				break;
-
-			/* a free slot and a retry due soon: wake up for it (in steps) */
-			if (inflight < eng->nslots && nwaiting > 0)
-			{
-				double		next = -1;
-
-				now = now_ms();
-				for (int j = 0; j < n; j++)
-					if (track[j].state == REQ_WAITING && (next < 0 || track[j].due_ms < next))
-						next = track[j].due_ms;
-				wait_ms = (long) Max(0.0, Min((double) POLL_MS, next - now));
-			}
-			/* a free slot and a request never sent: start it at once */
-			if (inflight < eng->nslots && next_new < n && !stopped)
-				wait_ms = 0;
-			if (wait_ms > 0)
-			{
-				mrc = curl_multi_poll(eng->multi, NULL, 0, (int) wait_ms, NULL);
-				if (mrc != CURLM_OK)
-					elog(ERROR, "personalize: curl_multi_poll failed: %s", curl_multi_strerror(mrc));
-			}
-		}
+		engine_start(eng, opts);
+		engine_loop(eng, &st, opts);
 	}
 	PG_FINALLY();
 	{
@@ -702,5 +753,5 @@ http_run(HttpRequest *reqs, int n, const HttpOptions *opts)
 
 	pfree(eng->slots);
 	pfree(eng);
-	pfree(track);
+	pfree(st.track);
 }

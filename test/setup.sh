@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
-          postgresql-contrib gnuplot-nox python3 curl nodejs)
+          postgresql-contrib gnuplot-nox python3 python3-yaml curl nodejs
+          prometheus-postgres-exporter)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -15,6 +16,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -q >/dev/null
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's exporter package enables and starts its own service on :9187 (with an empty
+# DSN); test/scripts/prometheus.sh starts the binary on a free loopback port of its own.
+# When setup has just installed it, stop and disable that service (one a DBA had set up
+# before is left alone).
+if [[ " ${missing[*]} " == *" prometheus-postgres-exporter "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now -q prometheus-postgres-exporter 2>/dev/null || true
 fi
 # npm (for the OpenAI spec check's prism): Debian's npm package, unless the node
 # installed already brings its own (NodeSource's nodejs conflicts with Debian's npm)

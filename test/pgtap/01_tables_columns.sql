@@ -75,7 +75,7 @@ SELECT is_empty('SELECT event_type FROM personalize.event_types WHERE descriptio
 
 -- interactions --------------------------------------------------------------
 SELECT columns_are('personalize', 'interactions',
-    ARRAY['interaction_id', 'customer_id', 'product_id', 'event_type', 'quantity', 'occurred_at']);
+    ARRAY['interaction_id', 'customer_id', 'product_id', 'event_type', 'quantity', 'occurred_at', 'event_key']);
 SELECT col_type_is('personalize', 'interactions', 'interaction_id', 'bigint', 'interactions.interaction_id is bigint');
 SELECT col_type_is('personalize', 'interactions', 'customer_id',    'bigint', 'interactions.customer_id is bigint');
 SELECT col_type_is('personalize', 'interactions', 'product_id',     'bigint', 'interactions.product_id is bigint');

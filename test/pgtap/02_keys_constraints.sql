@@ -70,6 +70,7 @@ SELECT set_eq(
              ('personalize.event_types', 'event_types_name_check'),
              ('personalize.interactions', 'interactions_quantity_check'),
              ('personalize.interactions', 'interactions_occurred_at_range'),
+             ('personalize.interactions', 'interactions_event_key_check'),
              ('personalize.customer_feedback', 'customer_feedback_rating_check'),
              ('personalize.marketing_campaigns', 'marketing_campaigns_boost_check'),
              ('personalize.marketing_campaigns', 'marketing_campaigns_period_check'),

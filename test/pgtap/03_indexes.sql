@@ -24,9 +24,9 @@ SELECT set_eq(
       WHERE i.indisunique AND
             i.indrelid IN ('personalize.products'::regclass, 'personalize.customers'::regclass, 'personalize.event_types'::regclass, 'personalize.interactions'::regclass, 'personalize.customer_feedback'::regclass, 'personalize.marketing_campaigns'::regclass)$$,
     $$VALUES ('personalize.products_pkey'), ('personalize.products_sku_key'), ('personalize.customers_pkey'),
-             ('personalize.event_types_pkey'), ('personalize.interactions_pkey'),
+             ('personalize.event_types_pkey'), ('personalize.interactions_pkey'), ('personalize.interactions_event_key_idx'),
              ('personalize.customer_feedback_pkey'), ('personalize.marketing_campaigns_pkey')$$,
-    'on the six tables, only the primary keys and products.sku are unique indexes');
+    'on the six tables, only the primary keys, products.sku and interactions.event_key are unique indexes');
 SELECT set_eq(
     $$SELECT ic.relname::text, am.amname::text FROM pg_class ic JOIN pg_am am ON am.oid = ic.relam
       WHERE ic.relnamespace = 'personalize'::regnamespace
