@@ -88,6 +88,35 @@ SELECT status, items, details FROM personalize.maintenance_runs WHERE job = 'mai
 UPDATE personalize.retention SET mode = 'archive' WHERE target = 'llm_runs';
 UPDATE personalize.retention SET mode = 'shred' WHERE target = 'events';
 SELECT personalize.archive_events(NULL);
+-- the settings are stored as changes from the defaults (retention_settings, which pg_dump
+-- keeps): a value equal to the default stores nothing, DELETE restores the default, the
+-- targets are fixed
+SELECT * FROM personalize.retention_settings ORDER BY target;
+UPDATE personalize.retention SET keep = '1 day' WHERE target = 'llm_runs';
+SELECT target, keep, changed FROM personalize.retention WHERE target = 'llm_runs';
+UPDATE personalize.retention SET keep = '90 days' WHERE target = 'llm_runs';
+SELECT * FROM personalize.retention_settings ORDER BY target;
+DELETE FROM personalize.retention WHERE target = 'events';
+SELECT target, keep, mode, batch_size, changed FROM personalize.retention WHERE target = 'events';
+SELECT count(*) AS settings FROM personalize.retention_settings;
+INSERT INTO personalize.retention (target, keep) VALUES ('orders', '1 day');
+UPDATE personalize.retention SET target = 'orders' WHERE target = 'events';
+-- a target that fails (here a trigger refusing deletes from llm_rejections) is recorded,
+-- the others still run, and the call fails with its SQLSTATE
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN RAISE EXCEPTION 'llm_rejections are frozen' USING ERRCODE = 'P0042'; END$$;
+CREATE TRIGGER retention_test_refuse BEFORE DELETE ON personalize.llm_rejections
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse();
+INSERT INTO personalize.llm_rejections (run_id, reason, rejected_at) VALUES (1, 'truncated', now() - interval '100 days');
+INSERT INTO personalize.maintenance_runs (job, started_at, finished_at, items)
+VALUES ('retention-test', now() - interval '100 days', now() - interval '100 days', 3);
+CALL personalize.maintenance();
+SELECT :'LAST_ERROR_SQLSTATE' AS sqlstate;
+SELECT count(*) AS old_rejections FROM personalize.llm_rejections;
+SELECT items FROM personalize.maintenance_runs WHERE job = 'retention-test' ORDER BY items;
+SELECT status, error, details FROM personalize.maintenance_runs WHERE job = 'maintenance' ORDER BY run_id DESC LIMIT 1;
+DROP TRIGGER retention_test_refuse ON personalize.llm_rejections;
+DELETE FROM personalize.llm_rejections;
 -- clean up: both tables in one TRUNCATE empty the model
 TRUNCATE personalize.interactions, personalize.interactions_archive;
 SELECT * FROM pg_temp.model_check();

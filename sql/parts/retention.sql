@@ -40,7 +40,24 @@ CREATE TRIGGER interactions_archive_model_update AFTER UPDATE ON @extschema@.int
 CREATE TRIGGER interactions_archive_model_truncate AFTER TRUNCATE ON @extschema@.interactions_archive
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._archive_trigger();
 
-CREATE TABLE @extschema@.retention (
+-- The retention config is in two pieces so that pg_dump keeps what a DBA changed: the
+-- defaults live in code (_retention_defaults()), the DBA's changes in retention_settings (one
+-- row per changed target, dumped whole: it is empty after CREATE EXTENSION, so a restore's
+-- rows collide with nothing). personalize.retention, the view DBAs read and UPDATE, shows
+-- the effective setting of every target; its INSTEAD OF trigger writes retention_settings.
+CREATE FUNCTION @extschema@._retention_defaults()
+    RETURNS TABLE (target text, keep interval, mode text, batch_size integer)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    -- defaults that delete none of the user's data: events, archived events and exposures are
+    -- kept forever; the extension's own run logs 90 days
+    VALUES ('archived_events', NULL::interval, NULL::text, 10000), ('events', NULL, 'archive', 10000),
+           ('exposures', NULL, NULL, 10000), ('ingest_batches', '90 days', NULL, 10000),
+           ('llm_rejections', '90 days', NULL, 10000), ('llm_runs', '90 days', NULL, 10000),
+           ('maintenance_runs', '90 days', NULL, 10000)
+$$;
+COMMENT ON FUNCTION @extschema@._retention_defaults() IS 'The default retention setting of every target (personalize.retention shows them where retention_settings holds no row).';
+
+CREATE TABLE @extschema@.retention_settings (
     target     text PRIMARY KEY,
     keep       interval,
     mode       text,
@@ -53,18 +70,61 @@ CREATE TABLE @extschema@.retention (
     CONSTRAINT retention_batch_size_check CHECK (batch_size OPERATOR(pg_catalog.>=) 1
                                                  AND batch_size OPERATOR(pg_catalog.<=) 1000000)
 );
-COMMENT ON TABLE @extschema@.retention IS 'What maintenance() removes: per target, rows older than keep (NULL: keep forever), batch_size rows per transaction. Change keep, mode and batch_size with UPDATE; the targets are fixed.';
+COMMENT ON TABLE @extschema@.retention_settings IS 'The retention settings a DBA changed, one row per target (written through UPDATE personalize.retention; a target without a row has its default). Dumped: a restore keeps them.';
+COMMENT ON COLUMN @extschema@.retention_settings.target IS 'The target (see personalize.retention).';
+COMMENT ON COLUMN @extschema@.retention_settings.keep IS 'Age beyond which maintenance() removes a row; NULL keeps every row.';
+COMMENT ON COLUMN @extschema@.retention_settings.mode IS 'events only: forget or archive.';
+COMMENT ON COLUMN @extschema@.retention_settings.batch_size IS 'Rows per transaction.';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.retention_settings', '');
+
+CREATE VIEW @extschema@.retention AS
+SELECT d.target,
+       CASE WHEN s.target IS NULL THEN d.keep ELSE s.keep END AS keep,
+       CASE WHEN s.target IS NULL THEN d.mode ELSE s.mode END AS mode,
+       CASE WHEN s.target IS NULL THEN d.batch_size ELSE s.batch_size END AS batch_size,
+       s.target IS NOT NULL AS changed
+FROM @extschema@._retention_defaults() d
+LEFT JOIN @extschema@.retention_settings s ON s.target OPERATOR(pg_catalog.=) d.target;
+COMMENT ON VIEW @extschema@.retention IS 'What maintenance() removes: per target, rows older than keep (NULL: keep forever), batch_size rows per transaction. Change keep, mode and batch_size with UPDATE (kept by pg_dump); DELETE restores a target''s defaults; the targets are fixed.';
 COMMENT ON COLUMN @extschema@.retention.target IS 'events (interactions), archived_events (interactions_archive, forgotten), exposures (of experiments stopped longer ago than keep), maintenance_runs, llm_runs (finished, and no longer serving llm_recommendations), llm_rejections, ingest_batches (with their ingest_rejects).';
 COMMENT ON COLUMN @extschema@.retention.keep IS 'Age (occurred_at, archived_at, stopped_at, finished_at, rejected_at, started_at) beyond which maintenance() removes a row; NULL keeps every row.';
 COMMENT ON COLUMN @extschema@.retention.mode IS 'events only: forget (delete; the model subtracts them) or archive (move to interactions_archive; the model keeps them).';
 COMMENT ON COLUMN @extschema@.retention.batch_size IS 'Rows per transaction (maintenance() commits after each batch).';
--- defaults that delete none of the user's data: events, archived events and exposures are
--- kept forever; the extension's own run logs 90 days
-INSERT INTO @extschema@.retention (target, keep, mode) VALUES
-    ('events', NULL, 'archive'), ('archived_events', NULL, NULL), ('exposures', NULL, NULL),
-    ('maintenance_runs', '90 days', NULL), ('llm_runs', '90 days', NULL),
-    ('llm_rejections', '90 days', NULL), ('ingest_batches', '90 days', NULL);
--- not dumped (its default rows would collide on restore): re-apply changed settings after a restore
+COMMENT ON COLUMN @extschema@.retention.changed IS 'Whether the setting differs from the default (a row of retention_settings, which pg_dump keeps).';
+
+-- UPDATE and DELETE of personalize.retention: a setting equal to the default removes the
+-- target's row of retention_settings, any other is written there (its CHECKs apply);
+-- DELETE restores the defaults. SECURITY DEFINER: whoever may UPDATE the view may change
+-- the settings without privileges on retention_settings.
+CREATE FUNCTION @extschema@._retention_write() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d record;
+BEGIN
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.target IS DISTINCT FROM OLD.target) THEN
+        RAISE EXCEPTION 'the targets of personalize.retention are fixed'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = format('Got %s of target %s.', lower(TG_OP), coalesce(NEW.target, 'NULL')),
+                  HINT = 'UPDATE personalize.retention SET keep = ..., mode = ..., batch_size = ... WHERE target = ...;';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM @extschema@.retention_settings s WHERE s.target = OLD.target;
+        RETURN OLD;
+    END IF;
+    SELECT * INTO d FROM @extschema@._retention_defaults() x WHERE x.target = NEW.target;
+    IF (NEW.keep, NEW.mode, NEW.batch_size) IS NOT DISTINCT FROM (d.keep, d.mode, d.batch_size) THEN
+        DELETE FROM @extschema@.retention_settings s WHERE s.target = NEW.target;
+        NEW.changed := false;
+    ELSE
+        INSERT INTO @extschema@.retention_settings AS s (target, keep, mode, batch_size)
+        VALUES (NEW.target, NEW.keep, NEW.mode, NEW.batch_size)
+        ON CONFLICT (target) DO UPDATE SET keep = EXCLUDED.keep, mode = EXCLUDED.mode, batch_size = EXCLUDED.batch_size;
+        NEW.changed := true;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER retention_write INSTEAD OF INSERT OR UPDATE OR DELETE ON @extschema@.retention
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._retention_write();
 
 -- Move at most batch_size events that occurred before older_than from interactions to the
 -- archive, oldest first, in one statement: the model does not change (its triggers recompute
