@@ -313,7 +313,7 @@ define_openai_gucs(void)
 }
 
 /* The <what> of the pg_cron jobs schedule_*() create (personalize-<what>@<database>). */
-static const char *const known_jobs[] = {"refresh", "llm-refresh", "llm-batch-submit", "llm-batch-poll", "embed-products"};
+static const char *const known_jobs[] = {"refresh", "llm-refresh", "llm-batch-submit", "llm-batch-poll", "embed-products", "maintenance"};
 
 /* personalize.health_expected_jobs: a comma-separated list of known job names, or empty. */
 static bool
@@ -340,7 +340,7 @@ check_expected_jobs(char **newval, void **extra, GucSource source)
 			known |= strcmp(name, known_jobs[i]) == 0;
 		if (!known)
 		{
-			GUC_check_errdetail("\"%s\" is not a personalize job; known: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products.",
+			GUC_check_errdetail("\"%s\" is not a personalize job; known: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance.",
 								strlen(name) > 64 ? "(a long name)" : name);
 			return false;
 		}
@@ -395,7 +395,7 @@ define_health_gucs(void)
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("personalize.health_expected_jobs",
-							   "The pg_cron jobs of this database that personalize.health expects (comma-separated: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products).",
+							   "The pg_cron jobs of this database that personalize.health expects (comma-separated: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance).",
 							   "A missing or inactive expected job is critical; empty when another scheduler runs the jobs.",
 							   &personalize_health_expected_jobs,
 							   "refresh",

@@ -32,13 +32,16 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "catalog/namespace.h"
 #include "parser/parse_func.h"
+#include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "model_delta.h"
 #include "spiutil.h"
 
 PG_FUNCTION_INFO_V1(personalize_interactions_trigger);
+PG_FUNCTION_INFO_V1(personalize_archive_trigger);
 
 /*
  * The last DELETE/UPDATE recompute of this backend: its top-level transaction
@@ -74,7 +77,7 @@ typedef struct CustomerWork
 } CustomerWork;
 
 static SPIPlanPtr plan_cap, plan_lock, plan_lock_check, plan_model_rows, plan_all_rows, plan_pair_rows,
-			plan_truth, plan_upsert_items, plan_delete_items, plan_update_state,
+			plan_truth, plan_truth_archive, plan_upsert_items, plan_delete_items, plan_update_state,
 			plan_delete_state, plan_pairs, plan_pairs_zero, plan_singles, plan_singles_zero,
 			plan_totals, plan_dirty;
 
@@ -209,6 +212,27 @@ lock_model_bounded(void)
 					"'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE'])",
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not lock the model");
+}
+
+/*
+ * Whether personalize.interactions_archive exists (issue 11, 0.2.0): the
+ * library also serves databases whose SQL is still 0.1.0.
+ */
+static bool
+archive_exists(void)
+{
+	Oid			nsp = get_namespace_oid("personalize", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("interactions_archive", nsp));
+}
+
+/* Whether a table of the extension holds any row (as this statement sees it). */
+static bool
+table_has_rows(const char *sql)
+{
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read %s", sql);
+	return SPI_processed > 0;
 }
 
 /*
@@ -408,15 +432,34 @@ load_truth(CustomerItem *keys, int n)
 	int64	   *p = alloc_rows(Min(n, SPI_CHUNK), sizeof(int64));
 	CustomerItem *truth = alloc_rows(n, sizeof(CustomerItem));
 
-	spi_prepare_kept(&plan_truth,
-					 "SELECT u.c, u.p, count(i.interaction_id), "
-					 "count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
-					 "min(i.interaction_id), max(i.occurred_at) "
-					 "FROM unnest($1, $2) AS u(c, p) "
-					 "LEFT JOIN personalize.interactions i ON i.customer_id = u.c AND i.product_id = u.p "
-					 "LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
-					 "GROUP BY u.c, u.p ORDER BY u.c, u.p",
-					 2, t);
+	SPIPlanPtr	plan;
+
+	/* archived events count as if they were still in interactions (issue 11) */
+	if (archive_exists())
+		plan = spi_prepare_kept(&plan_truth_archive,
+								"SELECT u.c, u.p, count(i.interaction_id), "
+								"count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
+								"min(i.interaction_id), max(i.occurred_at) "
+								"FROM unnest($1, $2) AS u(c, p) "
+								"LEFT JOIN (SELECT interaction_id, customer_id, product_id, event_type, occurred_at "
+								"           FROM personalize.interactions "
+								"           UNION ALL "
+								"           SELECT interaction_id, customer_id, product_id, event_type, occurred_at "
+								"           FROM personalize.interactions_archive) i "
+								"  ON i.customer_id = u.c AND i.product_id = u.p "
+								"LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
+								"GROUP BY u.c, u.p ORDER BY u.c, u.p",
+								2, t);
+	else
+		plan = spi_prepare_kept(&plan_truth,
+								"SELECT u.c, u.p, count(i.interaction_id), "
+								"count(*) FILTER (WHERE i.event_type = 'purchase'), coalesce(sum(e.weight), 0), "
+								"min(i.interaction_id), max(i.occurred_at) "
+								"FROM unnest($1, $2) AS u(c, p) "
+								"LEFT JOIN personalize.interactions i ON i.customer_id = u.c AND i.product_id = u.p "
+								"LEFT JOIN personalize.event_types e ON e.event_type = i.event_type "
+								"GROUP BY u.c, u.p ORDER BY u.c, u.p",
+								2, t);
 	for (int off = 0; off < n; off += SPI_CHUNK)
 	{
 		int			k = Min(SPI_CHUNK, n - off);
@@ -429,7 +472,7 @@ load_truth(CustomerItem *keys, int n)
 		}
 		v[0] = int8_array_datum(c, k);
 		v[1] = int8_array_datum(p, k);
-		exec_plan(plan_truth, v, SPI_OK_SELECT);
+		exec_plan(plan, v, SPI_OK_SELECT);
 		if (SPI_processed != (uint64) k)
 			elog(ERROR, "personalize: recomputed " UINT64_FORMAT " of %d histories", SPI_processed, k);
 		read_changes_into(&truth[off]);
@@ -1087,6 +1130,36 @@ insert_follows_recompute(CustomerItem *changes)
 	return last_recompute_cid > DatumGetCommandId(cmin);
 }
 
+/*
+ * Recompute the model rows of the (customer, product) keys keys_sql returns
+ * (sorted) from the events, interactions and archive: what a DELETE or UPDATE
+ * of interactions, and any change of the archive, does.
+ */
+static void
+recompute_keys(const char *keys_sql)
+{
+	CustomerItem *changes;
+	int			nchanges;
+
+	if (SPI_execute(keys_sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read the changed events");
+	check_statement_size(SPI_processed, "changed (customer, product) pairs");
+	nchanges = (int) SPI_processed;
+	changes = alloc_rows(nchanges, sizeof(CustomerItem));
+	for (int i = 0; i < nchanges; i++)
+	{
+		changes[i].customer_id = spi_int8(i, 1, 0);
+		changes[i].product_id = spi_int8(i, 2, 0);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	apply_changes(changes, nchanges, true);
+	if (nchanges > 0)
+	{
+		last_recompute_xid = GetTopTransactionIdIfAny();
+		last_recompute_cid = GetCurrentCommandId(false);
+	}
+}
+
 /* Statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE trigger on interactions. */
 Datum
 personalize_interactions_trigger(PG_FUNCTION_ARGS)
@@ -1107,7 +1180,16 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 		elog(ERROR, "personalize: could not register transition tables");
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
 		truncate_model();
+		/* archived events count in the model: TRUNCATE them with interactions */
+		if (archive_exists() && table_has_rows("SELECT 1 FROM personalize.interactions_archive"))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot truncate personalize.interactions alone while personalize.interactions_archive holds events"),
+					 errdetail("Archived events still count in the model; emptying the model would leave them out."),
+					 errhint("TRUNCATE personalize.interactions, personalize.interactions_archive; in one statement, or DELETE the events you mean to forget.")));
+	}
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
 		changes = read_inserted(td, &nchanges);
@@ -1115,31 +1197,58 @@ personalize_interactions_trigger(PG_FUNCTION_ARGS)
 		apply_changes(changes, nchanges, nchanges > 0 && insert_follows_recompute(changes));
 	}
 	else
-	{
 		/* DELETE or UPDATE: recompute the affected (customer, product) rows from interactions */
-		const char *keys = TRIGGER_FIRED_BY_DELETE(td->tg_event)
-			? "SELECT DISTINCT customer_id, product_id FROM personalize_old ORDER BY 1, 2"
-			: "SELECT customer_id, product_id FROM personalize_old UNION "
-			  "SELECT customer_id, product_id FROM personalize_new ORDER BY 1, 2";
+		recompute_keys(TRIGGER_FIRED_BY_DELETE(td->tg_event)
+					   ? "SELECT DISTINCT customer_id, product_id FROM personalize_old ORDER BY 1, 2"
+					   : "SELECT customer_id, product_id FROM personalize_old UNION "
+					   "SELECT customer_id, product_id FROM personalize_new ORDER BY 1, 2");
 
-		if (SPI_execute(keys, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "personalize: could not read the changed events");
-		check_statement_size(SPI_processed, "changed (customer, product) pairs");
-		nchanges = (int) SPI_processed;
-		changes = alloc_rows(nchanges, sizeof(CustomerItem));
-		for (int i = 0; i < nchanges; i++)
-		{
-			changes[i].customer_id = spi_int8(i, 1, 0);
-			changes[i].product_id = spi_int8(i, 2, 0);
-		}
-		SPI_freetuptable(SPI_tuptable);
-		apply_changes(changes, nchanges, true);
-		if (nchanges > 0)
-		{
-			last_recompute_xid = GetTopTransactionIdIfAny();
-			last_recompute_cid = GetCurrentCommandId(false);
-		}
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Statement-level AFTER INSERT/UPDATE/DELETE/TRUNCATE trigger on
+ * interactions_archive (issue 11). Archived events keep counting in the model,
+ * so any change of the archive recomputes the (customer, product) rows it
+ * touches from interactions and the archive together: archive_events() moves
+ * events in one statement (its DELETE from interactions and INSERT here both
+ * find the counts unchanged), forget_customer() deleting archived events
+ * subtracts them, a restore's COPY adds them. No flag lets a statement skip the
+ * model: whatever the statement, the model follows the events.
+ */
+Datum
+personalize_archive_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("personalize_archive_trigger must be an AFTER ... FOR EACH STATEMENT trigger")));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "personalize: could not register transition tables");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (table_has_rows("SELECT 1 FROM personalize.interactions"))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot truncate personalize.interactions_archive alone while personalize.interactions holds events"),
+					 errdetail("Archived events count in the model; a TRUNCATE cannot say which counts to subtract."),
+					 errhint("DELETE FROM personalize.interactions_archive (the model subtracts those events), or TRUNCATE personalize.interactions, personalize.interactions_archive; to forget every event.")));
+		truncate_model();
 	}
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		recompute_keys("SELECT DISTINCT customer_id, product_id FROM personalize_new ORDER BY 1, 2");
+	else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		recompute_keys("SELECT DISTINCT customer_id, product_id FROM personalize_old ORDER BY 1, 2");
+	else
+		recompute_keys("SELECT customer_id, product_id FROM personalize_old UNION "
+					   "SELECT customer_id, product_id FROM personalize_new ORDER BY 1, 2");
 
 	SPI_finish();
 	return PointerGetDatum(NULL);

@@ -1,5 +1,6 @@
 -- The model, counted by brute force straight from its definition, against what the
 -- triggers stored: pg_temp.model_check() lists every difference (none when exact).
+-- Archived events (interactions_archive) count like the others (issue 11).
 -- Used by sql/engine.sql and test/scripts/property_concurrency.sh.
 -- Brute force, from the definition: a customer's in-model products are their first
 -- `cap` distinct products by smallest interaction_id (then product_id);
@@ -10,7 +11,7 @@ LANGUAGE sql AS $$
     WITH cap AS (SELECT max_items_per_customer AS cap FROM personalize.model_settings),
     firsts AS (
         SELECT customer_id, product_id, min(interaction_id) AS first_id
-        FROM personalize.interactions GROUP BY 1, 2),
+        FROM (SELECT interaction_id, customer_id, product_id, event_type, occurred_at FROM personalize.interactions UNION ALL SELECT interaction_id, customer_id, product_id, event_type, occurred_at FROM personalize.interactions_archive) ev GROUP BY 1, 2),
     inmodel AS (
         SELECT f.customer_id, f.product_id FROM (
             SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY first_id, product_id) AS r
@@ -38,7 +39,7 @@ LANGUAGE sql AS $$
     hist_truth AS (
         SELECT i.customer_id, i.product_id, count(*) AS events,
                count(*) FILTER (WHERE i.event_type = 'purchase') AS purchases, sum(e.weight) AS weight
-        FROM personalize.interactions i JOIN personalize.event_types e USING (event_type) GROUP BY 1, 2),
+        FROM (SELECT interaction_id, customer_id, product_id, event_type, occurred_at FROM personalize.interactions UNION ALL SELECT interaction_id, customer_id, product_id, event_type, occurred_at FROM personalize.interactions_archive) i JOIN personalize.event_types e USING (event_type) GROUP BY 1, 2),
     hist_both AS (
         SELECT coalesce(t.customer_id, s.customer_id) AS c, coalesce(t.product_id, s.product_id) AS p,
                s.events::bigint AS s_events, t.events AS t_events, s.purchases::bigint AS s_purchases,

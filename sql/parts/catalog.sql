@@ -139,6 +139,7 @@ CREATE FUNCTION @extschema@.forget_customer(customer_id bigint)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n_i bigint;
+    n_a bigint;
     n_f bigint;
     n_c bigint;
 BEGIN
@@ -152,6 +153,10 @@ BEGIN
     -- the trigger subtracts their contribution and removes their customer_items and customer_state rows
     DELETE FROM @extschema@.interactions i WHERE i.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_i = ROW_COUNT;
+    -- their archived events too (issue 11): they count in the model, which subtracts them
+    DELETE FROM @extschema@.interactions_archive a WHERE a.customer_id = forget_customer.customer_id;
+    GET DIAGNOSTICS n_a = ROW_COUNT;
+    n_i := n_i + n_a;
     DELETE FROM @extschema@.customer_feedback f WHERE f.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_f = ROW_COUNT;
     -- what experiments showed them (experiment_results no longer counts them); through the
@@ -173,4 +178,4 @@ BEGIN
     RETURN QUERY SELECT n_i, n_f, n_c > 0;
 END $$;
 COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
-    'Erase a customer: every row that names them (interactions, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, rows ingest() rejected, their id in unfinished batch requests) and their customer row.';
+    'Erase a customer: every row that names them (interactions and archived events, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, rows ingest() rejected, their id in unfinished batch requests) and their customer row.';

@@ -309,6 +309,10 @@ BEGIN
     -- one UPDATE: the trigger recomputes both customers' affected (customer, product) rows
     UPDATE @extschema@.interactions i SET customer_id = into_id WHERE i.customer_id = from_id;
     GET DIAGNOSTICS n_i = ROW_COUNT;
+    -- their archived events too (issue 11): the archive's trigger recomputes likewise
+    UPDATE @extschema@.interactions_archive a SET customer_id = into_id WHERE a.customer_id = from_id;
+    GET DIAGNOSTICS n_f = ROW_COUNT;
+    n_i := n_i + n_f;
     UPDATE @extschema@.customer_feedback f SET customer_id = into_id WHERE f.customer_id = from_id;
     GET DIAGNOSTICS n_f = ROW_COUNT;
     UPDATE @extschema@.exposures x SET customer_id = into_id

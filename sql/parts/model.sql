@@ -279,10 +279,10 @@ BEGIN
     -- too from here), EXCLUSIVE on the ones it updates in place and on popular
     -- (refresh_popular), so that no statement below waits on a lock
     PERFORM @extschema@._lock_bounded('rebuild()',
-        ARRAY['@extschema@.interactions', '@extschema@.customer_items', '@extschema@.customer_state',
+        ARRAY['@extschema@.interactions', '@extschema@.interactions_archive', '@extschema@.customer_items', '@extschema@.customer_state',
               '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
               '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
-        ARRAY['SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
+        ARRAY['SHARE', 'SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
               'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
     UPDATE @extschema@.model_settings s
        SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
@@ -302,7 +302,12 @@ BEGIN
     FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
                  (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
                  sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
-          FROM @extschema@.interactions i
+          -- archived events count as if they were still in interactions (issue 11)
+          FROM (SELECT x.interaction_id, x.customer_id, x.product_id, x.event_type, x.occurred_at
+                FROM @extschema@.interactions x
+                UNION ALL
+                SELECT a.interaction_id, a.customer_id, a.product_id, a.event_type, a.occurred_at
+                FROM @extschema@.interactions_archive a) i
           JOIN @extschema@.event_types e ON e.event_type = i.event_type
           GROUP BY i.customer_id, i.product_id) g;
     GET DIAGNOSTICS n_customers = ROW_COUNT;

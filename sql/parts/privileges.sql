@@ -30,3 +30,5 @@ GRANT EXECUTE ON FUNCTION @extschema@._variant_problem(text, text, jsonb) TO PUB
 -- ingest(): its helpers parse text and list a table's columns (pg_attribute is readable anyway)
 GRANT EXECUTE ON FUNCTION @extschema@._ingest_timestamptz(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._ingest_columns(regclass) TO PUBLIC;
+-- retention: personalize.retention calls it for its reader (the default settings, constants)
+GRANT EXECUTE ON FUNCTION @extschema@._retention_defaults() TO PUBLIC;

@@ -11,7 +11,9 @@
 #     restored ids;
 #   - of event_types only the rows a user added are dumped. The four built-in types come
 #     from CREATE EXTENSION on restore, so a CHANGED WEIGHT OF A BUILT-IN TYPE IS NOT
-#     KEPT: it is back to its shipped value and must be set again after a restore.
+#     KEPT: it is back to its shipped value and must be set again after a restore;
+#   - the retention settings a DBA changed (personalize.retention, stored in
+#     retention_settings) come back.
 set -uo pipefail
 
 src=personalize_dump_src_$$
@@ -75,6 +77,12 @@ INSERT INTO personalize.marketing_campaigns (name, product_id, starts_at, ends_a
   ('Christmas', 1, '2010-12-01 00:00+00', '2010-12-25 00:00+00', 2.0),
   ('Clearance', 2, '2011-01-01 00:00+00', '2011-02-01 00:00+00', 1.5),
   ('Spring', 7, '2011-03-01 00:00+00', '2011-04-01 00:00+00', 0.75);
+-- retention settings a DBA changed (kept by the dump, unlike a built-in event type's weight);
+-- one set back to its default, so not stored as a change
+UPDATE personalize.retention SET keep = '2 years', mode = 'forget', batch_size = 5000 WHERE target = 'events';
+UPDATE personalize.retention SET keep = NULL WHERE target = 'maintenance_runs';
+UPDATE personalize.retention SET keep = '1 day' WHERE target = 'llm_runs';
+UPDATE personalize.retention SET keep = '90 days' WHERE target = 'llm_runs';
 SQL
 
 tables="products customers event_types interactions customer_feedback marketing_campaigns"
@@ -115,6 +123,12 @@ is "$(q "$dst" "SELECT weight FROM personalize.event_types WHERE event_type = 'v
    "event_types: the changed weight of built-in 'view' (1.5) is not dumped; it is back to 1 (documented)"
 is "$(q "$dst" "SELECT string_agg(event_type, ',' ORDER BY event_type COLLATE \"C\") FROM personalize.event_types")" \
    "cart,click,purchase,view,wishlist" "event_types: built-ins once each plus the user's type"
+
+# the retention settings a DBA changed come back; the others are the defaults
+ret="SELECT string_agg(concat_ws(' ', target, coalesce(keep::text, 'forever'), mode, batch_size, changed), ', ' ORDER BY target) FROM personalize.retention"
+is "$(q "$dst" "$ret")" "$(q "$src" "$ret")" "retention: every target's effective setting identical after restore"
+is "$(q "$dst" "SELECT string_agg(target || ' ' || coalesce(keep::text, 'forever') || ' ' || coalesce(mode, '-') || ' ' || batch_size, ', ' ORDER BY target) FROM personalize.retention WHERE changed")" \
+   "events 2 years forget 5000, maintenance_runs forever - 10000" "retention: the changed events (2 years, forget, 5000) and maintenance_runs (forever) settings survive the dump and restore"
 
 # sequences continue after the restored ids
 for s in $seqs; do

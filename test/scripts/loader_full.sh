@@ -1,7 +1,9 @@
 #!/bin/bash
 # The Online Retail loader on the whole real file (test/data/online-retail/online_retail.csv.gz):
 # the counts it prints, what lands in the tables, that it takes under 60 s, and that a
-# second run into the same database is refused and changes nothing.
+# second run into the same database is refused and changes nothing, and that archiving its
+# oldest month (December 2010) keeps the model and rebuild() equal to it, with the longest
+# wait of a concurrent writer and of recommend() meanwhile.
 # Runs inside pg_virtualenv (PGHOST, PGPORT, PGUSER set; see test/in_cluster.sh). Creates
 # personalize_loader_<pid> (and two small ones for the failure cases) and drops them at the end. Prints TAP lines; exits 0 even when a
 # test is "not ok", non-zero only if the script itself cannot run.
@@ -103,6 +105,97 @@ grep -q 'HINT:' "$work/err2"
 ok $? "it hints at what to do (load into a fresh database or truncate first)"
 is "$(grep -cE '^ *(kept|cancellation|no_customer) *\|' "$work/out2")" 0 "it reports no counts, as it loaded nothing"
 is "$(state)" "$before" "products, customers, interactions and the id sequence are unchanged by the refused run"
+
+# --- archiving the oldest month keeps the model (issue 11, part 4) -------------------------
+# December 2010 (events before 2011-01-01 00:00 UTC: the loader stores London time as UTC,
+# and London is on GMT then) moves to interactions_archive in batches of 10000, as
+# maintenance() would. Every pair count and history row must stay, and rebuild(), which
+# reads both tables, must equal the incremental model. Meanwhile a second and a third
+# session time a single-event INSERT loop (a customer with December events, so it meets the
+# archive's customer locks) and recommend() calls; their longest waits are printed.
+fp() {   # md5 of the model tables, ordered (weights rounded: a float sum's last bit may differ)
+  q "SELECT (SELECT md5(string_agg(p::text, ',' ORDER BY product_a, product_b)) FROM personalize.pair_counts p)
+         || ' ' || (SELECT md5(string_agg(i::text, ',' ORDER BY product_id)) FROM personalize.item_counts i)
+         || ' ' || (SELECT md5(string_agg(concat_ws('|', customer_id, product_id, events, purchases, round(weight::numeric, 9),
+                                                  first_interaction_id, last_at, in_model), ',' ORDER BY customer_id, product_id))
+                    FROM personalize.customer_items)"
+}
+cutoff="2011-01-01 00:00:00+00"
+fp0=$(fp) || die "cannot fingerprint the model of $db"
+live0=$(q "SELECT count(*) FROM personalize.interactions")
+dec=$(q "SELECT count(*) FROM personalize.interactions WHERE occurred_at < '$cutoff'")
+max0=$(q "SELECT max(interaction_id) FROM personalize.interactions")
+echo "# December 2010: $dec events of $live0"
+q "CREATE TABLE public.archive_done (); CREATE TABLE public.probe (probe text, calls int, max_wait float8)" || die "cannot create the probe tables"
+writer_product=$(q "SELECT product_id FROM personalize.interactions WHERE customer_id = 17850 AND occurred_at < '$cutoff' LIMIT 1")
+# the same calls without the archive, for comparison: recommend() computes lists the
+# neighbour refresh has not yet written, so it is not instant even alone
+base=$(q "CREATE TEMP TABLE b (w float8);
+  DO \$\$ DECLARE t timestamptz; c bigint[] := ARRAY(SELECT DISTINCT customer_id FROM personalize.interactions WHERE occurred_at < '$cutoff' ORDER BY 1 LIMIT 200); BEGIN
+    FOR n IN 0..19 LOOP
+      t := clock_timestamp(); PERFORM * FROM personalize.recommend(c[1 + n]); INSERT INTO b VALUES (extract(epoch FROM clock_timestamp() - t));
+    END LOOP; END \$\$;
+  SELECT round(avg(w)::numeric, 3) || ' s on average, ' || round(max(w)::numeric, 3) || ' s at most' FROM b")
+echo "# recommend() alone, 20 calls: $base"
+psql -X -q -d "$db" -c "DO \$\$ DECLARE t timestamptz; w float8 := 0; n int := 0; BEGIN
+    LOOP
+      t := clock_timestamp();
+      INSERT INTO personalize.interactions (customer_id, product_id, event_type, occurred_at)
+      VALUES (17850, $writer_product, 'purchase', '2011-06-01 12:00+00');
+      COMMIT;
+      w := greatest(w, extract(epoch FROM clock_timestamp() - t)); n := n + 1;
+      EXIT WHEN EXISTS (SELECT FROM public.archive_done);
+      PERFORM pg_sleep(0.02);
+    END LOOP;
+    INSERT INTO public.probe VALUES ('writer', n, w); END \$\$" > "$work/writer" 2>&1 &
+writer=$!
+psql -X -q -d "$db" -c "DO \$\$ DECLARE t timestamptz; w float8 := 0; n int := 0;
+    c bigint[] := ARRAY(SELECT DISTINCT customer_id FROM personalize.interactions WHERE occurred_at < '$cutoff' ORDER BY 1 LIMIT 200); BEGIN
+    LOOP
+      t := clock_timestamp();
+      PERFORM * FROM personalize.recommend(c[1 + n % 200]);
+      COMMIT;
+      w := greatest(w, extract(epoch FROM clock_timestamp() - t)); n := n + 1;
+      EXIT WHEN EXISTS (SELECT FROM public.archive_done);
+      PERFORM pg_sleep(0.02);
+    END LOOP;
+    INSERT INTO public.probe VALUES ('recommend', n, w); END \$\$" > "$work/reader" 2>&1 &
+reader=$!
+sleep 1
+t0=$(date +%s.%N); batches=0; maxbatch=0; moved=0; arc_ok=0
+while :; do
+  b0=$(date +%s.%N)
+  got=$(q "SELECT personalize.archive_events('$cutoff', 10000)") || { arc_ok=1; break; }
+  b1=$(date +%s.%N)
+  [ "$got" = 0 ] && break
+  batches=$((batches + 1)); moved=$((moved + got))
+  maxbatch=$(awk -v a="$b0" -v b="$b1" -v m="$maxbatch" 'BEGIN { d = b - a; printf "%.2f", (d > m) ? d : m }')
+done
+t1=$(date +%s.%N)
+sleep 1
+q "INSERT INTO public.archive_done DEFAULT VALUES" >/dev/null
+wait $writer; wait $reader
+sed 's/^/# /' "$work/writer" "$work/reader"
+arc_secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+echo "# archive time: $arc_secs s for $moved events of December 2010 in $batches batches of up to 10000 (longest batch $maxbatch s)"
+probe=$(q "SELECT string_agg(probe || ' ' || calls || ' ' || round(max_wait::numeric, 3), ' ' ORDER BY probe) FROM public.probe")
+echo "# while archiving (calls, longest wait in s): $probe"
+wmax=$(q "SELECT max_wait FROM public.probe WHERE probe = 'writer'")
+rmax=$(q "SELECT max_wait FROM public.probe WHERE probe = 'recommend'")
+ok $arc_ok "archive_events() moves December 2010 in batches"
+# the writer's events go: DELETE subtracts them, so the model is back where it was
+wrote=$(q "WITH d AS (DELETE FROM personalize.interactions WHERE interaction_id > $max0 RETURNING 1) SELECT count(*) FROM d")
+echo "# the writer inserted (and this test then deleted) $wrote events"
+ok "$(awk -v w="${wmax:-99}" 'BEGIN { print (w < 2) ? 0 : 1 }')" "a concurrent single-event INSERT never waited 2 s or more (longest ${wmax:-none} s)"
+ok "$(awk -v w="${rmax:-99}" 'BEGIN { print (w < 2) ? 0 : 1 }')" "a concurrent recommend() never waited 2 s or more (longest ${rmax:-none} s)"
+is "$(q "SELECT count(*) FROM personalize.interactions_archive")" "$dec" "the archive holds exactly the $dec events of December 2010"
+is "$(q "SELECT count(*) || ' ' || count(*) FILTER (WHERE occurred_at < '$cutoff') FROM personalize.interactions")" "$((live0 - dec)) 0" \
+   "interactions lost exactly those (none before 2011 left)"
+is "$(fp)" "$fp0" "every pair count, product count and history row is unchanged by the archive"
+q "SET client_min_messages = warning; SELECT personalize.rebuild()" >/dev/null
+ok $? "rebuild() runs with the archive"
+is "$(fp)" "$fp0" "rebuild() (interactions and the archive) equals the incremental model"
+q "DROP TABLE public.archive_done, public.probe"
 
 # --- a load that fails part-way leaves nothing behind -----------------------------------------
 # Another session holds a lock that lets the loader read personalize.interactions (its

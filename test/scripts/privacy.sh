@@ -49,7 +49,7 @@ ok $([ "$total" -gt 30 ] && [ "$readable" = 0 ] && echo 0 || echo 1) "none of th
 # what PUBLIC may execute: nothing that reads a customer's events, feedback or answers
 public=$(q -c "SELECT string_agg(p.proname, ',' ORDER BY p.proname COLLATE \"C\") FROM pg_proc p
                WHERE p.pronamespace = 'personalize'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')")
-is "$public" "_chisq_sf,_echo,_health_cron_jobs,_health_settings,_ingest_columns,_ingest_timestamptz,_normal_cdf,_t_cdf,_variant_problem,cooccurrence_count,similarity" \
+is "$public" "_chisq_sf,_echo,_health_cron_jobs,_health_settings,_ingest_columns,_ingest_timestamptz,_normal_cdf,_retention_defaults,_t_cdf,_variant_problem,cooccurrence_count,similarity" \
    "PUBLIC executes only arithmetic, model-level counts, what personalize.health calls and ingest()'s parsers"
 err=$(tcp "$nogrant" -c 'SELECT personalize._health_cron_jobs()')
 ok $([[ "$err" == *"permission denied for view health"* ]] && echo 0 || echo 1) \
