@@ -2894,6 +2894,13 @@ CREATE TABLE @extschema@.interactions_archive (
     archived_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE @extschema@.interactions_archive IS 'Events moved out of interactions by archive_events() (retention mode archive): they no longer load the event log but still count in the model; forget_customer() erases them too.';
+COMMENT ON COLUMN @extschema@.interactions_archive.interaction_id IS 'The event''s id in interactions, kept: its order still decides which products are in-model (cap rule).';
+COMMENT ON COLUMN @extschema@.interactions_archive.customer_id IS 'Who (references customers); forget_customer() erases the row, merge_customers() moves it.';
+COMMENT ON COLUMN @extschema@.interactions_archive.product_id IS 'Which product (references products).';
+COMMENT ON COLUMN @extschema@.interactions_archive.event_type IS 'What happened (references event_types).';
+COMMENT ON COLUMN @extschema@.interactions_archive.quantity IS 'How many, as it was in interactions.';
+COMMENT ON COLUMN @extschema@.interactions_archive.occurred_at IS 'When, as it was in interactions (the archive holds the events older than the retention''s keep).';
+COMMENT ON COLUMN @extschema@.interactions_archive.event_key IS 'The event''s idempotency key, as it was in interactions (not unique here).';
 COMMENT ON COLUMN @extschema@.interactions_archive.archived_at IS 'When archive_events() moved the event here.';
 CREATE INDEX interactions_archive_customer_product_idx ON @extschema@.interactions_archive (customer_id, product_id);
 CREATE INDEX interactions_archive_product_idx ON @extschema@.interactions_archive (product_id);
