@@ -105,7 +105,7 @@ typedef struct HistoryItem
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
 			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_llm,
-			plan_live_neighbors;
+			plan_live_neighbors, plan_default;
 
 static int
 cmp_candidate(const void *pa, const void *pb)
@@ -633,16 +633,33 @@ check_args(FunctionCallInfo fcinfo, int64 *customer_id, int *k)
 	return PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 }
 
-/* The variant to serve: the one named, else the running experiment's arm, else hybrid. */
-static void
+/* The default variant: serving_settings.default_variant, hybrid without a row. */
+static char *
+default_variant(void)
+{
+	spi_prepare_kept(&plan_default,
+					 "SELECT default_variant FROM personalize.serving_settings", 0, NULL);
+	if (SPI_execute_plan(plan_default, NULL, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read serving_settings");
+	if (SPI_processed == 1)
+		return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return "hybrid";
+}
+
+/*
+ * The variant to serve: the one named, else the running experiment's arm,
+ * else the default variant. Returns its name.
+ */
+static char *
 choose_variant(int64 customer_id, char *variant_name, VariantConfig *cfg)
 {
 	/* no variant given: the running experiment's arm, else the default (an explicit one always wins) */
 	if (variant_name == NULL)
 		variant_name = experiment_running_variant(customer_id);
 	if (variant_name == NULL)
-		variant_name = "hybrid";
+		variant_name = default_variant();
 	load_variant(variant_name, cfg);
+	return variant_name;
 }
 
 /* Every candidate of the variant: history neighbours, LLM answers, popularity, campaigns. */

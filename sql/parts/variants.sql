@@ -123,6 +123,10 @@ BEGIN
         RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
             USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
     END IF;
+    IF EXISTS (SELECT FROM @extschema@.serving_settings s WHERE s.default_variant = drop_variant.name) THEN
+        RAISE EXCEPTION 'variant "%" is the default variant and cannot be dropped', @extschema@._echo(name)
+            USING ERRCODE = 'object_in_use', HINT = 'Choose another default first with personalize.set_default_variant().';
+    END IF;
     DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown variant "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
