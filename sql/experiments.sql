@@ -172,7 +172,7 @@ SELECT count(*) FILTER (WHERE (SELECT array_agg(r.product_id ORDER BY r.ord)
                               IS DISTINCT FROM s.ids) AS explicit_mismatches
 FROM served s WHERE s.v = 'popular';
 -- recommend() stays read-only
-SELECT provolatile, prosecdef FROM pg_proc WHERE oid = 'personalize.recommend(bigint, text, integer)'::regprocedure;
+SELECT provolatile, prosecdef FROM pg_proc WHERE oid = 'personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])'::regprocedure;
 
 -- the exposure log: in traffic logs under the arm; out of traffic logs nothing; an explicit
 -- variant is logged without an arm (QA, not counted); with no experiment running, nothing

@@ -2523,7 +2523,10 @@ CREATE FUNCTION @extschema@._grant_set(grant_set text)
         ('application', 'table', '@extschema@.customers', 'SELECT, INSERT, UPDATE'),
         ('application', 'table', '@extschema@.interactions', 'SELECT, INSERT'),
         ('application', 'table', '@extschema@.customer_feedback', 'SELECT, INSERT'),
-        ('application', 'function', '@extschema@.recommend(bigint, text, integer)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_served(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
+        ('application', 'function', '@extschema@.similar_items(bigint, integer, text, bigint[], text[], text[], numeric, numeric, jsonb)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_for_items(bigint[], integer, text, bigint, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
         ('application', 'function', '@extschema@.recommend_logged(bigint, integer)', 'EXECUTE'),
         ('application', 'function', '@extschema@.log_exposure(bigint, bigint[], text)', 'EXECUTE'),
         ('application', 'function', '@extschema@.assigned_variant(text, bigint)', 'EXECUTE'),
@@ -3214,3 +3217,132 @@ COMMENT ON FUNCTION @extschema@.set_default_variant(text) IS
     'Set the variant recommend(customer_id, NULL) serves outside experiments (NULL: hybrid); kept by pg_dump. Returns it.';
 REVOKE ALL ON TABLE @extschema@.serving_settings FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.set_default_variant(text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- >>> Serving (issue 12): filters, similar_items(), recommend_for_items(), explain(),
+-- recommend_served()
+------------------------------------------------------------------------------
+-- recommend() gains the request-time filters as optional named parameters: a new
+-- signature, so the function of 0.1.0 is dropped and created again (its C symbol
+-- personalize_recommend keeps its three arguments; the new one is
+-- personalize_recommend_filtered). Calls written for 0.1.0 work unchanged. Objects of the
+-- user's that depend on the old function (a view over recommend(), a SQL function with a
+-- BEGIN ATOMIC body) would be dropped with it: the update refuses instead, naming them,
+-- and changes nothing. The EXECUTE grants the old function had (other than PUBLIC's, which
+-- 0.2.0 revokes, and its owner's) are given to the new one, and stay the user's own: they
+-- are kept out of the extension's initial privileges, so pg_dump dumps them.
+DO $$
+DECLARE
+    deps text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+      INTO deps
+      FROM pg_catalog.pg_depend d
+     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND d.refobjid OPERATOR(pg_catalog.=) '@extschema@.recommend(bigint, text, integer)'::pg_catalog.regprocedure
+       AND d.deptype OPERATOR(pg_catalog.=) 'n';
+    IF deps IS NOT NULL THEN
+        RAISE EXCEPTION 'objects depend on personalize.recommend(bigint, text, integer): %', deps
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = '0.2.0 replaces that function by recommend() with filter parameters (a new signature). Nothing was changed.',
+                  HINT = 'Drop those objects, run ALTER EXTENSION personalize UPDATE again, then create them again: calls of recommend(customer_id, variant, k) work unchanged.';
+    END IF;
+    PERFORM pg_catalog.set_config('personalize_update.recommend_acl',
+        (SELECT coalesce(p.proacl::text, '') FROM pg_catalog.pg_proc p
+          WHERE p.oid OPERATOR(pg_catalog.=) '@extschema@.recommend(bigint, text, integer)'::pg_catalog.regprocedure), true);
+END $$;
+DROP FUNCTION @extschema@.recommend(bigint, text, integer);
+-- The request-time filters (src/filters.c) are optional named parameters, NULL for none:
+-- recommend(c), recommend(c, 'hybrid', 5) and recommend(c, k => 5) work as in 0.1.0.
+CREATE FUNCTION @extschema@.recommend(customer_id bigint, variant text DEFAULT NULL, k integer DEFAULT 10,
+        exclude_products bigint[] DEFAULT NULL, categories text[] DEFAULT NULL,
+        exclude_categories text[] DEFAULT NULL, min_price numeric DEFAULT NULL,
+        max_price numeric DEFAULT NULL, attributes jsonb DEFAULT NULL,
+        exclude_interacted text[] DEFAULT NULL)
+    RETURNS TABLE (product_id bigint, score double precision, reason text)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_recommend_filtered';
+COMMENT ON FUNCTION @extschema@.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) IS
+    'Top k products for a customer under a variant (NULL: the running experiment''s arm for the customer, else the default variant), best first, with a reason a person can read; optional filters (exclude_products, categories, exclude_categories, min_price, max_price, attributes, exclude_interacted). Read-only.';
+
+-- recommend() and the variant that served the call (an experiment's arm, the default
+-- variant, or the one named): the application learns it without a second round trip.
+CREATE FUNCTION @extschema@.recommend_served(customer_id bigint, variant text DEFAULT NULL, k integer DEFAULT 10,
+        exclude_products bigint[] DEFAULT NULL, categories text[] DEFAULT NULL,
+        exclude_categories text[] DEFAULT NULL, min_price numeric DEFAULT NULL,
+        max_price numeric DEFAULT NULL, attributes jsonb DEFAULT NULL,
+        exclude_interacted text[] DEFAULT NULL)
+    RETURNS TABLE (product_id bigint, score double precision, reason text, variant text)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_recommend_served';
+COMMENT ON FUNCTION @extschema@.recommend_served(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) IS
+    'recommend() with a fourth column: the variant that served the call. Read-only.';
+
+-- A product page: the products bought with this one (src/items.c).
+CREATE FUNCTION @extschema@.similar_items(product_id bigint, k integer DEFAULT 10, variant text DEFAULT NULL,
+        exclude_products bigint[] DEFAULT NULL, categories text[] DEFAULT NULL,
+        exclude_categories text[] DEFAULT NULL, min_price numeric DEFAULT NULL,
+        max_price numeric DEFAULT NULL, attributes jsonb DEFAULT NULL)
+    RETURNS TABLE (product_id bigint, score double precision, reason text)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_similar_items';
+COMMENT ON FUNCTION @extschema@.similar_items(bigint, integer, text, bigint[], text[], text[], numeric, numeric, jsonb) IS
+    'Top k products for a product page: its co-occurrence (and content) neighbours under a variant (NULL: the default variant), never itself nor an inactive product; campaigns, category cap and filters apply. An unknown product is an error. Read-only.';
+
+-- A cart: products for a set of products, for an anonymous visitor or a customer.
+CREATE FUNCTION @extschema@.recommend_for_items(product_ids bigint[], k integer DEFAULT 10, variant text DEFAULT NULL,
+        customer_id bigint DEFAULT NULL,
+        exclude_products bigint[] DEFAULT NULL, categories text[] DEFAULT NULL,
+        exclude_categories text[] DEFAULT NULL, min_price numeric DEFAULT NULL,
+        max_price numeric DEFAULT NULL, attributes jsonb DEFAULT NULL,
+        exclude_interacted text[] DEFAULT NULL)
+    RETURNS TABLE (product_id bigint, score double precision, reason text)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_recommend_for_items';
+COMMENT ON FUNCTION @extschema@.recommend_for_items(bigint[], integer, text, bigint, bigint[], text[], text[], numeric, numeric, jsonb, text[]) IS
+    'Top k products for a cart (at most 1000 products): their neighbours together, never an input product nor an inactive one, nor with customer_id the customer''s purchases; an empty cart gets the popular fill; an unknown product is an error. Read-only.';
+
+-- Why a product was (or was not) recommended to a customer (src/explain.c).
+CREATE FUNCTION @extschema@.explain(customer_id bigint, product_id bigint, variant text DEFAULT NULL,
+        exclude_products bigint[] DEFAULT NULL, categories text[] DEFAULT NULL,
+        exclude_categories text[] DEFAULT NULL, min_price numeric DEFAULT NULL,
+        max_price numeric DEFAULT NULL, attributes jsonb DEFAULT NULL,
+        exclude_interacted text[] DEFAULT NULL)
+    RETURNS TABLE (component text, source_product_id bigint, detail text, value double precision)
+    LANGUAGE c STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10
+    AS 'MODULE_PATHNAME', 'personalize_explain';
+COMMENT ON FUNCTION @extschema@.explain(bigint, bigint, text, bigint[], text[], text[], numeric, numeric, jsonb, text[]) IS
+    'Every contribution to the score recommend() gives the product for the customer under the same variant and filters (the values sum to it), and a rule row: its rank or why it is left out. Read-only.';
+REVOKE ALL ON FUNCTION @extschema@.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.recommend_served(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.similar_items(bigint, integer, text, bigint[], text[], text[], numeric, numeric, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.recommend_for_items(bigint[], integer, text, bigint, bigint[], text[], text[], numeric, numeric, jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.explain(bigint, bigint, text, bigint[], text[], text[], numeric, numeric, jsonb, text[]) FROM PUBLIC;
+-- the old function's grants, given to the new one; then the extension's initial privileges
+-- of the new one are set back to what a fresh install records (the owner's alone)
+DO $$
+DECLARE
+    fn CONSTANT pg_catalog.regprocedure :=
+        '@extschema@.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])';
+    initial pg_catalog.aclitem[];
+    g record;
+BEGIN
+    SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
+    FOR g IN SELECT a.grantee, a.is_grantable
+               FROM pg_catalog.aclexplode(NULLIF(pg_catalog.current_setting('personalize_update.recommend_acl', true), '')::pg_catalog.aclitem[]) a
+               JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) fn
+              WHERE a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) 0 AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+                AND EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) a.grantee) LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s', fn, g.grantee::pg_catalog.regrole,
+                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    UPDATE pg_catalog.pg_init_privs i SET initprivs = initial
+     WHERE i.objoid OPERATOR(pg_catalog.=) fn AND i.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+       AND i.objsubid OPERATOR(pg_catalog.=) 0;
+END $$;

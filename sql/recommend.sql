@@ -156,7 +156,7 @@ ROLLBACK;
 BEGIN;
 CREATE ROLE regress_reader LOGIN;
 CREATE ROLE regress_nogrant LOGIN;
-GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer) TO regress_reader;
+GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) TO regress_reader;
 INSERT INTO personalize.products (product_id, name) VALUES (1, 'WHITE METAL LANTERN');
 INSERT INTO personalize.customers (customer_id) VALUES (1), (2);
 INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'purchase');

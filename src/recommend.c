@@ -63,45 +63,17 @@
 
 #include "echo.h"
 #include "experiment.h"
+#include "filters.h"
 #include "guc.h"
 #include "similarity.h"
 #include "spiutil.h"
 #include "lifecycle.h"
+#include "recommend.h"
 #include "variant.h"
 
 PG_FUNCTION_INFO_V1(personalize_recommend);
-
-typedef struct Candidate
-{
-	int64		product_id;		/* hash key */
-	double		cooc;			/* summed weighted similarity */
-	double		best;			/* largest single contribution */
-	bool		has_best;
-	int64		best_from;		/* history product that gave it */
-	bool		best_from_bought;
-	double		pop;			/* 0..1 */
-	int			pop_source;		/* 0 none, 1 window, 2 all-time */
-	double		boost;			/* 1 without campaign */
-	char	   *campaign;
-	bool		excluded;
-	bool		best_content;	/* that contribution came from a content list */
-	bool		best_live;		/* ... from a list computed live (not refreshed yet) */
-	double		llm;			/* (n - i + 1) / n from the LLM rank; 0 none */
-	bool		has_llm;
-	char	   *llm_reason;		/* the LLM's reason (may be NULL) */
-	bool		cooc_reason;	/* the reason names a history product */
-	bool		show_llm;		/* the reason is the LLM's */
-	double		score;
-} Candidate;
-
-typedef struct HistoryItem
-{
-	int64		product_id;
-	double		weight;
-	bool		bought;
-	bool		has_list;		/* has a co-occurrence list under the measure */
-	bool		dirty;			/* its counts changed since its lists were refreshed */
-} HistoryItem;
+PG_FUNCTION_INFO_V1(personalize_recommend_filtered);
+PG_FUNCTION_INFO_V1(personalize_recommend_served);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
 			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_llm,
@@ -199,8 +171,8 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 	 * CASE arms are tried in order, so x is only used where it is finite.
 	 */
 	spi_prepare_kept(&plan_history,
-					 "SELECT product_id, w, bought, count(*) OVER () FROM ("
-					 "  SELECT product_id, purchases > 0 AS bought, CASE "
+					 "SELECT product_id, w, bought, count(*) OVER (), weight FROM ("
+					 "  SELECT product_id, weight, purchases > 0 AS bought, CASE "
 					 "    WHEN NOT $2 > 0 OR last_at >= $3 THEN weight "
 					 "    WHEN x > 1000 OR weight = 0 THEN 0 "
 					 "    WHEN ln(abs(weight)) < x * 0.6931471805599453 - 700 THEN 0 "
@@ -223,6 +195,7 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 		h[i].product_id = spi_int8(i, 1, 0);
 		h[i].weight = spi_float8(i, 2, 0.0);
 		h[i].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+		h[i].event_weight = spi_float8(i, 5, 0.0);
 	}
 	*total = n > 0 ? spi_int8(0, 4, n) : 0;
 	*n_out = n;
@@ -250,11 +223,36 @@ list_values(SPITupleTable *tt, uint64 row, int col, int *len)
 	return (char *) a + ARR_OVERHEAD_NONULLS(ARR_NDIM(a));
 }
 
-/* One neighbour's contribution, remembering the largest for the reason. */
+/* explain(): one contribution to the explained product, kept in rs->trace. */
 static void
-contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, bool content, bool live)
+trace_contribution(RecommendState *rs, double contrib, const HistoryItem *h, bool content, bool live,
+				   double sim, double sim_best)
 {
-	Candidate  *c = candidate(cands, product_id);
+	Contribution *t = palloc(sizeof(Contribution));
+
+	t->from = h->product_id;
+	t->content = content;
+	t->live = live;
+	t->weight = h->weight;
+	t->event_weight = h->event_weight;
+	t->sim = sim;
+	t->sim_best = sim_best;
+	t->value = contrib;
+	rs->trace = lappend(rs->trace, t);
+}
+
+/*
+ * One neighbour's contribution (score sim, of a list whose best is sim_best),
+ * remembering the largest for the reason.
+ */
+static void
+contribute(RecommendState *rs, int64 product_id, double contrib, const HistoryItem *h, bool content, bool live,
+		   double sim, double sim_best)
+{
+	Candidate  *c = candidate(rs->cands, product_id);
+
+	if (rs->explaining && product_id == rs->explain_id)
+		trace_contribution(rs, contrib, h, content, live, sim, sim_best);
 
 	c->cooc += contrib;
 	if (!c->has_best || contrib > c->best)
@@ -274,9 +272,9 @@ contribute(HTAB *cands, int64 product_id, double contrib, const HistoryItem *h, 
  * list as the header comment says.
  */
 static void
-add_list(HTAB *cands, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content, bool live,
-		 const VariantConfig *cfg)
+add_list(RecommendState *rs, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content, bool live)
 {
+	const VariantConfig *cfg = &rs->cfg;
 	int			nlen = 0,
 				slen = 0,
 				clen = 0;
@@ -292,7 +290,8 @@ add_list(HTAB *cands, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content,
 		h->has_list = true;
 		for (int j = 0; j < len; j++)
 			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
-			contribute(cands, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false, live);
+			contribute(rs, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false, live,
+					   nsc[j], nsc[0]);
 		return;
 	}
 	for (int j = 0; j < len; j++)
@@ -305,7 +304,7 @@ add_list(HTAB *cands, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content,
 		if (h->has_list && ncnt[j] >= personalize_neighbors_min_count)
 			continue;
 		if (nsc[j] > 0.0)
-			contribute(cands, nid[j], h->weight * cfg->content_weight * nsc[j], h, true, false);
+			contribute(rs, nid[j], h->weight * cfg->content_weight * nsc[j], h, true, false, nsc[j], 0.0);
 	}
 }
 
@@ -315,9 +314,10 @@ add_list(HTAB *cands, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content,
  * Rows whose fifth column is null mark dirty products (see read_lists).
  */
 static void
-add_lists(HTAB *cands, SPITupleTable *tt, uint64 n, HistoryItem *hist, int use, bool content, bool live,
-		  const VariantConfig *cfg)
+add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, bool content, bool live)
 {
+	HistoryItem *hist = rs->hist;
+
 	for (uint64 r = 0; r < n; r++)
 	{
 		bool		marker;
@@ -331,7 +331,7 @@ add_lists(HTAB *cands, SPITupleTable *tt, uint64 n, HistoryItem *hist, int use, 
 				if (marker)
 					hist[i].dirty = true;
 				else if (DatumGetBool(d) == content)
-					add_list(cands, tt, r, &hist[i], content, live, cfg);
+					add_list(rs, tt, r, &hist[i], content, live);
 				break;
 			}
 	}
@@ -405,9 +405,11 @@ read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint
  * is read knowing whether its product has a co-occurrence list.
  */
 static void
-score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfig *cfg)
+score_cooccurrence(RecommendState *rs)
 {
-	int			use = Min(nhist, cfg->history_items);
+	const VariantConfig *cfg = &rs->cfg;
+	HistoryItem *hist = rs->hist;
+	int			use = rs->items_mode ? rs->nhist : Min(rs->nhist, cfg->history_items);
 	int64	   *ids = palloc(sizeof(int64) * Max(use, 1));
 	bool		with_content = cfg->content_weight > 0.0;
 	SPITupleTable *stored,
@@ -420,12 +422,12 @@ score_cooccurrence(HTAB *cands, HistoryItem *hist, int nhist, const VariantConfi
 	for (int i = 0; i < use; i++)
 		ids[i] = hist[i].product_id;
 	stored = read_lists(ids, use, cfg, with_content, &nstored);
-	add_lists(cands, stored, nstored, hist, use, false, false, cfg);
+	add_lists(rs, stored, nstored, use, false, false);
 	live = read_live_lists(hist, use, cfg, &nlive);
 	if (live != NULL)
-		add_lists(cands, live, nlive, hist, use, false, true, cfg);
+		add_lists(rs, live, nlive, use, false, true);
 	if (with_content)
-		add_lists(cands, stored, nstored, hist, use, true, false, cfg);
+		add_lists(rs, stored, nstored, use, true, false);
 }
 
 /*
@@ -580,57 +582,40 @@ typedef struct ProductInfo
 	char	   *category;
 	bool		active;
 	bool		bought;
+	bool		passes;			/* it passes the request's filters */
 } ProductInfo;
 
-/* How many products of a category have been returned (category_cap). */
-typedef struct CategoryCount
+/* k must be given, within 1..1000. */
+int
+recommend_check_k(FunctionCallInfo fcinfo, int argno)
 {
-	char	   *category;
-	int			n;
-} CategoryCount;
-
-/* The state of one recommend() call, handed from one phase to the next. */
-typedef struct RecommendState
-{
-	int64		customer_id;
 	int			k;
-	VariantConfig cfg;
-	TimestampTz now;
-	HTAB	   *cands;
-	HistoryItem *hist;
-	int			nhist;
-	int64		history_total;
-	int			nllm;
-	double		trust;
-	double		window_days;
-	bool		popular_live;	/* the popularity list was computed live */
-	CategoryCount *cats;
-	int			ncats;
-} RecommendState;
 
-/* The arguments: customer_id and k must be given, k within 1..1000; returns the variant or NULL. */
-static char *
-check_args(FunctionCallInfo fcinfo, int64 *customer_id, int *k)
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("k must not be null"),
+				 errhint("k is how many products to return, from 1 to 1000.")));
+	k = PG_GETARG_INT32(argno);
+	if (k < 1 || k > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("k must be between 1 and 1000"),
+				 errdetail("Got k = %d.", k),
+				 errhint("k is how many products to return.")));
+	return k;
+}
+
+/* customer_id must be given. */
+static int64
+check_customer(FunctionCallInfo fcinfo)
 {
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("customer_id must not be null"),
 				 errhint("For an anonymous visitor pass any id without history, for example 0: they get popular products.")));
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("k must not be null"),
-				 errhint("k is how many products to return, from 1 to 1000.")));
-	*customer_id = PG_GETARG_INT64(0);
-	*k = PG_GETARG_INT32(2);
-	if (*k < 1 || *k > 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("k must be between 1 and 1000"),
-				 errdetail("Got k = %d.", *k),
-				 errhint("k is how many products to return.")));
-	return PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	return PG_GETARG_INT64(0);
 }
 
 /* The default variant: serving_settings.default_variant, hybrid without a row. */
@@ -647,22 +632,30 @@ default_variant(void)
 }
 
 /*
- * The variant to serve: the one named, else the running experiment's arm,
- * else the default variant. Returns its name.
+ * Start a serving call (SPI connected): the variant to serve (the one named,
+ * else the running experiment's arm for the customer, else the default
+ * variant), the clock, and the checks of the filters that read tables.
  */
-static char *
-choose_variant(int64 customer_id, char *variant_name, VariantConfig *cfg)
+void
+recommend_begin(RecommendState *rs, char *variant_name)
 {
-	/* no variant given: the running experiment's arm, else the default (an explicit one always wins) */
-	if (variant_name == NULL)
-		variant_name = experiment_running_variant(customer_id);
+	/* an explicit variant always wins */
+	if (variant_name == NULL && rs->has_customer)
+		variant_name = experiment_running_variant(rs->customer_id);
 	if (variant_name == NULL)
 		variant_name = default_variant();
-	load_variant(variant_name, cfg);
-	return variant_name;
+	load_variant(variant_name, &rs->cfg);
+	rs->variant = variant_name;
+	rs->now = personalize_now();
+	filters_check_events(&rs->filters, rs->has_customer);
 }
 
-/* Every candidate of the variant: history neighbours, LLM answers, popularity, campaigns. */
+/*
+ * Every candidate of the variant: history neighbours, LLM answers, popularity,
+ * campaigns. In items mode (items.c) the history is the input products, set
+ * by the caller, and the neighbours count for every algorithm but popular; the
+ * LLM answers, written per customer, do not.
+ */
 static void
 gather_candidates(RecommendState *rs)
 {
@@ -675,11 +668,15 @@ gather_candidates(RecommendState *rs)
 	ctl.hcxt = CurrentMemoryContext;
 	rs->cands = hash_create("personalize candidates", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
-	rs->hist = load_history(rs->customer_id, cfg, rs->now, &rs->nhist, &rs->history_total);
-	if (cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID)
-		score_cooccurrence(rs->cands, rs->hist, rs->nhist, cfg);
+	if (!rs->items_mode)
+		rs->hist = load_history(rs->customer_id, cfg, rs->now, &rs->nhist, &rs->history_total);
+	if (cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID ||
+		(rs->items_mode && cfg->algorithm == ALG_LLM))
+		score_cooccurrence(rs);
 	/* LLM answers: the llm algorithm always, the others for customers with little history */
-	if (cfg->algorithm == ALG_LLM)
+	if (rs->items_mode)
+		;
+	else if (cfg->algorithm == ALG_LLM)
 		rs->nllm = score_llm(rs->cands, rs->customer_id);
 	else if ((cfg->algorithm == ALG_COOCCURRENCE || cfg->algorithm == ALG_HYBRID) &&
 			 rs->history_total < cfg->llm_history)
@@ -693,38 +690,48 @@ gather_candidates(RecommendState *rs)
 		apply_campaigns(rs->cands, rs->now);
 }
 
-/* Exclusions known now: purchases among the history read (the rest when walking). */
 static void
-exclude_bought(RecommendState *rs)
+mark_excluded(HTAB *cands, int64 product_id)
 {
-	if (rs->cfg.allow_repeat)
-		return;
-	for (int i = 0; i < rs->nhist; i++)
-		if (rs->hist[i].bought)
-		{
-			bool		found;
-			Candidate  *c = hash_search(rs->cands, &rs->hist[i].product_id, HASH_FIND, &found);
+	bool		found;
+	Candidate  *c = hash_search(cands, &product_id, HASH_FIND, &found);
 
-			if (found)
-				c->excluded = true;
-		}
+	if (found)
+		c->excluded = true;
 }
 
 /*
- * A candidate's final score and which kind of reason it shows (see the header
- * comment); false when it is not recommended at all.
+ * Exclusions known now: purchases among the history read (the rest when
+ * walking), the input products in items mode, exclude_products.
  */
-static bool
-final_score(Candidate *c, double max_cooc, const RecommendState *rs)
+static void
+exclude_known(RecommendState *rs)
+{
+	for (int i = 0; i < rs->nhist; i++)
+		if (rs->items_mode || (rs->hist[i].bought && !rs->cfg.allow_repeat))
+			mark_excluded(rs->cands, rs->hist[i].product_id);
+	for (int i = 0; i < rs->filters.nexclude; i++)
+		mark_excluded(rs->cands, rs->filters.exclude_ids[i]);
+}
+
+/*
+ * A candidate's score (before and after its campaign boost), its parts
+ * (explain() shows them: base = one + cooc_factor * cooc + llm + pop + floor,
+ * score = base * boost) and which kind of reason it shows (see the header
+ * comment); false when it is excluded or not recommended at all. The score
+ * is computed by the same expressions as before the parts existed.
+ */
+bool
+recommend_score(Candidate *c, const RecommendState *rs, ScoreParts *sp)
 {
 	double		base;
-
-	double		cooc = (c->cooc > 0.0 && max_cooc > 0.0) ? c->cooc / max_cooc : 0.0;
+	double		cooc = (c->cooc > 0.0 && rs->max_cooc > 0.0) ? c->cooc / rs->max_cooc : 0.0;
+	double		inv = (c->cooc > 0.0 && rs->max_cooc > 0.0) ? 1.0 / rs->max_cooc : 0.0;
 	double		w = rs->cfg.popularity_weight;
 	double		trust = rs->trust;
 
-	if (c->excluded)
-		return false;
+	memset(sp, 0, sizeof(*sp));
+	sp->boost = c->boost;
 	c->cooc_reason = false;
 	c->show_llm = false;
 	if (rs->nllm > 0 && (c->has_llm || cooc > 0.0))
@@ -733,6 +740,10 @@ final_score(Candidate *c, double max_cooc, const RecommendState *rs)
 		double		pers = trust * cooc + (1.0 - trust) * c->llm;
 
 		base = 1.0 + (1.0 - w) * pers + w * c->pop;
+		sp->one = 1.0;
+		sp->cooc_factor = (1.0 - w) * trust * inv;
+		sp->llm = (1.0 - w) * (1.0 - trust) * c->llm;
+		sp->pop = w * c->pop;
 		if ((1.0 - w) * pers >= w * c->pop)
 		{
 			c->show_llm = c->has_llm && (1.0 - trust) * c->llm >= trust * cooc;
@@ -743,41 +754,58 @@ final_score(Candidate *c, double max_cooc, const RecommendState *rs)
 	{
 		/* blend: a trending product can outrank a weak co-occurrence */
 		base = (1.0 - w) * cooc + w * c->pop;
+		sp->cooc_factor = (1.0 - w) * inv;
+		sp->pop = w * c->pop;
 		c->cooc_reason = cooc > 0.0 && (1.0 - w) * cooc >= w * c->pop;
 	}
 	else if (cooc > 0.0)
 	{
 		/* co-occurrence first, popularity only fills up below it */
 		base = 1.0 + cooc;
+		sp->one = 1.0;
+		sp->cooc_factor = inv;
 		c->cooc_reason = true;
 	}
 	else if (c->pop > 0.0 && (rs->cfg.algorithm == ALG_POPULAR || rs->cfg.popular_fill))
-		base = c->pop;
+		base = sp->pop = c->pop;
 	else if (c->campaign != NULL)
+	{
 		base = Max(c->pop, 0.01);
+		if (c->pop >= 0.01)
+			sp->pop = c->pop;
+		else
+			sp->floor = 0.01;
+	}
 	else
 		return false;
+	c->base = base;
 	c->score = base * c->boost;
-	return true;
+	return !c->excluded;
 }
 
-/* The scored candidates, best first (ties by product id); *ncand_out of them. */
-static Candidate **
-rank_candidates(RecommendState *rs, int *ncand_out)
+/*
+ * Gather, exclude and score the candidates: those recommended, best first
+ * (ties by product id); *ncand_out of them.
+ */
+Candidate **
+recommend_rank(RecommendState *rs, int *ncand_out)
 {
 	HASH_SEQ_STATUS seq;
 	Candidate  *c;
 	Candidate **order;
 	int			ncand = 0;
-	double		max_cooc = 0.0;
+	ScoreParts	sp;
 
+	gather_candidates(rs);
+	exclude_known(rs);
+	rs->max_cooc = 0.0;
 	hash_seq_init(&seq, rs->cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
-		max_cooc = Max(max_cooc, c->cooc);
+		rs->max_cooc = Max(rs->max_cooc, c->cooc);
 	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(rs->cands), 1));
 	hash_seq_init(&seq, rs->cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
-		if (final_score(c, max_cooc, rs))
+		if (recommend_score(c, rs, &sp))
 			order[ncand++] = c;
 	qsort(order, ncand, sizeof(Candidate *), cmp_candidate);
 	*ncand_out = ncand;
@@ -785,16 +813,18 @@ rank_candidates(RecommendState *rs, int *ncand_out)
 }
 
 /*
- * Products, categories and the customer's purchases for a chunk of the ranking
- * and the history products their reasons name; the names go into names.
+ * Products, categories, the customer's purchases and whether each passes the
+ * filters, for a chunk of the ranking and the history products their reasons
+ * name; the names go into names.
  */
 static ProductInfo *
-load_products(int64 customer_id, Candidate **chunk_cands, int chunk, HTAB *names, int *ninfo_out)
+load_products(const RecommendState *rs, Candidate **chunk_cands, int chunk, HTAB *names, int *ninfo_out)
 {
 	int64	   *ids = palloc(sizeof(int64) * chunk * 2);
 	int			nids = 0;
-	Oid			t[2] = {INT8ARRAYOID, INT8OID};
-	Datum		v[2];
+	Oid			t[2 + FILTER_NPARAMS] = {INT8ARRAYOID, INT8OID};
+	Datum		v[2 + FILTER_NPARAMS];
+	char		nulls[2 + FILTER_NPARAMS];
 	ProductInfo *info;
 	int			ninfo;
 
@@ -804,15 +834,26 @@ load_products(int64 customer_id, Candidate **chunk_cands, int chunk, HTAB *names
 		if (chunk_cands[i]->has_best)
 			ids[nids++] = chunk_cands[i]->best_from;
 	}
+	filters_params(&rs->filters, v + 2, nulls + 2, t + 2);
 	spi_prepare_kept(&plan_products,
-					 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0 "
+					 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0, "
+					 "  coalesce(($3 IS NULL OR p.category = ANY($3)) "
+					 "    AND ($4 IS NULL OR p.category IS NULL OR p.category <> ALL($4)) "
+					 "    AND ($5 IS NULL OR p.price >= $5) AND ($6 IS NULL OR p.price <= $6) "
+					 "    AND ($7 IS NULL OR p.attributes @> $7) "
+					 "    AND ($8 IS NULL OR (NOT EXISTS (SELECT FROM personalize.interactions i "
+					 "        WHERE i.customer_id = $2 AND i.product_id = p.product_id AND i.event_type = ANY($8)) "
+					 "      AND NOT EXISTS (SELECT FROM personalize.interactions_archive a "
+					 "        WHERE a.customer_id = $2 AND a.product_id = p.product_id AND a.event_type = ANY($8)))), false) "
 					 "FROM personalize.products p LEFT JOIN personalize.customer_items ci "
 					 "ON ci.customer_id = $2 AND ci.product_id = p.product_id "
 					 "WHERE p.product_id = ANY($1)",
-					 2, t);
+					 2 + FILTER_NPARAMS, t);
 	v[0] = int8_array_datum(ids, nids);
-	v[1] = Int64GetDatum(customer_id);
-	if (SPI_execute_plan(plan_products, v, NULL, true, 0) != SPI_OK_SELECT)
+	nulls[0] = ' ';
+	v[1] = Int64GetDatum(rs->customer_id);
+	nulls[1] = rs->has_customer ? ' ' : 'n';
+	if (SPI_execute_plan(plan_products, v, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read products");
 	ninfo = (int) SPI_processed;
 	info = palloc(sizeof(ProductInfo) * Max(ninfo, 1));
@@ -821,14 +862,17 @@ load_products(int64 customer_id, Candidate **chunk_cands, int chunk, HTAB *names
 		bool		isnull;
 		bool		found;
 		NameEntry  *slot;
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	td = SPI_tuptable->tupdesc;
 
 		info[r].id = spi_int8(r, 1, 0);
-		info[r].category = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3);
-		info[r].active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 4, &isnull));
-		info[r].bought = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 5, &isnull));
+		info[r].category = SPI_getvalue(tup, td, 3);
+		info[r].active = DatumGetBool(SPI_getbinval(tup, td, 4, &isnull));
+		info[r].bought = DatumGetBool(SPI_getbinval(tup, td, 5, &isnull));
+		info[r].passes = DatumGetBool(SPI_getbinval(tup, td, 6, &isnull));
 		slot = hash_search(names, &info[r].id, HASH_ENTER, &found);
 		if (!found)
-			slot->name = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+			slot->name = SPI_getvalue(tup, td, 2);
 	}
 	*ninfo_out = ninfo;
 	return info;
@@ -883,22 +927,49 @@ build_reason(StringInfo reason, const Candidate *c, HTAB *names, const Recommend
 		appendStringInfo(reason, "%scampaign: %s", reason->len > 0 ? "; " : "", c->campaign);
 }
 
-/* One result row: product_id, score, reason. */
+/* One result row: product_id, score, reason, and the variant served with with_variant. */
 static void
-emit_row(ReturnSetInfo *rsinfo, const Candidate *c, const char *reason)
+emit_row(ReturnSetInfo *rsinfo, const Candidate *c, const char *reason, const char *variant)
 {
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
 
 	values[0] = Int64GetDatum(c->product_id);
 	values[1] = Float8GetDatum(c->score);
 	values[2] = CStringGetTextDatum(reason);
+	if (variant != NULL)
+		values[3] = CStringGetTextDatum(variant);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
-/* Walk the ranking in chunks: drop inactive products, apply the category cap. */
-static void
-walk_ranking(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rsinfo)
+/*
+ * Why the walk drops a product of the ranking (its row p, NULL if it is not
+ * in the catalog), or NULL when it keeps it (counted in its category).
+ */
+static const char *
+walk_drops(RecommendState *rs, const ProductInfo *p)
+{
+	if (p == NULL)
+		return "not in the catalog";
+	if (!p->active)
+		return "inactive";
+	if (p->bought && !rs->cfg.allow_repeat)
+		return "bought by the customer";
+	if (!p->passes)
+		return "a filter leaves it out";
+	if (rs->cfg.category_cap > 0 && p->category != NULL && !category_take(rs, p->category))
+		return "its category is full (category_cap)";
+	return NULL;
+}
+
+/*
+ * Walk the ranking in chunks: drop inactive products, purchases and what the
+ * filters leave out, apply the category cap. Rows go to rsinfo; explaining,
+ * nothing is emitted and the walk stops at the explained product, noting its
+ * rank or why it was dropped.
+ */
+void
+recommend_walk(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rsinfo, bool with_variant)
 {
 	HASHCTL		ctl;
 	HTAB	   *names;
@@ -916,13 +987,14 @@ walk_ranking(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rs
 		int			ninfo;
 
 		CHECK_FOR_INTERRUPTS();
-		info = load_products(rs->customer_id, &order[start], chunk, names, &ninfo);
+		info = load_products(rs, &order[start], chunk, names, &ninfo);
 
 		for (int i = start; i < start + chunk && emitted < rs->k; i++)
 		{
 			ProductInfo *p = NULL;
 			StringInfoData reason;
 			Candidate  *c = order[i];
+			const char *drop;
 
 			for (int r = 0; r < ninfo; r++)
 				if (info[r].id == c->product_id)
@@ -930,47 +1002,74 @@ walk_ranking(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rs
 					p = &info[r];
 					break;
 				}
-			if (p == NULL || !p->active || (p->bought && !rs->cfg.allow_repeat))
+			drop = walk_drops(rs, p);
+			if (rs->explaining && c->product_id == rs->explain_id)
+			{
+				rs->explain_drop = drop;
+				rs->explain_rank = drop == NULL ? emitted + 1 : 0;
+				return;
+			}
+			if (drop != NULL || rs->explaining)
+			{
+				emitted += drop == NULL;
 				continue;
-			if (rs->cfg.category_cap > 0 && p->category != NULL &&
-				!category_take(rs, p->category))
-				continue;
-
+			}
 			initStringInfo(&reason);
 			build_reason(&reason, c, names, rs);
-			emit_row(rsinfo, c, reason.data);
+			emit_row(rsinfo, c, reason.data, with_variant ? rs->variant : NULL);
 			emitted++;
 		}
 		start += chunk;
 	}
 }
 
-/* personalize.recommend(customer_id bigint, variant text, k integer) */
-Datum
-personalize_recommend(PG_FUNCTION_ARGS)
+/*
+ * recommend() for a customer: the three-argument form of 0.1.0, the one with
+ * filters, and recommend_served() with the variant.
+ */
+static Datum
+serve_customer(FunctionCallInfo fcinfo, bool with_variant)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RecommendState rs = {0};
 	char	   *variant_name;
 	Candidate **order;
 	int			ncand;
 
-	/* it reads _compute_neighbors() and _popular_all_time(), new in 0.2.0 */
+	/* it reads _compute_neighbors(), _popular_all_time() and serving_settings, new in 0.2.0 */
 	personalize_require_sql_version("0.2.0", fcinfo->flinfo->fn_oid);
-	variant_name = check_args(fcinfo, &rs.customer_id, &rs.k);
+	rs.customer_id = check_customer(fcinfo);
+	rs.has_customer = true;
+	variant_name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	rs.k = recommend_check_k(fcinfo, 2);
+	filters_from_args(fcinfo, 3, true, &rs.filters);
 
 	InitMaterializedSRF(fcinfo, 0);
-
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
-	choose_variant(rs.customer_id, variant_name, &rs.cfg);
-	rs.now = personalize_now();
-
-	gather_candidates(&rs);
-	exclude_bought(&rs);
-	order = rank_candidates(&rs, &ncand);
-	walk_ranking(&rs, order, ncand, rsinfo);
-
+	recommend_begin(&rs, variant_name);
+	order = recommend_rank(&rs, &ncand);
+	recommend_walk(&rs, order, ncand, (ReturnSetInfo *) fcinfo->resultinfo, with_variant);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/* personalize.recommend(customer_id bigint, variant text, k integer): 0.1.0's signature */
+Datum
+personalize_recommend(PG_FUNCTION_ARGS)
+{
+	return serve_customer(fcinfo, false);
+}
+
+/* personalize.recommend(customer_id, variant, k, exclude_products, ..., exclude_interacted) */
+Datum
+personalize_recommend_filtered(PG_FUNCTION_ARGS)
+{
+	return serve_customer(fcinfo, false);
+}
+
+/* personalize.recommend_served(): recommend() and the variant that served it */
+Datum
+personalize_recommend_served(PG_FUNCTION_ARGS)
+{
+	return serve_customer(fcinfo, true);
 }

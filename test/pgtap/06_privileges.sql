@@ -143,7 +143,7 @@ SELECT lives_ok($$SELECT 'personalize.products'::regclass$$, 'a role without gra
 SELECT throws_ok($$SELECT * FROM personalize.recommend(10)$$, '42501', NULL,
     'a role without grants cannot call recommend() (its reasons and exclusions reveal purchases)');
 RESET ROLE;
-SELECT is(has_function_privilege('public', 'personalize.recommend(bigint, text, integer)', 'EXECUTE'), false,
+SELECT is(has_function_privilege('public', 'personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'), false,
     'PUBLIC has no EXECUTE on recommend()');
 -- what PUBLIC may execute, found from the catalog: nothing that reads a customer's data
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text COLLATE "C")

@@ -43,7 +43,10 @@ table personalize.marketing_campaigns SELECT
 table personalize.customers SELECT, INSERT, UPDATE
 table personalize.interactions SELECT, INSERT
 table personalize.customer_feedback SELECT, INSERT
-function personalize.recommend(bigint, text, integer) EXECUTE
+function personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) EXECUTE
+function personalize.recommend_served(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) EXECUTE
+function personalize.similar_items(bigint, integer, text, bigint[], text[], text[], numeric, numeric, jsonb) EXECUTE
+function personalize.recommend_for_items(bigint[], integer, text, bigint, bigint[], text[], text[], numeric, numeric, jsonb, text[]) EXECUTE
 function personalize.recommend_logged(bigint, integer) EXECUTE
 function personalize.log_exposure(bigint, bigint[], text) EXECUTE
 function personalize.assigned_variant(text, bigint) EXECUTE

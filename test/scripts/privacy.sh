@@ -21,7 +21,7 @@ q >/dev/null <<SQL || { echo "Bail out! cannot set up $db"; exit 2; }
 CREATE EXTENSION personalize;
 CREATE ROLE $nogrant LOGIN PASSWORD 'secret-$$';
 CREATE ROLE $app LOGIN PASSWORD 'secret-$$';
-GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer) TO $app;
+GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) TO $app;
 INSERT INTO personalize.products (product_id, name) SELECT g, 'SECRET PRODUCT ' || g FROM generate_series(1, 20) g;
 INSERT INTO personalize.customers (customer_id) SELECT g FROM generate_series(1, 10) g;
 INSERT INTO personalize.interactions (customer_id, product_id, event_type)

@@ -29,7 +29,7 @@ createdb "$db" || { echo "Bail out! cannot create $db"; exit 2; }
 q >/dev/null <<SQL || { echo "Bail out! cannot set up $db"; exit 2; }
 CREATE EXTENSION personalize;
 CREATE ROLE $reader LOGIN PASSWORD 'secret-$$';
-GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer) TO $reader;
+GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[]) TO $reader;
 INSERT INTO personalize.products (product_id, name) SELECT g, 'product ' || g FROM generate_series(1, 20) g;
 INSERT INTO personalize.customers (customer_id) SELECT g FROM generate_series(1, 30) g;
 INSERT INTO personalize.interactions (customer_id, product_id, event_type)
