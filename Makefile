@@ -17,7 +17,7 @@ DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql
 DATA       += contrib/prometheus/personalize-queries.yaml contrib/prometheus/personalize-alerts.yaml
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest grants retention
+REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest grants retention serving
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters

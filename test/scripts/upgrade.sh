@@ -15,12 +15,18 @@
 # the update adds is refused with 23514 and changes nothing; once they are fixed it goes on.
 # (e): a 0.1.0 event log wedged by explicit ids ahead of its sequence is repaired by the
 # update (the sequence advances, no row changes) and its ids become GENERATED ALWAYS.
+# (f): recommend() gains filter parameters (a new signature): a user view over 0.1.0's
+# recommend() makes the update refuse with 2BP01 naming it, changing nothing; without it the
+# update carries the old function's grants to the new one, as the user's own (pg_dump dumps
+# them), and the old call shapes answer as before.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$ odd=personalize_up_d_$$ wedged=personalize_up_e_$$
+a=personalize_up_a_$$ b=personalize_up_b_$$ c=personalize_up_c_$$ odd=personalize_up_d_$$ wedged=personalize_up_e_$$ grants=personalize_up_f_$$
+app_role=personalize_up_app_$$
 work=$(mktemp -d)
 n=0
-cleanup() { for x in "$a" "$b" "$c" "$odd" "$wedged"; do dropdb --if-exists "$x" >/dev/null 2>&1; done; rm -rf "$work"; }
+cleanup() { for x in "$a" "$b" "$c" "$odd" "$wedged" "$grants"; do dropdb --if-exists "$x" >/dev/null 2>&1; done
+            psql -X -q -d postgres -c "DROP ROLE IF EXISTS $app_role" >/dev/null 2>&1; rm -rf "$work"; }
 trap cleanup EXIT
 die() { echo "upgrade: $*" >&2; echo "Bail out! $*"; exit 2; }
 ok()  { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
@@ -247,4 +253,28 @@ ok $([[ "$err" == *"428C9"* && "$(q "$wedged" -c "SELECT attidentity FROM pg_att
    "after the update interaction_id is GENERATED ALWAYS: an explicit id is refused with 428C9 (${err%%$'\n'*})"
 is "$(q "$wedged" -c "SELECT (SELECT count(*) FROM personalize.customer_items)::text || '/' || (SELECT coalesce(sum(events), 0) FROM personalize.customer_items)")" \
    "4/5" "the model counts the five events of the repaired log"
+
+# (f) 0.1.0's recommend(bigint, text, integer) is replaced by recommend() with filters
+createdb "$grants" || die "cannot create $grants"
+q "$grants" -c "CREATE EXTENSION personalize VERSION '0.1.0' CASCADE" \
+  -c "CREATE ROLE $app_role" \
+  -c "INSERT INTO personalize.products (product_id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')" \
+  -c "INSERT INTO personalize.customers (customer_id) VALUES (1), (2)" \
+  -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (1, 1, 'purchase'), (1, 2, 'purchase'), (2, 1, 'purchase')" \
+  -c "GRANT EXECUTE ON FUNCTION personalize.recommend(bigint, text, integer) TO $app_role" \
+  -c "CREATE VIEW public.home_page AS SELECT * FROM personalize.recommend(2, 'cooccurrence', 5)" \
+  >/dev/null || die "cannot load $grants"
+before=$(q "$grants" -c "SELECT string_agg(product_id || ':' || round(score::numeric, 12) || ':' || reason, ' ') FROM personalize.recommend(2, 'cooccurrence', 5)")
+err=$(psql -X -q -At -d "$grants" -c '\set VERBOSITY verbose' -c 'ALTER EXTENSION personalize UPDATE' 2>&1)
+ok $([[ "$err" == *"2BP01"* && "$err" == *"view home_page"* && "$(q "$grants" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")" == 0.1.0 ]] && echo 0 || echo 1) \
+   "a view over 0.1.0's recommend(): the update refuses with 2BP01 naming it and keeps 0.1.0 (${err%%$'\n'*})"
+q "$grants" -c "DROP VIEW public.home_page" -c "ALTER EXTENSION personalize UPDATE" >/dev/null 2>&1
+new_fn="personalize.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])"
+is "$(q "$grants" -c "SELECT extversion FROM pg_extension WHERE extname = 'personalize'")|$(q "$grants" -c "SELECT has_function_privilege('$app_role', '$new_fn', 'EXECUTE')::text || '/' || has_function_privilege('public', '$new_fn', 'EXECUTE')::text")" \
+   "$default|true/false" "without it the update runs; the role granted 0.1.0's recommend() may execute the new one, PUBLIC may not"
+is "$(q "$grants" -c "SELECT string_agg(product_id || ':' || round(score::numeric, 12) || ':' || reason, ' ') FROM personalize.recommend(2, 'cooccurrence', 5)")" \
+   "$before" "0.1.0's call shape answers as before the update"
+is "$(q "$grants" -c "SELECT i.initprivs::text FROM pg_init_privs i WHERE i.objoid = '$new_fn'::regprocedure")|$(pg_dump -s -d "$grants" | grep -c "GRANT ALL ON FUNCTION personalize.recommend(.*) TO $app_role;")" \
+   "$(q "$b" -c "SELECT i.initprivs::text FROM pg_init_privs i WHERE i.objoid = '$new_fn'::regprocedure")|1" \
+   "the carried grant is the user's own: initial privileges as in a fresh install, and pg_dump dumps the grant"
 exit 0
