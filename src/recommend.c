@@ -1,7 +1,9 @@
 /*
- * recommend.c: personalize.recommend(customer_id, variant, k), read-only.
+ * recommend.c: personalize.recommend(customer_id, variant, k, filters...) and
+ * recommend_served(), read-only.
  * A NULL variant means the running experiment's arm for the customer
- * (experiment.c), or "hybrid" when none runs or the customer is out of traffic.
+ * (experiment.c), or the default variant (serving_settings, hybrid without a
+ * row) when none runs or the customer is out of traffic.
  *
  * Candidates come from the neighbour lists of the customer's most relevant
  * history products (weight w_h by event type, decayed by the age of the latest
@@ -50,6 +52,14 @@
  * all-time bestsellers come from _popular_all_time(). The answers equal the
  * refreshed ones; the reason ends in " (live)". Nothing is written: recommend()
  * stays read-only (hot standbys).
+ *
+ * The ranking is shared (recommend.h): recommend_begin() picks the variant,
+ * recommend_rank() gathers and scores the candidates, recommend_walk() walks
+ * them in chunks, dropping inactive products, purchases, what the request's
+ * filters leave out (filters.c, checked in the chunk's product query) and
+ * what the category cap does not take. items.c calls them with the input
+ * products as the history (similar_items, recommend_for_items), explain.c
+ * with one product traced through every contribution.
  */
 #include "personalize.h"
 
