@@ -3235,7 +3235,11 @@ DO $$
 DECLARE
     deps text;
 BEGIN
-    SELECT pg_catalog.string_agg(pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+    SELECT pg_catalog.string_agg(coalesce((SELECT 'view ' OPERATOR(pg_catalog.||) r.ev_class::pg_catalog.regclass::text
+                                           FROM pg_catalog.pg_rewrite r
+                                           WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                                             AND r.oid OPERATOR(pg_catalog.=) d.objid),
+                                          pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)), ', ')
       INTO deps
       FROM pg_catalog.pg_depend d
      WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
