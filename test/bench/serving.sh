@@ -91,7 +91,7 @@ for t in recommend recommend_filtered overfetch similar_items similar_items_filt
   echo "| $t | $p50 | $p99 | $n | $(awk -v a="$p50" -v b="$base50" 'BEGIN { printf "%.2f", a / b }') | $(awk -v a="$p99" -v b="$base99" 'BEGIN { printf "%.2f", a / b }') |"
 done
 # every filtered answer passes its filters and has 10 rows whenever 10 products pass
-q -c "SELECT 'filtered calls checked: ' || count(*) || ', rows failing a filter: ' || count(*) FILTER (WHERE bad) || ', short answers: ' || count(DISTINCT i) FILTER (WHERE n < 10)
+q -c "SELECT 'filtered calls checked: ' || count(DISTINCT i) || ' (' || count(*) || ' rows), rows failing a filter: ' || count(*) FILTER (WHERE bad) || ', short answers: ' || count(DISTINCT i) FILTER (WHERE n < 10)
       FROM (SELECT s.i, r.product_id = ANY (s.shown) OR p.category = 'cat03' OR NOT p.price <= 10 OR NOT p.attributes @> '{\"in_stock\": true}' AS bad,
                    count(*) OVER (PARTITION BY s.i) AS n
             FROM bench.customers s, personalize.recommend(s.customer_id, k => 10, $filters) r
