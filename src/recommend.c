@@ -86,7 +86,7 @@ PG_FUNCTION_INFO_V1(personalize_recommend_filtered);
 PG_FUNCTION_INFO_V1(personalize_recommend_served);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
-			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_llm,
+			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_products_events, plan_llm,
 			plan_live_neighbors, plan_default;
 
 static int
@@ -823,6 +823,39 @@ recommend_rank(RecommendState *rs, int *ncand_out)
 }
 
 /*
+ * The product query of the walk, with the filters as parameters $3..$8. The
+ * event filter has a query of its own: only a call that asks for it reads
+ * (and locks) interactions and interactions_archive.
+ */
+#define PRODUCT_QUERY_HEAD \
+	"SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0, " \
+	"  coalesce(($3 IS NULL OR p.category = ANY($3)) " \
+	"    AND ($4 IS NULL OR p.category IS NULL OR p.category <> ALL($4)) " \
+	"    AND ($5 IS NULL OR p.price >= $5) AND ($6 IS NULL OR p.price <= $6) " \
+	"    AND ($7 IS NULL OR p.attributes @> $7) "
+#define PRODUCT_QUERY_TAIL \
+	", false) FROM personalize.products p LEFT JOIN personalize.customer_items ci " \
+	"ON ci.customer_id = $2 AND ci.product_id = p.product_id " \
+	"WHERE p.product_id = ANY($1)"
+
+static SPIPlanPtr
+product_plan(bool with_events, Oid *types)
+{
+	if (!with_events)
+		return spi_prepare_kept(&plan_products,
+								PRODUCT_QUERY_HEAD "AND $8 IS NULL" PRODUCT_QUERY_TAIL,
+								2 + FILTER_NPARAMS, types);
+	return spi_prepare_kept(&plan_products_events,
+							PRODUCT_QUERY_HEAD
+							"AND NOT EXISTS (SELECT FROM personalize.interactions i "
+							"  WHERE i.customer_id = $2 AND i.product_id = p.product_id AND i.event_type = ANY($8)) "
+							"AND NOT EXISTS (SELECT FROM personalize.interactions_archive a "
+							"  WHERE a.customer_id = $2 AND a.product_id = p.product_id AND a.event_type = ANY($8))"
+							PRODUCT_QUERY_TAIL,
+							2 + FILTER_NPARAMS, types);
+}
+
+/*
  * Products, categories, the customer's purchases and whether each passes the
  * filters, for a chunk of the ranking and the history products their reasons
  * name; the names go into names.
@@ -837,6 +870,7 @@ load_products(const RecommendState *rs, Candidate **chunk_cands, int chunk, HTAB
 	char		nulls[2 + FILTER_NPARAMS];
 	ProductInfo *info;
 	int			ninfo;
+	SPIPlanPtr	plan;
 
 	for (int i = 0; i < chunk; i++)
 	{
@@ -845,25 +879,12 @@ load_products(const RecommendState *rs, Candidate **chunk_cands, int chunk, HTAB
 			ids[nids++] = chunk_cands[i]->best_from;
 	}
 	filters_params(&rs->filters, v + 2, nulls + 2, t + 2);
-	spi_prepare_kept(&plan_products,
-					 "SELECT p.product_id, p.name, p.category, p.active, coalesce(ci.purchases, 0) > 0, "
-					 "  coalesce(($3 IS NULL OR p.category = ANY($3)) "
-					 "    AND ($4 IS NULL OR p.category IS NULL OR p.category <> ALL($4)) "
-					 "    AND ($5 IS NULL OR p.price >= $5) AND ($6 IS NULL OR p.price <= $6) "
-					 "    AND ($7 IS NULL OR p.attributes @> $7) "
-					 "    AND ($8 IS NULL OR (NOT EXISTS (SELECT FROM personalize.interactions i "
-					 "        WHERE i.customer_id = $2 AND i.product_id = p.product_id AND i.event_type = ANY($8)) "
-					 "      AND NOT EXISTS (SELECT FROM personalize.interactions_archive a "
-					 "        WHERE a.customer_id = $2 AND a.product_id = p.product_id AND a.event_type = ANY($8)))), false) "
-					 "FROM personalize.products p LEFT JOIN personalize.customer_items ci "
-					 "ON ci.customer_id = $2 AND ci.product_id = p.product_id "
-					 "WHERE p.product_id = ANY($1)",
-					 2 + FILTER_NPARAMS, t);
+	plan = product_plan(rs->filters.has_exclude_events, t);
 	v[0] = int8_array_datum(ids, nids);
 	nulls[0] = ' ';
 	v[1] = Int64GetDatum(rs->customer_id);
 	nulls[1] = rs->has_customer ? ' ' : 'n';
-	if (SPI_execute_plan(plan_products, v, nulls, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, v, nulls, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read products");
 	ninfo = (int) SPI_processed;
 	info = palloc(sizeof(ProductInfo) * Max(ninfo, 1));
