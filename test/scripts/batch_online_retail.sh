@@ -107,6 +107,10 @@ echo "# polls: $(sort "$work/polls" | uniq -c | tr '\n' ';')"
 after=$(q "$checksum")
 ok "$([ "$before" != "$after" ] && echo 0 || echo 1)" "the run replaced the rows (new generated_at)"
 is "$(q "$(printf "$equal_sql" true true)")" "0 0" "and the table still equals recommend()"
+q "SELECT '# differs: ' || d.customer_id || ' ' || d.rank || ' ' || d.product_id || ' ' || d.score || ' ' || d.reason || ' ' || b.product_id || ' ' || b.score || ' ' || b.reason
+   FROM (SELECT c.customer_id, x.ord::integer AS rank, x.product_id, x.score, x.reason FROM personalize.customers c, personalize.recommend(c.customer_id, NULL, 10) WITH ORDINALITY x(product_id, score, reason, ord)
+         EXCEPT SELECT customer_id, rank, product_id, score, reason FROM personalize.batch_recommendations) d
+   JOIN personalize.batch_recommendations b USING (customer_id, rank) ORDER BY d.customer_id, d.rank LIMIT 12"
 
 # --- a cancelled run leaves the table as it was ---------------------------------------------
 before=$(q "$checksum")
