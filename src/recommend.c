@@ -84,6 +84,7 @@
 PG_FUNCTION_INFO_V1(personalize_recommend);
 PG_FUNCTION_INFO_V1(personalize_recommend_filtered);
 PG_FUNCTION_INFO_V1(personalize_recommend_served);
+PG_FUNCTION_INFO_V1(personalize_served_variant);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
 			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_products_events, plan_llm,
@@ -641,6 +642,15 @@ default_variant(void)
 	return "hybrid";
 }
 
+/* The variant served when none is named: the experiment's arm for the customer, else the default. */
+static char *
+unnamed_variant(RecommendState *rs)
+{
+	char	   *name = rs->has_customer ? experiment_running_variant(rs->customer_id) : NULL;
+
+	return name != NULL ? name : default_variant();
+}
+
 /*
  * Start a serving call (SPI connected): the variant to serve (the one named,
  * else the running experiment's arm for the customer, else the default
@@ -650,10 +660,8 @@ void
 recommend_begin(RecommendState *rs, char *variant_name)
 {
 	/* an explicit variant always wins */
-	if (variant_name == NULL && rs->has_customer)
-		variant_name = experiment_running_variant(rs->customer_id);
 	if (variant_name == NULL)
-		variant_name = default_variant();
+		variant_name = unnamed_variant(rs);
 	load_variant(variant_name, &rs->cfg);
 	rs->variant = variant_name;
 	rs->now = personalize_now();
@@ -1103,4 +1111,27 @@ Datum
 personalize_recommend_served(PG_FUNCTION_ARGS)
 {
 	return serve_customer(fcinfo, true);
+}
+
+/*
+ * personalize._served_variant(customer_id bigint, variant text): the variant
+ * a serving call with these arguments serves (log_impressions() records it).
+ */
+Datum
+personalize_served_variant(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	RecommendState rs = {0};
+	char	   *name;
+
+	if (!PG_ARGISNULL(1))
+		PG_RETURN_TEXT_P(PG_GETARG_TEXT_P_COPY(1));
+	personalize_require_sql_version("0.2.0", fcinfo->flinfo->fn_oid);
+	rs.has_customer = !PG_ARGISNULL(0);
+	rs.customer_id = rs.has_customer ? PG_GETARG_INT64(0) : 0;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "personalize: SPI_connect failed");
+	name = MemoryContextStrdup(caller, unnamed_variant(&rs));
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(name));
 }

@@ -147,6 +147,8 @@ BEGIN
         RAISE EXCEPTION 'customer_id must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the id of the customer to forget.';
     END IF;
+    -- a batch recommendations publish in progress finishes first (it then skips them), or waits
+    PERFORM pg_advisory_xact_lock_shared(1885696627, 2);
     -- lock the customer first: writers of their events wait for us instead of deadlocking
     -- with us between their foreign-key check and their model update
     PERFORM FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id FOR UPDATE;
@@ -173,9 +175,14 @@ BEGIN
        AND cardinality(array_remove(q.customer_ids, forget_customer.customer_id)) = 0;
     UPDATE @extschema@.llm_batch_requests q SET customer_ids = array_remove(q.customer_ids, forget_customer.customer_id)
      WHERE forget_customer.customer_id = ANY (q.customer_ids);
+    -- their batch recommendations, the marks that they changed, their impressions (issue 12);
+    -- a running batch run's rows of them are never published (its publish skips them)
+    DELETE FROM @extschema@.batch_recommendations b WHERE b.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@._batch_stale s WHERE s.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@.impressions m WHERE m.customer_id = forget_customer.customer_id;
     DELETE FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_c = ROW_COUNT;
     RETURN QUERY SELECT n_i, n_f, n_c > 0;
 END $$;
 COMMENT ON FUNCTION @extschema@.forget_customer(bigint) IS
-    'Erase a customer: every row that names them (interactions and archived events, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, rows ingest() rejected, their id in unfinished batch requests) and their customer row.';
+    'Erase a customer: every row that names them (interactions and archived events, whose model contribution is subtracted exactly, feedback, exposures, LLM answers and rejections, rows ingest() rejected, their id in unfinished batch requests, batch recommendations, impressions) and their customer row.';

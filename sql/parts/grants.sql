@@ -38,12 +38,14 @@ CREATE FUNCTION @extschema@._grant_set(grant_set text)
         ('application', 'function', '@extschema@.assigned_variant(text, bigint)', 'EXECUTE'),
         ('application', 'function', '@extschema@.flag_enabled(text, bigint)', 'EXECUTE'),
         ('application', 'function', '@extschema@.erase_customer(bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_impressions(bigint, bigint[], text, text)', 'EXECUTE'),
         ('monitoring', 'table', '@extschema@.health', 'SELECT'),
         ('monitoring', 'table', '@extschema@.model_stats', 'SELECT'),
         ('monitoring', 'table', '@extschema@.maintenance_runs', 'SELECT'),
         ('monitoring', 'table', '@extschema@.llm_runs', 'SELECT'),
         ('monitoring', 'table', '@extschema@.llm_batches', 'SELECT'),
         ('monitoring', 'table', '@extschema@.ingest_batches', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.batch_recommendation_runs', 'SELECT'),
         ('bi', 'table', '@extschema@.products', 'SELECT'),
         ('bi', 'table', '@extschema@.event_types', 'SELECT'),
         ('bi', 'table', '@extschema@.marketing_campaigns', 'SELECT'),
@@ -52,7 +54,11 @@ CREATE FUNCTION @extschema@._grant_set(grant_set text)
         ('bi', 'table', '@extschema@.neighbor_list', 'SELECT'),
         ('bi', 'table', '@extschema@.cooccurrence', 'SELECT'),
         ('bi', 'table', '@extschema@.model_stats', 'SELECT'),
-        ('bi', 'table', '@extschema@.experiment_results', 'SELECT')
+        ('bi', 'table', '@extschema@.experiment_results', 'SELECT'),
+        ('bi', 'table', '@extschema@.batch_recommendations', 'SELECT'),
+        ('bi', 'table', '@extschema@.batch_recommendations_named', 'SELECT'),
+        ('bi', 'table', '@extschema@.impressions', 'SELECT'),
+        ('bi', 'table', '@extschema@.impression_ctr', 'SELECT')
     ) AS s(grant_set, object_type, object, privileges)
     WHERE s.grant_set = _grant_set.grant_set
 $$;
@@ -119,19 +125,19 @@ CREATE FUNCTION @extschema@.grant_application(grantee regrole) RETURNS SETOF tex
     SELECT @extschema@._grant_apply('application', grantee)
 $$;
 COMMENT ON FUNCTION @extschema@.grant_application(regrole) IS
-    'Grant a role the application set: read the catalog, write customers, events and feedback, recommend(), recommend_logged(), log_exposure(), assigned_variant(), flag_enabled(), erase_customer(). Returns the GRANT statements run. Idempotent; runs as the caller.';
+    'Grant a role the application set: read the catalog, write customers, events and feedback, recommend(), recommend_logged(), log_exposure(), assigned_variant(), flag_enabled(), erase_customer(), log_impressions(). Returns the GRANT statements run. Idempotent; runs as the caller.';
 CREATE FUNCTION @extschema@.grant_monitoring(grantee regrole) RETURNS SETOF text
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT @extschema@._grant_apply('monitoring', grantee)
 $$;
 COMMENT ON FUNCTION @extschema@.grant_monitoring(regrole) IS
-    'Grant a role the monitoring set: SELECT on health, model_stats and the run tables maintenance_runs, llm_runs, llm_batches, ingest_batches (nothing that names a customer). Returns the GRANT statements run. Idempotent; runs as the caller.';
+    'Grant a role the monitoring set: SELECT on health, model_stats and the run tables maintenance_runs, llm_runs, llm_batches, ingest_batches, batch_recommendation_runs (nothing that names a customer). Returns the GRANT statements run. Idempotent; runs as the caller.';
 CREATE FUNCTION @extschema@.grant_bi(grantee regrole) RETURNS SETOF text
     LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT @extschema@._grant_apply('bi', grantee)
 $$;
 COMMENT ON FUNCTION @extschema@.grant_bi(regrole) IS
-    'Grant a role the BI set: SELECT on the catalog (products, event_types, marketing_campaigns, variants) and the aggregate results (popular, neighbor_list, cooccurrence, model_stats, experiment_results); nothing that names a customer. Returns the GRANT statements run. Idempotent; runs as the caller.';
+    'Grant a role the BI set: SELECT on the catalog (products, event_types, marketing_campaigns, variants) and the aggregate results (popular, neighbor_list, cooccurrence, model_stats, experiment_results), and by customer id only the batch recommendations (batch_recommendations, batch_recommendations_named) and the impression log (impressions, impression_ctr); no customer''s details or events. Returns the GRANT statements run. Idempotent; runs as the caller.';
 
 -- Take back every privilege the caller granted the role on the schema and its objects
 -- (tables, views, sequences, columns, functions, procedures): whatever sets it had. Returns

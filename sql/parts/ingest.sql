@@ -288,6 +288,8 @@ BEGIN
         RAISE EXCEPTION 'cannot merge customer % into itself', from_id
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- a batch recommendations publish in progress finishes first, or waits (issue 12)
+    PERFORM pg_advisory_xact_lock_shared(1885696627, 2);
     -- Both customer rows, in id order (two merges never deadlock): the visitor's FOR UPDATE,
     -- which makes writers of its events (their foreign-key check takes KEY SHARE) wait for the
     -- merge instead of deadlocking with its delete of the row (as in forget_customer()); the
@@ -325,6 +327,11 @@ BEGIN
     UPDATE @extschema@.llm_batch_requests q SET customer_ids = array_remove(q.customer_ids, from_id)
      WHERE from_id = ANY (q.customer_ids);
     UPDATE @extschema@.ingest_rejects r SET customer_id = into_id WHERE r.customer_id = from_id;
+    -- issue 12: the visitor's batch recommendations go (the account's are recomputed by the next
+    -- run when events moved: the update marked it stale), their impressions move
+    DELETE FROM @extschema@.batch_recommendations b WHERE b.customer_id = from_id;
+    DELETE FROM @extschema@._batch_stale s WHERE s.customer_id = from_id;
+    UPDATE @extschema@.impressions m SET customer_id = into_id WHERE m.customer_id = from_id;
     -- the account keeps its own country and attributes, and takes the visitor's where it has none
     UPDATE @extschema@.customers c
        SET country = coalesce(c.country, f.country),
@@ -337,4 +344,4 @@ BEGIN
     RETURN QUERY SELECT n_i, n_f, n_x;
 END $$;
 COMMENT ON FUNCTION @extschema@.merge_customers(bigint, bigint) IS
-    'Move every row of customer from_id (events, with the model following exactly, feedback, exposures, ingest rejects) to into_id, then delete from_id''s customer row.';
+    'Move every row of customer from_id (events, with the model following exactly, feedback, exposures, ingest rejects, impressions) to into_id, drop from_id''s batch recommendations, then delete from_id''s customer row.';

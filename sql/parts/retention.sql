@@ -58,7 +58,8 @@ CREATE FUNCTION @extschema@._retention_defaults()
     -- defaults that delete none of the user's data: events, archived events and exposures are
     -- kept forever; the extension's own run logs 90 days
     VALUES ('archived_events', NULL::interval, NULL::text, 10000), ('events', NULL, 'archive', 10000),
-           ('exposures', NULL, NULL, 10000), ('ingest_batches', '90 days', NULL, 10000),
+           ('exposures', NULL, NULL, 10000), ('impressions', '90 days', NULL, 10000),
+           ('ingest_batches', '90 days', NULL, 10000),
            ('llm_rejections', '90 days', NULL, 10000), ('llm_runs', '90 days', NULL, 10000),
            ('maintenance_runs', '90 days', NULL, 10000)
 $$;
@@ -70,7 +71,7 @@ CREATE TABLE @extschema@.retention_settings (
     mode       text,
     batch_size integer NOT NULL DEFAULT 10000,
     CONSTRAINT retention_target_check CHECK (target OPERATOR(pg_catalog.=) ANY (ARRAY['events', 'archived_events',
-        'exposures', 'maintenance_runs', 'llm_runs', 'llm_rejections', 'ingest_batches'])),
+        'exposures', 'maintenance_runs', 'llm_runs', 'llm_rejections', 'ingest_batches', 'impressions'])),
     CONSTRAINT retention_keep_check CHECK (keep OPERATOR(pg_catalog.>) '0'::interval),
     CONSTRAINT retention_mode_check CHECK ((target OPERATOR(pg_catalog.=) 'events' AND mode OPERATOR(pg_catalog.=) ANY (ARRAY['forget', 'archive']))
                                            OR (target OPERATOR(pg_catalog.<>) 'events' AND mode IS NULL)),
@@ -93,8 +94,8 @@ SELECT d.target,
 FROM @extschema@._retention_defaults() d
 LEFT JOIN @extschema@.retention_settings s ON s.target OPERATOR(pg_catalog.=) d.target;
 COMMENT ON VIEW @extschema@.retention IS 'What maintenance() removes: per target, rows older than keep (NULL: keep forever), batch_size rows per transaction. Change keep, mode and batch_size with UPDATE (kept by pg_dump); DELETE restores a target''s defaults; the targets are fixed.';
-COMMENT ON COLUMN @extschema@.retention.target IS 'events (interactions), archived_events (interactions_archive, forgotten), exposures (of experiments stopped longer ago than keep), maintenance_runs, llm_runs (finished, and no longer serving llm_recommendations), llm_rejections, ingest_batches (with their ingest_rejects).';
-COMMENT ON COLUMN @extschema@.retention.keep IS 'Age (occurred_at, archived_at, stopped_at, finished_at, rejected_at, started_at) beyond which maintenance() removes a row; NULL keeps every row.';
+COMMENT ON COLUMN @extschema@.retention.target IS 'events (interactions), archived_events (interactions_archive, forgotten), exposures (of experiments stopped longer ago than keep), maintenance_runs, llm_runs (finished, and no longer serving llm_recommendations), llm_rejections, ingest_batches (with their ingest_rejects), impressions (the opt-in impression log).';
+COMMENT ON COLUMN @extschema@.retention.keep IS 'Age (occurred_at, archived_at, stopped_at, finished_at, rejected_at, started_at, shown_at) beyond which maintenance() removes a row; NULL keeps every row.';
 COMMENT ON COLUMN @extschema@.retention.mode IS 'events only: forget (delete; the model subtracts them) or archive (move to interactions_archive; the model keeps them).';
 COMMENT ON COLUMN @extschema@.retention.batch_size IS 'Rows per transaction (maintenance() commits after each batch).';
 COMMENT ON COLUMN @extschema@.retention.changed IS 'Whether the setting differs from the default (a row of retention_settings, which pg_dump keeps).';
@@ -207,6 +208,10 @@ BEGIN
         DELETE FROM @extschema@.ingest_batches b
          WHERE b.batch_id IN (SELECT o.batch_id FROM @extschema@.ingest_batches o WHERE o.started_at < cutoff
                               ORDER BY o.batch_id LIMIT batch_size);
+    WHEN 'impressions' THEN
+        DELETE FROM @extschema@.impressions m
+         WHERE m.impression_id IN (SELECT o.impression_id FROM @extschema@.impressions o WHERE o.shown_at < cutoff
+                                   ORDER BY o.shown_at, o.impression_id LIMIT batch_size);
     END CASE;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -4,7 +4,8 @@
 # connect over TCP with a password as outside clients would. Each can do exactly its set and
 # is refused (42501) the rest: every other table and view of the schema, and every function
 # and procedure PUBLIC may not execute, found from the catalog, plus the writes its tables do
-# not allow. The monitoring and BI sets name no customer (no customer_id column in them).
+# not allow. The monitoring set names no customer; the BI set only by id, in the batch
+# recommendations and the impression log (issue 12), and never their events or details.
 # revoke_all() takes a set back. Runs inside pg_virtualenv. TAP output; creates and drops
 # personalize_grants_<pid> and four roles.
 set -uo pipefail
@@ -51,13 +52,15 @@ function personalize.recommend_logged(bigint, integer) EXECUTE
 function personalize.log_exposure(bigint, bigint[], text) EXECUTE
 function personalize.assigned_variant(text, bigint) EXECUTE
 function personalize.flag_enabled(text, bigint) EXECUTE
-function personalize.erase_customer(bigint) EXECUTE"
+function personalize.erase_customer(bigint) EXECUTE
+function personalize.log_impressions(bigint, bigint[], text, text) EXECUTE"
 mon_set="table personalize.health SELECT
 table personalize.model_stats SELECT
 table personalize.maintenance_runs SELECT
 table personalize.llm_runs SELECT
 table personalize.llm_batches SELECT
-table personalize.ingest_batches SELECT"
+table personalize.ingest_batches SELECT
+table personalize.batch_recommendation_runs SELECT"
 bi_set="table personalize.products SELECT
 table personalize.event_types SELECT
 table personalize.marketing_campaigns SELECT
@@ -66,7 +69,11 @@ table personalize.popular SELECT
 table personalize.neighbor_list SELECT
 table personalize.cooccurrence SELECT
 table personalize.model_stats SELECT
-table personalize.experiment_results SELECT"
+table personalize.experiment_results SELECT
+table personalize.batch_recommendations SELECT
+table personalize.batch_recommendations_named SELECT
+table personalize.impressions SELECT
+table personalize.impression_ctr SELECT"
 for s in application:"$app_set" monitoring:"$mon_set" bi:"$bi_set"; do
   is "$(q -c "SELECT object_type || ' ' || object || ' ' || privileges FROM personalize._grant_set('${s%%:*}')")" "${s#*:}" \
      "the ${s%%:*} set is the documented one"
@@ -74,7 +81,7 @@ done
 
 out=$(q -c "SELECT count(*) FROM personalize.grant_application('$app')" -c "SELECT count(*) FROM personalize.grant_monitoring('$mon')" \
         -c "SELECT count(*) FROM personalize.grant_bi('$bi')" -c "SELECT count(*) FROM personalize.grant_bi('$bi')")
-is "$(echo $out)" "12 6 9 9" "the owner grants the three sets (a second grant_bi() is a no-op that says the same)"
+is "$(echo $out)" "16 7 13 13" "the owner grants the three sets (a second grant_bi() is a no-op that says the same)"
 is "$(tcp "$nogrant" -c "SELECT personalize.grant_application('$nogrant')" | grep -o 'permission denied for function grant_application')" \
    "permission denied for function grant_application" "a role without the grant cannot grant itself a set"
 
@@ -136,6 +143,9 @@ UPDATE personalize.customers SET attributes = '{"tier": "gold"}' WHERE customer_
 INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (11, 2, 'view') RETURNING customer_id;
 INSERT INTO personalize.customer_feedback (customer_id, product_id, rating) VALUES (11, 2, 5) RETURNING rating;
 SELECT count(*) > 0 FROM personalize.recommend(1);
+SELECT count(DISTINCT variant) FROM personalize.recommend_served(1, k => 3, exclude_products => '{1}');
+SELECT count(*) > 0 FROM personalize.similar_items(2, 3);
+SELECT count(*) > 0 FROM personalize.recommend_for_items('{1, 2}', 3, customer_id => 1, exclude_interacted => '{view}');
 SELECT count(*) > 0 FROM personalize.recommend_logged(2);
 SELECT personalize.log_exposure(3, ARRAY[1, 2]::bigint[]) IS NOT NULL;
 SELECT personalize.assigned_variant('launch', 1) IN ('hybrid', 'popular');
@@ -143,7 +153,7 @@ SELECT personalize.flag_enabled('checkout', 1) IS NOT NULL;
 SELECT interactions, feedback, customer FROM personalize.erase_customer(5);
 SQL
 )
-is "$(echo $out)" "20 4 0 11 5 t t t t t 3|1|t" "the application role reads the catalog, upserts customers, sends events and feedback, recommends, logs exposures, assigns, reads flags and erases a customer"
+is "$(echo $out)" "20 4 0 11 5 t 1 t t t t t t 3|1|t" "the application role reads the catalog, upserts customers, sends events and feedback, recommends (customer, product page, cart, the variant served), logs exposures, assigns, reads flags and erases a customer"
 is "$(q -c "SELECT (SELECT count(*) FROM personalize.interactions WHERE customer_id = 5) + (SELECT count(*) FROM personalize.customers WHERE customer_id = 5)
              + (SELECT count(*) FROM personalize.customer_items WHERE customer_id = 5) + (SELECT count(*) FROM personalize.customer_feedback WHERE customer_id = 5)")" 0 \
    "erase_customer() erased every row of the customer, the model's included"
@@ -187,20 +197,23 @@ SELECT count(*) FROM personalize.marketing_campaigns;
 SQL
 )
 is "$(echo $out)" "20 4 t t t t 2 4 0" "the BI role reads the catalog, popularity, neighbour lists, co-occurrence, model_stats and experiment_results over TCP"
+is "$(tcp "$bi" -c "SELECT count(*) FROM personalize.batch_recommendations_named" -c "SELECT count(*) FROM personalize.impression_ctr" | paste -sd' ')" "0 0" \
+   "the BI role reads the batch recommendations with product names and the click-through view (issue 12)"
 for stmt in "UPDATE personalize.products SET name = 'x'" "INSERT INTO personalize.variants (name, algorithm) VALUES ('mine', 'popular')" \
             "SELECT count(*) FROM personalize.exposures" "SELECT count(*) FROM personalize.experiments" "SELECT * FROM personalize.recommend(1)"; do
   out=$(tcp "$bi" -v VERBOSITY=sqlstate -c "$stmt")
   is "$out" "ERROR:  42501" "the BI role is refused: $stmt"
 done
-is "$(q -c "SELECT string_agg(format('%s.%s', s.object, a.attname), ', ')
+is "$(q -c "SELECT string_agg(format('%s.%s', s.object, a.attname), ', ' ORDER BY s.object COLLATE \"C\")
             FROM (SELECT object FROM personalize._grant_set('monitoring') UNION SELECT object FROM personalize._grant_set('bi')) s
             JOIN pg_attribute a ON a.attrelid = s.object::regclass AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE a.attname IN ('customer_id', 'customer_ids')")" "" \
-   "no relation of the monitoring or BI set has a customer_id column"
+            WHERE a.attname IN ('customer_id', 'customer_ids')")" \
+   "personalize.batch_recommendations.customer_id, personalize.batch_recommendations_named.customer_id, personalize.impressions.customer_id" \
+   "no relation of the monitoring or BI set has a customer_id column but the BI set's batch recommendations and impressions"
 
 # revoke_all() takes a set back; the roles then read nothing
 out=$(q -c "SELECT personalize.revoke_all('$app'), personalize.revoke_all('$mon'), personalize.revoke_all('$bi')")
-is "$out" "16|6|9" "revoke_all() removes each role's privileges (16, 6, 9: one per table privilege and function)"
+is "$out" "20|7|13" "revoke_all() removes each role's privileges (20, 7, 13: one per table privilege and function)"
 for r in "$app recommend(1)" "$mon health" "$bi neighbor_list"; do
   set -- $r
   out=$(tcp "$1" -v VERBOSITY=sqlstate -c "SELECT count(*) FROM personalize.$2")
