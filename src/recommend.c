@@ -354,7 +354,9 @@ add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, bool content
  * that is dirty. Two text parameters, not a text[]: a generic plan built on an
  * empty table then still looks both columns up in the primary key (with an
  * array it scanned every list of the measure). Without content the measure is
- * passed twice.
+ * passed twice. Ordered by product: a candidate's contributions are then
+ * added up in the same order whatever plan reads the lists, so its score is
+ * the same to the last bit in every session (batch rows equal recommend()).
  */
 static SPITupleTable *
 read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_content, uint64 *n)
@@ -366,7 +368,7 @@ read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_conten
 					 "SELECT product_id, neighbor_ids, scores, counts, measure = 'content' FROM personalize.neighbors "
 					 "WHERE measure IN ($1, $2) AND product_id = ANY($3) "
 					 "UNION ALL SELECT product_id, NULL, NULL, NULL, NULL FROM personalize.dirty_products "
-					 "WHERE product_id = ANY($3)",
+					 "WHERE product_id = ANY($3) ORDER BY 1, 5",
 					 3, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = with_content ? CStringGetTextDatum("content") : v[0];
@@ -399,7 +401,7 @@ read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint
 		return NULL;
 	spi_prepare_kept(&plan_live_neighbors,
 					 "SELECT product_id, neighbor_ids, scores, counts, false "
-					 "FROM personalize._compute_neighbors(ARRAY[$1], $2)",
+					 "FROM personalize._compute_neighbors(ARRAY[$1], $2) ORDER BY 1",
 					 2, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = int8_array_datum(ids, nids);
