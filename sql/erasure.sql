@@ -62,6 +62,15 @@ VALUES ('batch_erasure', 'run-1', '{501, 502}'), ('batch_erasure', 'run-2', '{50
 CREATE TEMP TABLE erasure_staging (customer_id bigint, product_id bigint, event_type text);
 INSERT INTO erasure_staging VALUES (501, 99, 'view'), (502, 99, 'view');
 SELECT rule, rows FROM personalize.ingest('erasure_staging') WHERE rows > 0;
+-- batch recommendations, a running batch run's work list and staging, a change mark (an
+-- updated event), impressions (issue 12)
+INSERT INTO personalize.batch_recommendations (customer_id, rank, product_id, score, reason, variant, generated_at)
+VALUES (501, 1, 1, 1, 'r', 'hybrid', now()), (502, 1, 1, 1, 'r', 'hybrid', now());
+INSERT INTO personalize._batch_todo (customer_id) VALUES (501), (502);
+INSERT INTO personalize._batch_staging (customer_id, rank, product_id, score, reason, variant, generated_at)
+VALUES (501, 1, 1, 1, 'r', 'hybrid', now()), (502, 1, 1, 1, 'r', 'hybrid', now());
+UPDATE personalize.interactions SET quantity = 2 WHERE customer_id IN (501, 502) AND event_type = 'view';
+INSERT INTO personalize.impressions (customer_id, variant, product_ids) VALUES (501, 'hybrid', '{1, 2}'), (502, 'hybrid', '{1}');
 
 -- every table that can name a customer names 501 (so the check below checks something)
 SELECT * FROM pg_temp.naming(501);

@@ -88,7 +88,7 @@ PG_FUNCTION_INFO_V1(personalize_served_variant);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
 			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_products_events, plan_llm,
-			plan_live_neighbors, plan_default;
+			plan_live_neighbors;
 
 static int
 cmp_candidate(const void *pa, const void *pb)
@@ -115,19 +115,26 @@ candidate(HTAB *h, int64 product_id)
 	return c;
 }
 
-/* The variant's row, or an error that lists the known ones. */
-static void
+/*
+ * The variant's row (name NULL: the default variant, serving_settings'
+ * default_variant, hybrid without a row), or an error that lists the known
+ * ones. Returns its name.
+ */
+static char *
 load_variant(const char *name, VariantConfig *cfg)
 {
 	Oid			t[1] = {TEXTOID};
-	Datum		v[1] = {CStringGetTextDatum(name)};
+	Datum		v[1] = {name ? CStringGetTextDatum(name) : (Datum) 0};
 	bool		isnull;
 	char	   *algorithm;
+	char	   *found;
 	Datum		params;
 
 	spi_prepare_kept(&plan_variant,
-					 "SELECT algorithm, params FROM personalize.variants WHERE name = $1", 1, t);
-	if (SPI_execute_plan(plan_variant, v, NULL, true, 1) != SPI_OK_SELECT)
+					 "SELECT name, algorithm, params FROM personalize.variants "
+					 "WHERE name = coalesce($1, (SELECT default_variant FROM personalize.serving_settings), 'hybrid')",
+					 1, t);
+	if (SPI_execute_plan(plan_variant, v, name ? NULL : "n", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read variants");
 	if (SPI_processed == 0)
 	{
@@ -146,13 +153,15 @@ load_variant(const char *name, VariantConfig *cfg)
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("unknown variant \"%s\"", echo_name(name)),
+				 errmsg("unknown variant \"%s\"", name ? echo_name(name) : "(the default variant)"),
 				 errdetail("Known variants: %s.", known),
 				 errhint("Pass NULL for the default variant, or create one with personalize.create_variant().")));
 	}
-	algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	variant_parse(name, algorithm, isnull ? NULL : DatumGetJsonbP(params), cfg);
+	found = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	params = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	variant_parse(found, algorithm, isnull ? NULL : DatumGetJsonbP(params), cfg);
+	return found;
 }
 
 /*
@@ -631,28 +640,6 @@ check_customer(FunctionCallInfo fcinfo)
 	return PG_GETARG_INT64(0);
 }
 
-/* The default variant: serving_settings.default_variant, hybrid without a row. */
-static char *
-default_variant(void)
-{
-	spi_prepare_kept(&plan_default,
-					 "SELECT default_variant FROM personalize.serving_settings", 0, NULL);
-	if (SPI_execute_plan(plan_default, NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "personalize: could not read serving_settings");
-	if (SPI_processed == 1)
-		return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	return "hybrid";
-}
-
-/* The variant served when none is named: the experiment's arm for the customer, else the default. */
-static char *
-unnamed_variant(RecommendState *rs)
-{
-	char	   *name = rs->has_customer ? experiment_running_variant(rs->customer_id) : NULL;
-
-	return name != NULL ? name : default_variant();
-}
-
 /*
  * Start a serving call (SPI connected): the variant to serve (the one named,
  * else the running experiment's arm for the customer, else the default
@@ -661,11 +648,10 @@ unnamed_variant(RecommendState *rs)
 void
 recommend_begin(RecommendState *rs, char *variant_name)
 {
-	/* an explicit variant always wins */
-	if (variant_name == NULL)
-		variant_name = unnamed_variant(rs);
-	load_variant(variant_name, &rs->cfg);
-	rs->variant = variant_name;
+	/* an explicit variant always wins, then the experiment's arm, then the default */
+	if (variant_name == NULL && rs->has_customer)
+		variant_name = experiment_running_variant(rs->customer_id);
+	rs->variant = load_variant(variant_name, &rs->cfg);
 	rs->now = personalize_now();
 	filters_check_events(&rs->filters, rs->has_customer);
 }
@@ -1133,7 +1119,8 @@ personalize_served_variant(PG_FUNCTION_ARGS)
 	rs.customer_id = rs.has_customer ? PG_GETARG_INT64(0) : 0;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
-	name = MemoryContextStrdup(caller, unnamed_variant(&rs));
+	recommend_begin(&rs, NULL);
+	name = MemoryContextStrdup(caller, rs.variant);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }

@@ -176,9 +176,12 @@ BEGIN
     UPDATE @extschema@.llm_batch_requests q SET customer_ids = array_remove(q.customer_ids, forget_customer.customer_id)
      WHERE forget_customer.customer_id = ANY (q.customer_ids);
     -- their batch recommendations, the marks that they changed, their impressions (issue 12);
-    -- a running batch run's rows of them are never published (its publish skips them)
+    -- a running batch run's rows of them go from its work list and staging (a batch that
+    -- computes them meanwhile writes rows its publish skips)
     DELETE FROM @extschema@.batch_recommendations b WHERE b.customer_id = forget_customer.customer_id;
     DELETE FROM @extschema@._batch_stale s WHERE s.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@._batch_todo t WHERE t.customer_id = forget_customer.customer_id;
+    DELETE FROM @extschema@._batch_staging g WHERE g.customer_id = forget_customer.customer_id;
     DELETE FROM @extschema@.impressions m WHERE m.customer_id = forget_customer.customer_id;
     DELETE FROM @extschema@.customers c WHERE c.customer_id = forget_customer.customer_id;
     GET DIAGNOSTICS n_c = ROW_COUNT;
