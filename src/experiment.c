@@ -123,7 +123,7 @@ experiment_running_variant(int64 customer_id)
 {
 	spi_prepare_kept(&plan_running, EXPERIMENT_QUERY
 					 "WHERE e.status = 'running' GROUP BY e.experiment_id", 0, NULL);
-	if (SPI_execute_plan(plan_running, NULL, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_running), NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the running experiment");
 	if (SPI_processed == 0)
 		return NULL;
@@ -144,7 +144,7 @@ personalize_assigned_variant(PG_FUNCTION_ARGS)
 		elog(ERROR, "personalize: SPI_connect failed");
 	spi_prepare_kept(&plan_by_name, EXPERIMENT_QUERY
 					 "WHERE e.name = $1 GROUP BY e.experiment_id", 1, t);
-	if (SPI_execute_plan(plan_by_name, v, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_by_name), v, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read experiments");
 	if (SPI_processed == 0)
 		ereport(ERROR,

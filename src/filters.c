@@ -224,7 +224,7 @@ filters_check_events(const RecommendFilters *f, bool has_customer)
 					 "FROM unnest($1) x WHERE NOT EXISTS (SELECT FROM personalize.event_types e WHERE e.event_type = x)",
 					 1, t);
 	v[0] = f->exclude_events;
-	if (SPI_execute_plan(plan_unknown_events, v, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(spi_kept(&plan_unknown_events), v, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "personalize: could not read event_types");
 	unknown = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	known = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);

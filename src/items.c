@@ -73,7 +73,7 @@ check_known(const RecommendState *rs)
 					 "WHERE NOT EXISTS (SELECT FROM personalize.products p WHERE p.product_id = x)",
 					 1, t);
 	v[0] = int8_array_datum(ids, rs->nhist);
-	if (SPI_execute_plan(plan_unknown_products, v, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(spi_kept(&plan_unknown_products), v, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "personalize: could not read products");
 	unknown = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (unknown != NULL)

@@ -134,7 +134,7 @@ load_variant(const char *name, VariantConfig *cfg)
 					 "SELECT name, algorithm, params FROM personalize.variants "
 					 "WHERE name = coalesce($1, (SELECT default_variant FROM personalize.serving_settings), 'hybrid')",
 					 1, t);
-	if (SPI_execute_plan(plan_variant, v, name ? NULL : "n", true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_variant), v, name ? NULL : "n", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read variants");
 	if (SPI_processed == 0)
 	{
@@ -143,7 +143,7 @@ load_variant(const char *name, VariantConfig *cfg)
 		spi_prepare_kept(&plan_variant_names,
 						 "SELECT string_agg(name, ', ' ORDER BY name COLLATE \"C\") FROM personalize.variants",
 						 0, NULL);
-		if (SPI_execute_plan(plan_variant_names, NULL, NULL, true, 1) == SPI_OK_SELECT &&
+		if (SPI_execute_plan(spi_kept(&plan_variant_names), NULL, NULL, true, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 		{
 			char	   *s = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -204,7 +204,7 @@ load_history(int64 customer_id, const VariantConfig *cfg, TimestampTz now, int *
 					 "        FROM personalize.customer_items WHERE customer_id = $1) a) h "
 					 "ORDER BY w DESC, product_id LIMIT $4",
 					 4, t);
-	if (SPI_execute_plan(plan_history, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_history), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the customer's history");
 	n = (int) SPI_processed;
 	h = palloc0(sizeof(HistoryItem) * Max(n, 1));
@@ -382,7 +382,7 @@ read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_conten
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = with_content ? CStringGetTextDatum("content") : v[0];
 	v[2] = int8_array_datum(ids, use);
-	if (SPI_execute_plan(plan_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_neighbors), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read neighbour lists");
 	*n = SPI_processed;
 	return SPI_tuptable;
@@ -414,7 +414,7 @@ read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint
 					 2, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = int8_array_datum(ids, nids);
-	if (SPI_execute_plan(plan_live_neighbors, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_live_neighbors), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not compute neighbour lists");
 	*n = SPI_processed;
 	return SPI_tuptable;
@@ -467,7 +467,7 @@ score_llm(HTAB *cands, int64 customer_id)
 					 "SELECT product_id, reason FROM personalize.llm_recommendations "
 					 "WHERE customer_id = $1 ORDER BY rank",
 					 1, t);
-	if (SPI_execute_plan(plan_llm, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_llm), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the LLM recommendations");
 	n = (int) SPI_processed;
 	for (int i = 0; i < n; i++)
@@ -493,7 +493,7 @@ score_popular_live(HTAB *cands, bool *live)
 
 	spi_prepare_kept(&plan_popular_live,
 					 "SELECT product_id, customers FROM personalize._popular_all_time(1000)", 0, NULL);
-	if (SPI_execute_plan(plan_popular_live, NULL, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_popular_live), NULL, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not compute the popularity list");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -531,7 +531,7 @@ score_popular(HTAB *cands, bool *live)
 
 	spi_prepare_kept(&plan_popular,
 					 "SELECT product_ids, scores, window_days FROM personalize.popular_scores", 0, NULL);
-	if (SPI_execute_plan(plan_popular, NULL, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_popular), NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read the popularity list");
 	if (SPI_processed == 0)
 		return score_popular_live(cands, live);
@@ -567,7 +567,7 @@ apply_campaigns(HTAB *cands, TimestampTz now)
 					 "SELECT product_id, name, boost FROM personalize.marketing_campaigns "
 					 "WHERE ends_at > $1 AND starts_at <= $1 ORDER BY product_id, boost DESC, campaign_id",
 					 1, t);
-	if (SPI_execute_plan(plan_campaigns, v, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(spi_kept(&plan_campaigns), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read campaigns");
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
@@ -1054,8 +1054,8 @@ recommend_walk(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *
  * recommend() for a customer: the three-argument form of 0.1.0, the one with
  * filters, and recommend_served() with the variant.
  */
-static Datum
-serve_customer(FunctionCallInfo fcinfo, bool with_variant)
+Datum
+recommend_serve_customer(FunctionCallInfo fcinfo, bool with_variant)
 {
 	RecommendState rs = {0};
 	char	   *variant_name;
@@ -1084,21 +1084,21 @@ serve_customer(FunctionCallInfo fcinfo, bool with_variant)
 Datum
 personalize_recommend(PG_FUNCTION_ARGS)
 {
-	return serve_customer(fcinfo, false);
+	return recommend_serve_customer(fcinfo, false);
 }
 
 /* personalize.recommend(customer_id, variant, k, exclude_products, ..., exclude_interacted) */
 Datum
 personalize_recommend_filtered(PG_FUNCTION_ARGS)
 {
-	return serve_customer(fcinfo, false);
+	return recommend_serve_customer(fcinfo, false);
 }
 
 /* personalize.recommend_served(): recommend() and the variant that served it */
 Datum
 personalize_recommend_served(PG_FUNCTION_ARGS)
 {
-	return serve_customer(fcinfo, true);
+	return recommend_serve_customer(fcinfo, true);
 }
 
 /*

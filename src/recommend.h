@@ -108,6 +108,7 @@ typedef struct ScoreParts
 	double		boost;			/* the campaign boost (1 without) */
 } ScoreParts;
 
+extern Datum recommend_serve_customer(FunctionCallInfo fcinfo, bool with_variant);
 extern int	recommend_check_k(FunctionCallInfo fcinfo, int argno);
 extern void recommend_begin(RecommendState *rs, char *variant_name);
 extern Candidate **recommend_rank(RecommendState *rs, int *ncand);

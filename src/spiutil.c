@@ -5,6 +5,7 @@
 
 #include "access/xact.h"
 #include "utils/guc.h"
+#include "lib/stringinfo.h"
 #include "utils/lsyscache.h"
 
 #include "spiutil.h"
@@ -14,19 +15,114 @@
  * is generic: every statement here takes arrays whose size the planner cannot
  * see, and re-planning them per call cost more than the statements themselves.
  */
+static SPIPlanPtr
+prepare_and_keep(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+
+	if (plan == NULL)
+		elog(ERROR, "personalize: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "personalize: SPI_keepplan failed");
+	return plan;
+}
+
+/*
+ * The model a serving statement reads: the live tables, or while evaluate()
+ * scores a past cut (spi_read_evaluation_model), the session's temporary copy
+ * of the tables that hold what is known at the cut (evaluate.c). Each live
+ * name is replaced by pg_temp.personalize_eval_<table>; the statements keep a
+ * second set of plans, keyed by the address of the live plan's cache.
+ */
+static const char *const evaluation_tables[] = {
+	"customer_items", "neighbors", "dirty_products", "popular_scores",
+	"llm_recommendations", "variants"
+};
+
+#define MAX_EVALUATION_PLANS 64
+
+static bool reading_evaluation_model = false;
+static SPIPlanPtr *evaluation_keys[MAX_EVALUATION_PLANS];
+static SPIPlanPtr evaluation_plans[MAX_EVALUATION_PLANS];
+static int	n_evaluation_plans = 0;
+
+void
+spi_read_evaluation_model(bool on)
+{
+	reading_evaluation_model = on;
+}
+
+/* sql with every live model table named by its evaluation copy */
+static char *
+evaluation_sql(const char *sql)
+{
+	StringInfoData out;
+	const char *p = sql;
+
+	initStringInfo(&out);
+	while (*p)
+	{
+		bool		replaced = false;
+
+		if (strncmp(p, "personalize.", 12) == 0)
+			for (size_t i = 0; i < lengthof(evaluation_tables); i++)
+			{
+				size_t		len = strlen(evaluation_tables[i]);
+				char		next = p[12 + len];
+
+				if (strncmp(p + 12, evaluation_tables[i], len) == 0 &&
+					!(isalnum((unsigned char) next) || next == '_'))
+				{
+					appendStringInfo(&out, "pg_temp.personalize_eval_%s", evaluation_tables[i]);
+					p += 12 + len;
+					replaced = true;
+					break;
+				}
+			}
+		if (!replaced)
+			appendStringInfoChar(&out, *p++);
+	}
+	return out.data;
+}
+
+/* the evaluation plan of a statement whose live plan is kept in *cache */
+static SPIPlanPtr
+evaluation_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	int			i;
+
+	for (i = 0; i < n_evaluation_plans; i++)
+		if (evaluation_keys[i] == cache)
+			return evaluation_plans[i];
+	if (n_evaluation_plans == MAX_EVALUATION_PLANS)
+		elog(ERROR, "personalize: too many statements for an evaluation");
+	evaluation_plans[i] = prepare_and_keep(evaluation_sql(sql), nargs, argtypes);
+	evaluation_keys[i] = cache;
+	n_evaluation_plans++;
+	return evaluation_plans[i];
+}
+
+/*
+ * The plan spi_prepare_kept() gave for *cache: the live one, or its evaluation
+ * twin while an evaluation reads the model as of its cut.
+ */
+SPIPlanPtr
+spi_kept(SPIPlanPtr *cache)
+{
+	if (reading_evaluation_model)
+		for (int i = 0; i < n_evaluation_plans; i++)
+			if (evaluation_keys[i] == cache)
+				return evaluation_plans[i];
+	return *cache;
+}
+
 SPIPlanPtr
 spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
+	if (reading_evaluation_model)
+		return evaluation_plan(cache, sql, nargs, argtypes);
 	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "personalize: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "personalize: SPI_keepplan failed");
-		*cache = plan;
-	}
+		*cache = prepare_and_keep(sql, nargs, argtypes);
 	return *cache;
 }
 

@@ -5,6 +5,8 @@
 #ifndef PERSONALIZE_SPIUTIL_H
 #define PERSONALIZE_SPIUTIL_H
 
+extern void spi_read_evaluation_model(bool on);
+extern SPIPlanPtr spi_kept(SPIPlanPtr *cache);
 extern SPIPlanPtr spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	spi_execute_kept(SPIPlanPtr plan, Datum *values, bool read_only, long tcount);
 extern Datum int8_array_datum(const int64 *values, int n);

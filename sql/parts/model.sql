@@ -256,6 +256,28 @@ BEGIN
 END $$;
 
 -- Recompute the whole model from interactions, set-wise, under the same cap rule as the trigger.
+-- Every (customer, product) of the events before cut (all of them when cut is NULL), the
+-- archived ones included (issue 11), as customer_items holds them: in_model marks each
+-- customer's first cap products by first interaction id. rebuild() stores it;
+-- evaluate() builds it as of its cut.
+CREATE FUNCTION @extschema@._customer_items_as_of(cut timestamptz, cap integer)
+    RETURNS TABLE (customer_id bigint, product_id bigint, events integer, purchases integer, weight double precision,
+                   first_interaction_id bigint, last_at timestamptz, in_model boolean)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
+           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
+    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
+                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
+                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
+          FROM (SELECT x.interaction_id, x.customer_id, x.product_id, x.event_type, x.occurred_at
+                FROM @extschema@.interactions x WHERE cut IS NULL OR x.occurred_at < cut
+                UNION ALL
+                SELECT a.interaction_id, a.customer_id, a.product_id, a.event_type, a.occurred_at
+                FROM @extschema@.interactions_archive a WHERE cut IS NULL OR a.occurred_at < cut) i
+          JOIN @extschema@.event_types e ON e.event_type = i.event_type
+          GROUP BY i.customer_id, i.product_id) g
+$$;
+
 CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
     RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -297,19 +319,7 @@ BEGIN
     DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
-    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
-           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
-    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
-                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
-                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
-          -- archived events count as if they were still in interactions (issue 11)
-          FROM (SELECT x.interaction_id, x.customer_id, x.product_id, x.event_type, x.occurred_at
-                FROM @extschema@.interactions x
-                UNION ALL
-                SELECT a.interaction_id, a.customer_id, a.product_id, a.event_type, a.occurred_at
-                FROM @extschema@.interactions_archive a) i
-          JOIN @extschema@.event_types e ON e.event_type = i.event_type
-          GROUP BY i.customer_id, i.product_id) g;
+    SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);
     GET DIAGNOSTICS n_customers = ROW_COUNT;
     RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
         round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);

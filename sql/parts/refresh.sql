@@ -23,15 +23,17 @@ CREATE FUNCTION @extschema@._engine_settings() RETURNS jsonb
     AS 'MODULE_PATHNAME', 'personalize_engine_settings';
 
 -- The top personalize.neighbors_k neighbours of each product under each measure, from
--- the exact counts (pairs seen by at least personalize.neighbors_min_count customers):
--- what refresh stores in neighbors, and what recommend() computes on the spot for a
--- product whose list is not stored yet.
-CREATE FUNCTION @extschema@._compute_neighbors(measures text[], product_ids bigint[])
+-- exact counts (pairs seen by at least personalize.neighbors_min_count customers) held in
+-- the given pair and product count tables (n_total customers): what refresh stores in
+-- neighbors from the live counts, and what evaluate() stores from the counts as of a cut.
+CREATE FUNCTION @extschema@._neighbor_lists(pair_counts regclass, item_counts regclass, n_total bigint,
+                                            measures text[], product_ids bigint[])
     RETURNS TABLE (measure text, product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
-    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
     WITH settings AS (
-        SELECT (e.s ->> 'neighbors_k')::integer AS k, (e.s ->> 'neighbors_min_count')::integer AS min_count,
-               (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t) AS n_total
+        SELECT (e.s ->> 'neighbors_k')::integer AS k, (e.s ->> 'neighbors_min_count')::integer AS min_count
         FROM (SELECT @extschema@._engine_settings() AS s) e)
     SELECT r.measure, r.p, array_agg(r.q ORDER BY r.rn), array_agg(r.s ORDER BY r.rn), array_agg(r.ab ORDER BY r.rn)
     FROM (
@@ -40,34 +42,89 @@ CREATE FUNCTION @extschema@._compute_neighbors(measures text[], product_ids bigi
         FROM (
             SELECT m.measure, pr.p, pr.q, pr.ab,
                    @extschema@.similarity(m.measure, pr.ab, ia.customers, ib.customers,
-                                          greatest(st.n_total, ia.customers, ib.customers)) AS s
+                                          greatest($1, ia.customers, ib.customers)) AS s
             FROM settings st,
                  LATERAL (SELECT pc.product_a AS p, pc.product_b AS q, pc.customers AS ab
-                          FROM @extschema@.pair_counts pc
-                          WHERE pc.product_a = ANY (product_ids) AND pc.customers >= st.min_count
+                          FROM %1$s pc
+                          WHERE pc.product_a = ANY ($3) AND pc.customers >= st.min_count
                           UNION ALL
                           SELECT pc.product_b, pc.product_a, pc.customers
-                          FROM @extschema@.pair_counts pc
-                          WHERE pc.product_b = ANY (product_ids) AND pc.customers >= st.min_count) pr
-            JOIN @extschema@.item_counts ia ON ia.product_id = pr.p
-            JOIN @extschema@.item_counts ib ON ib.product_id = pr.q
-            CROSS JOIN unnest(measures) AS m(measure)
+                          FROM %1$s pc
+                          WHERE pc.product_b = ANY ($3) AND pc.customers >= st.min_count) pr
+            JOIN %2$s ia ON ia.product_id = pr.p
+            JOIN %2$s ib ON ib.product_id = pr.q
+            CROSS JOIN unnest($2) AS m(measure)
         ) s
         WHERE s.s > 0
     ) r, settings st
     WHERE r.rn <= st.k
-    GROUP BY r.measure, r.p
+    GROUP BY r.measure, r.p $q$, pair_counts, item_counts)
+    USING n_total, measures, product_ids;
+END $f$;
+
+-- The lists of the live model: what refresh stores in neighbors, and what recommend()
+-- computes on the spot for a product whose list is not stored yet.
+CREATE FUNCTION @extschema@._compute_neighbors(measures text[], product_ids bigint[])
+    RETURNS TABLE (measure text, product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT * FROM @extschema@._neighbor_lists('@extschema@.pair_counts', '@extschema@.item_counts',
+        (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t), measures, product_ids)
 $$;
 
--- The all-time bestsellers among active products, by distinct customers (item_counts):
--- the second part of the popularity list, and what recommend() serves before the first
+-- The all-time bestsellers among active products, by distinct customers in the given
+-- product count table: the second part of the popularity list.
+CREATE FUNCTION @extschema@._popular_all_time_of(item_counts regclass, n integer)
+    RETURNS TABLE (product_id bigint, customers bigint)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+    SELECT ic.product_id, ic.customers FROM %s ic
+    JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
+    ORDER BY ic.customers DESC, ic.product_id LIMIT $1 $q$, item_counts) USING n;
+END $f$;
+
+-- The live all-time bestsellers (item_counts): what recommend() serves before the first
 -- refresh_popular().
 CREATE FUNCTION @extschema@._popular_all_time(n integer)
     RETURNS TABLE (product_id bigint, customers bigint)
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT ic.product_id, ic.customers FROM @extschema@.item_counts ic
-    JOIN @extschema@.products p ON p.product_id = ic.product_id AND p.active
-    ORDER BY ic.customers DESC, ic.product_id LIMIT n
+    SELECT * FROM @extschema@._popular_all_time_of('@extschema@.item_counts', n)
+$$;
+
+-- The popularity list as of t_end: the products bought by the most distinct customers in
+-- the window ending at t_end (interactions; an event at t_end itself only with
+-- end_included: evaluate() counts it after its cut), then the all-time bestsellers of the given
+-- product count table; at most 1,000, each with its rank, share of the top one in its
+-- part, and the score recommend() gives it (0.5 + 0.5 * share in the window, 0.5 * share
+-- all-time). refresh_popular() stores it; evaluate() builds it as of its cut.
+CREATE FUNCTION @extschema@._popular_list(t_end timestamptz, window_length interval, item_counts regclass,
+                                          end_included boolean)
+    RETURNS TABLE (rank bigint, product_id bigint, customers bigint, share double precision, source text,
+                   score double precision)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT z.rank, z.product_id, z.n, z.share, z.source,
+           CASE z.source WHEN 'window' THEN 0.5 + 0.5 * z.share ELSE 0.5 * z.share END
+    FROM (
+        SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id) AS rank, y.product_id, y.n,
+               y.n::double precision / max(y.n) OVER (PARTITION BY y.src) AS share,
+               CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END AS source
+        FROM (
+            SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
+            FROM (
+                SELECT 1 AS src, w.product_id, w.n FROM (
+                    SELECT i.product_id, count(DISTINCT i.customer_id) AS n
+                    FROM @extschema@.interactions i
+                    JOIN @extschema@.products p ON p.product_id = i.product_id AND p.active
+                    WHERE i.occurred_at > t_end - window_length
+                      AND (i.occurred_at < t_end OR (end_included AND i.occurred_at = t_end))
+                    GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
+                UNION ALL
+                SELECT 2, a.product_id, a.customers FROM @extschema@._popular_all_time_of(item_counts, 1000) a
+            ) x
+            ORDER BY x.product_id, x.src
+        ) y
+        ORDER BY 1 LIMIT 1000
+    ) z
 $$;
 
 -- Recompute the top-K neighbour lists of up to max_products dirty products (all products
@@ -165,33 +222,17 @@ BEGIN
     -- one refresh at a time (readers keep reading the old list until we commit)
     LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
     DELETE FROM @extschema@.popular;
-    INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
-    SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id), y.product_id, y.n,
-           y.n::double precision / max(y.n) OVER (PARTITION BY y.src),
-           CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END, t_end - window_length, t_end
-    FROM (
-        SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
-        FROM (
-            SELECT 1 AS src, w.product_id, w.n FROM (
-                SELECT i.product_id, count(DISTINCT i.customer_id) AS n
-                FROM @extschema@.interactions i
-                JOIN @extschema@.products p ON p.product_id = i.product_id AND p.active
-                WHERE i.occurred_at > t_end - window_length AND i.occurred_at <= t_end
-                GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
-            UNION ALL
-            SELECT 2, a.product_id, a.customers FROM @extschema@._popular_all_time(1000) a
-        ) x
-        ORDER BY x.product_id, x.src
-    ) y
-    ORDER BY 1 LIMIT 1000;
-    GET DIAGNOSTICS n = ROW_COUNT;
     DELETE FROM @extschema@.popular_scores;
+    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts', true)),
+         stored AS (
+            INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
+            SELECT l.rank, l.product_id, l.customers, l.share, l.source, t_end - window_length, t_end FROM l
+            RETURNING 1)
     INSERT INTO @extschema@.popular_scores (product_ids, scores, window_days)
-    SELECT coalesce(array_agg(p.product_id ORDER BY p.rank), '{}'),
-           coalesce(array_agg(CASE p.source WHEN 'window' THEN 0.5 + 0.5 * p.share ELSE 0.5 * p.share END
-                              ORDER BY p.rank), '{}'),
+    SELECT coalesce(array_agg(l.product_id ORDER BY l.rank), '{}'), coalesce(array_agg(l.score ORDER BY l.rank), '{}'),
            extract(epoch FROM window_length)::double precision / 86400
-    FROM @extschema@.popular p;
+    FROM l;
+    SELECT count(*) INTO n FROM @extschema@.popular;
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
     VALUES ('refresh_popular', started, n, jsonb_build_object('window', window_length, 'as_of', t_end));
     RETURN n;

@@ -93,7 +93,7 @@ BEGIN
     PERFORM set_config('personalize.as_of', c::text, false);
     ALTER TABLE personalize.interactions DISABLE TRIGGER USER;
     DELETE FROM personalize.interactions;
-    INSERT INTO personalize.interactions SELECT * FROM eval.all_interactions WHERE occurred_at < c;
+    INSERT INTO personalize.interactions OVERRIDING SYSTEM VALUE SELECT * FROM eval.all_interactions WHERE occurred_at < c;
     ALTER TABLE personalize.interactions ENABLE TRIGGER USER;
     PERFORM personalize.rebuild(max_items_per_customer => 100);   -- the default cap
     SELECT max(window_end) INTO wend FROM personalize.popular;
@@ -463,6 +463,21 @@ SELECT eval.variant('h_' || m, 'hybrid', jsonb_build_object('measure', m))
 FROM unnest(ARRAY['jaccard', 'cosine']) m;
 SQL
 
+# ---- personalize.evaluate() on the whole file, at the same cut ------------------------
+# The live model holds every event (rebuilt with the same cap as eval.setup); evaluate()
+# builds the model as of the cut in temporary tables and scores the same variants. Its
+# figures must equal this script's main table (checked after it).
+main_variants="popular cooccurrence cooc_count cooc_jaccard cooc_cosine cooc_lift hybrid"
+t0=$(date +%s)
+psql_q -c 'ALTER TABLE personalize.interactions ENABLE TRIGGER USER' \
+       -c 'SELECT personalize.rebuild(max_items_per_customer => 100)' \
+       -c "CREATE TABLE eval.evaluated AS SELECT * FROM personalize.evaluate('$cut 00:00 Europe/London',
+             string_to_array('$main_variants', ' '), 10)" \
+       -c "CREATE TABLE eval.evaluate_cost AS
+             SELECT extract(epoch FROM finished_at - started_at) AS seconds FROM personalize.maintenance_runs
+             WHERE job = 'evaluate' ORDER BY run_id DESC LIMIT 1"
+say "evaluate() on the whole file in $(( $(date +%s) - t0 )) s"
+
 t0=$(date +%s)
 echo "Engine: personalize $QUALITY_ENGINE; PostgreSQL $(psql -XAtc 'SHOW server_version'); $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB RAM; $(date -u +%Y-%m-%d)."
 echo
@@ -482,7 +497,7 @@ asof() { echo "SET personalize.as_of = '${1:-$cut} 00:00 Europe/London'"; }
 run() {   # run GROUP LABEL VARIANT [SETTING]
   psql_q -c "$(asof)" -c "SELECT eval.run('$1', '$2', '$3', '${4:-}')"
 }
-for v in popular cooccurrence cooc_count cooc_jaccard cooc_cosine cooc_lift hybrid; do
+for v in $main_variants; do
   run main "$v" "$v"
 done
 echo
@@ -490,6 +505,32 @@ echo "## Variants (cut $cut, k = 10)"
 echo
 md -c "SELECT eval.table('main')"
 say "main table"
+
+# ---- personalize.evaluate() must give the main table's figures ----------------------
+echo
+echo "## personalize.evaluate() against this script (cut $cut, k = 10)"
+echo
+echo "evaluate('$cut 00:00 Europe/London', ...) on the database holding every event, against the"
+echo "main table above (a model rebuilt from the events before the cut). Largest absolute"
+echo "difference of each metric over the variants; customers must be equal."
+echo
+md -c "SELECT eval.md(\$q\$
+    SELECT count(*) AS variants, bool_and(e.customers = m.customers) AS \"same customers\",
+           max(abs(e.hit_rate - m.hr10)) AS \"max Δ HR\", max(abs(e.precision - m.p10)) AS \"max Δ P\",
+           max(abs(e.recall - m.r10)) AS \"max Δ R\", max(abs(e.ndcg - m.ndcg10)) AS \"max Δ NDCG\",
+           max(abs(e.coverage - m.coverage)) AS \"max Δ coverage\",
+           (SELECT round(seconds::numeric, 1) FROM eval.evaluate_cost) AS \"evaluate() seconds\"
+    FROM eval.evaluated e JOIN eval.metrics m ON m.grp = 'main' AND m.variant = e.variant \$q\$)"
+eval_ok=$(md -c "SELECT count(*) = $(wc -w <<< "$main_variants") AND bool_and(e.customers = m.customers
+                   AND abs(e.hit_rate - m.hr10) <= 1e-9 AND abs(e.precision - m.p10) <= 1e-9
+                   AND abs(e.recall - m.r10) <= 1e-9 AND abs(e.ndcg - m.ndcg10) <= 1e-9
+                   AND abs(e.coverage - m.coverage) <= 1e-9)
+                 FROM eval.evaluated e JOIN eval.metrics m ON m.grp = 'main' AND m.variant = e.variant")
+say "evaluate() agrees with the main table: $eval_ok"
+if [ "$eval_ok" != t ]; then
+  echo "quality: evaluate() differs from this script's figures" >&2
+  exit 3
+fi
 
 if [ "$quick" = 1 ]; then
   echo; echo "(QUICK=1: tuning skipped; total $(( $(date +%s) - started )) s)"; exit 0
