@@ -69,9 +69,9 @@ BEGIN
             INSERT INTO pg_temp.personalize_eval_neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT 'ease', l.product_id, l.neighbor_ids, l.scores, l.counts
             FROM @extschema@._ease_lists('pg_temp.personalize_eval_item_counts', 'pg_temp.personalize_eval_pair_counts',
-                                         (@extschema@._engine_settings() ->> 'ease_products')::integer,
-                                         coalesce(ease_lambda, (@extschema@._engine_settings() ->> 'ease_lambda')::double precision),
-                                         (@extschema@._engine_settings() ->> 'ease_k')::integer) l;
+                                         current_setting('personalize.ease_products')::integer,
+                                         coalesce(ease_lambda, current_setting('personalize.ease_lambda')::double precision),
+                                         current_setting('personalize.ease_k')::integer) l;
         ELSIF ids IS NOT NULL THEN
             INSERT INTO pg_temp.personalize_eval_neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT l.measure, l.product_id, l.neighbor_ids, l.scores, l.counts
