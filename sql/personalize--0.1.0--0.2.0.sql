@@ -4270,12 +4270,15 @@ BEGIN
     RETURN (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(variants) x);
 END $$;
 
--- The measures the lists of these variants need (as the refresh computes them)
+-- The measures the lists of these variants need (as the refresh computes them; 'ease'
+-- lists fall back on 'llr' ones)
 CREATE FUNCTION @extschema@._evaluation_measures(variants text[]) RETURNS text[]
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(DISTINCT m.measure ORDER BY m.measure), '{}')
-    FROM (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS measure
-          FROM @extschema@.variants v WHERE v.name = ANY (variants)
+    FROM (SELECT x.measure FROM @extschema@.variants v,
+                 LATERAL (SELECT @extschema@._validate_variant(v.name, v.algorithm, v.params) AS measure) y,
+                 LATERAL unnest(CASE WHEN y.measure = 'ease' THEN ARRAY['ease', 'llr'] ELSE ARRAY[y.measure] END) AS x(measure)
+          WHERE v.name = ANY (variants)
           UNION ALL
           SELECT 'content' FROM @extschema@.variants v
           WHERE v.name = ANY (variants) AND coalesce((v.params ->> 'content_weight')::double precision, 0) > 0) m
@@ -4324,30 +4327,81 @@ COMMENT ON FUNCTION @extschema@.evaluate(timestamptz, text[], integer) IS
     'Offline quality of variants on this database''s events: a model is built from the events before cut only (in temporary tables; the live model is not touched), and each customer with history before cut is scored on the products first bought at or after it. One row per variant (NULL: every variant but llm ones): hit rate, precision, recall and NDCG at k, catalog coverage.';
 
 -- The grid tune() sweeps for a variant: each parameter's values, tried one at a time
--- from the variant's own parameters (docs/reference.md, "tune").
-CREATE FUNCTION @extschema@._tune_grid(algorithm text)
+-- from the variant's own parameters (docs/reference.md, "tune"). ease_lambda is not a
+-- variant parameter but the setting personalize.ease_lambda: swept for variants that
+-- serve EASE lists.
+CREATE FUNCTION @extschema@._tune_grid(algorithm text, ease boolean)
     RETURNS TABLE (key text, value jsonb)
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT g.key, g.value::jsonb FROM (VALUES
         ('half_life_days', 'null'), ('half_life_days', '30'), ('half_life_days', '90'), ('half_life_days', '365'),
         ('history_items', '20'), ('history_items', '50'), ('history_items', '200'), ('history_items', '1000'),
-        ('measure', '"llr"'), ('measure', '"cosine"'), ('measure', '"jaccard"'),
-        ('popularity_weight', '0.1'), ('popularity_weight', '0.2'), ('popularity_weight', '0.3'), ('popularity_weight', '0.4')
+        ('measure', '"llr"'), ('measure', '"cosine"'), ('measure', '"jaccard"'), ('measure', '"ease"'),
+        ('popularity_weight', '0.1'), ('popularity_weight', '0.2'), ('popularity_weight', '0.3'), ('popularity_weight', '0.4'),
+        ('ease_lambda', '50'), ('ease_lambda', '200'), ('ease_lambda', '500'), ('ease_lambda', '2000')
     ) AS g(key, value)
     WHERE algorithm IN ('cooccurrence', 'hybrid') AND (g.key <> 'popularity_weight' OR algorithm = 'hybrid')
+      AND (g.key <> 'ease_lambda' OR ease)
 $$;
 
--- Score params as a temporary variant of the evaluation (checked like create_variant())
+-- Score params as a temporary variant of the evaluation (checked like create_variant()),
+-- with the EASE lists of the model as of the cut rebuilt first when its ease_lambda (a
+-- setting, not a parameter) differs from the lists' lambda.
 CREATE FUNCTION @extschema@._tune_try(algorithm text, params jsonb, k integer)
     RETURNS TABLE (hit_rate double precision, "precision" double precision, recall double precision,
                    ndcg double precision, coverage double precision)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    lambda double precision := coalesce((params ->> 'ease_lambda')::double precision,
+                                        current_setting('personalize.ease_lambda')::double precision);
 BEGIN
-    PERFORM @extschema@._validate_variant('tune_candidate', algorithm, params);
+    PERFORM @extschema@._validate_variant('tune_candidate', algorithm, params - 'ease_lambda');
+    IF params ->> 'measure' = 'ease' AND lambda IS DISTINCT FROM current_setting('personalize_eval.ease_lambda', true)::double precision THEN
+        PERFORM @extschema@._evaluation_lists(ARRAY['ease'], lambda);
+        PERFORM set_config('personalize_eval.ease_lambda', lambda::text, true);
+    END IF;
     DELETE FROM pg_temp.personalize_eval_variants v WHERE v.name = 'tune_candidate';
-    INSERT INTO pg_temp.personalize_eval_variants (name, algorithm, params) VALUES ('tune_candidate', algorithm, params);
+    INSERT INTO pg_temp.personalize_eval_variants (name, algorithm, params)
+    VALUES ('tune_candidate', algorithm, params - 'ease_lambda');
     RETURN QUERY SELECT s.hit_rate, s.precision, s.recall, s.ndcg, s.coverage
                  FROM @extschema@._evaluation_score('tune_candidate', k) s;
+END $$;
+
+-- The best value of each parameter that beat the current hit rate, as one jsonb
+CREATE FUNCTION @extschema@._tune_best() RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(b.changed, b.value), '{}')
+            FROM (SELECT DISTINCT ON (t.changed) t.changed, t.params -> t.changed AS value, t.hit_rate
+                  FROM pg_temp.personalize_tune_results t WHERE t.changed IS NOT NULL
+                  ORDER BY t.changed, t.hit_rate DESC, t.ndcg DESC) b
+            WHERE b.hit_rate > (SELECT c.hit_rate FROM pg_temp.personalize_tune_results c WHERE c.changed IS NULL));
+END $$;
+
+-- Every setting of the grid scored into pg_temp.personalize_tune_results: the variant as it
+-- is, one parameter at a time, then the best values together when more than one improved.
+CREATE FUNCTION @extschema@._tune_sweep(alg text, base jsonb, ease boolean, k integer) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g record;
+    best jsonb;
+    candidate jsonb;
+BEGIN
+    INSERT INTO pg_temp.personalize_tune_results SELECT base, NULL, s.* FROM @extschema@._tune_try(alg, base, k) s;
+    FOR g IN SELECT * FROM @extschema@._tune_grid(alg, ease) LOOP
+        candidate := base || jsonb_build_object(g.key, g.value);
+        CONTINUE WHEN base -> g.key IS NOT DISTINCT FROM g.value
+                   OR EXISTS (SELECT FROM pg_temp.personalize_tune_results t WHERE t.params = candidate);
+        RAISE NOTICE 'tune: % = %', g.key, g.value;
+        INSERT INTO pg_temp.personalize_tune_results
+        SELECT candidate, g.key, s.* FROM @extschema@._tune_try(alg, candidate, k) s;
+    END LOOP;
+    best := @extschema@._tune_best();
+    IF (SELECT count(*) FROM jsonb_object_keys(best)) > 1 THEN
+        RAISE NOTICE 'tune: the best value of each parameter together: %', best;
+        INSERT INTO pg_temp.personalize_tune_results
+        SELECT base || best, 'combined', s.* FROM @extschema@._tune_try(alg, base || best, k) s;
+    END IF;
 END $$;
 
 CREATE FUNCTION @extschema@.tune(variant text, cut timestamptz, k integer DEFAULT 10)
@@ -4357,10 +4411,8 @@ CREATE FUNCTION @extschema@.tune(variant text, cut timestamptz, k integer DEFAUL
 DECLARE
     alg text;
     base jsonb;
-    g record;
+    ease boolean;
     r record;
-    best jsonb := '{}';
-    combined jsonb;
     started timestamptz := clock_timestamp();
     old_as_of text := current_setting('personalize.as_of', true);
     old_app text := current_setting('application_name');
@@ -4368,14 +4420,16 @@ BEGIN
     PERFORM @extschema@._evaluation_check(cut, k);
     PERFORM @extschema@._evaluation_variants(ARRAY[variant]);
     SELECT v.algorithm, v.params INTO alg, base FROM @extschema@.variants v WHERE v.name = tune.variant;
-    IF NOT EXISTS (SELECT FROM @extschema@._tune_grid(alg)) THEN
+    ease := base ->> 'measure' = 'ease';
+    IF NOT EXISTS (SELECT FROM @extschema@._tune_grid(alg, ease)) THEN
         RAISE EXCEPTION 'variant "%" has no parameters to tune', @extschema@._echo(variant)
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Its algorithm is %s.', alg),
                   HINT = 'tune() sweeps cooccurrence and hybrid variants; compare others with evaluate().';
     END IF;
     PERFORM @extschema@._evaluation_model(cut,
-        ARRAY(SELECT DISTINCT m FROM (SELECT g2.value ->> 0 FROM @extschema@._tune_grid(alg) g2 WHERE g2.key = 'measure'
-                                       UNION ALL SELECT x FROM unnest(@extschema@._evaluation_measures(ARRAY[variant])) x) s(m)));
+        ARRAY(SELECT DISTINCT m FROM (SELECT g.value ->> 0 FROM @extschema@._tune_grid(alg, ease) g WHERE g.key = 'measure'
+                                      UNION ALL SELECT x FROM unnest(@extschema@._evaluation_measures(ARRAY[variant])) x) s(m)));
+    PERFORM set_config('personalize_eval.ease_lambda', current_setting('personalize.ease_lambda'), true);
     IF NOT EXISTS (SELECT FROM pg_temp.personalize_eval_test) THEN
         PERFORM @extschema@._evaluation_drop();
         RAISE EXCEPTION 'no customer to score at cut %', cut
@@ -4387,30 +4441,7 @@ BEGIN
     CREATE TEMP TABLE personalize_tune_results (params jsonb, changed text, hit_rate double precision,
         "precision" double precision, recall double precision, ndcg double precision, coverage double precision)
         ON COMMIT DROP;
-    -- the variant as it is, then one parameter at a time
-    INSERT INTO pg_temp.personalize_tune_results SELECT base, NULL, s.* FROM @extschema@._tune_try(alg, base, k) s;
-    FOR g IN SELECT * FROM @extschema@._tune_grid(alg) LOOP
-        CONTINUE WHEN base -> g.key IS NOT DISTINCT FROM g.value
-                   OR EXISTS (SELECT FROM pg_temp.personalize_tune_results t WHERE t.params = base || jsonb_build_object(g.key, g.value));
-        RAISE NOTICE 'tune: % = %', g.key, g.value;
-        INSERT INTO pg_temp.personalize_tune_results
-        SELECT base || jsonb_build_object(g.key, g.value), g.key, s.*
-        FROM @extschema@._tune_try(alg, base || jsonb_build_object(g.key, g.value), k) s;
-    END LOOP;
-    -- then every parameter at its best value, if that is a new combination
-    FOR r IN SELECT DISTINCT ON (t.changed) t.changed, t.params -> t.changed AS value, t.hit_rate
-             FROM pg_temp.personalize_tune_results t WHERE t.changed IS NOT NULL
-             ORDER BY t.changed, t.hit_rate DESC, t.ndcg DESC LOOP
-        IF r.hit_rate > (SELECT t.hit_rate FROM pg_temp.personalize_tune_results t WHERE t.changed IS NULL) THEN
-            best := best || jsonb_build_object(r.changed, r.value);
-        END IF;
-    END LOOP;
-    combined := base || best;
-    IF (SELECT count(*) FROM jsonb_object_keys(best)) > 1 THEN
-        RAISE NOTICE 'tune: the best value of each parameter together: %', best;
-        INSERT INTO pg_temp.personalize_tune_results
-        SELECT combined, 'combined', s.* FROM @extschema@._tune_try(alg, combined, k) s;
-    END IF;
+    PERFORM @extschema@._tune_sweep(alg, base, ease, k);
     PERFORM set_config('personalize.as_of', coalesce(old_as_of, ''), true);
     PERFORM set_config('application_name', old_app, true);
     PERFORM @extschema@._evaluation_drop();
@@ -4420,21 +4451,25 @@ BEGIN
            t.params, coalesce(t.changed, '(current)'), t.hit_rate, t.precision, t.recall, t.ndcg, t.coverage,
            t.hit_rate / nullif((SELECT c.hit_rate FROM pg_temp.personalize_tune_results c WHERE c.changed IS NULL), 0)
     FROM pg_temp.personalize_tune_results t ORDER BY 1;
-    SELECT t.params, t.hit_rate INTO r FROM pg_temp.personalize_tune_results t ORDER BY t.hit_rate DESC, t.ndcg DESC,
-           t.changed NULLS FIRST, t.params::text LIMIT 1;
+    SELECT t.params, t.hit_rate INTO r FROM pg_temp.personalize_tune_results t
+    ORDER BY t.hit_rate DESC, t.ndcg DESC, t.changed NULLS FIRST, t.params::text LIMIT 1;
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
     VALUES ('tune', started, (SELECT count(*) FROM pg_temp.personalize_tune_results),
             jsonb_build_object('variant', variant, 'cut', cut, 'k', k, 'current', base, 'best', r.params, 'best_hit_rate', r.hit_rate));
     IF r.params IS DISTINCT FROM base THEN
         RAISE NOTICE 'tune: the best parameters of variant "%" at this cut are %', variant, r.params
-            USING HINT = format('Apply them with: UPDATE personalize.variants SET params = %L WHERE name = %L;  -- or try them as a new variant in an experiment', r.params, variant);
+            USING HINT = format('Apply them with: UPDATE personalize.variants SET params = %L WHERE name = %L;%s  Or try them as a new variant in an experiment.',
+                                r.params - 'ease_lambda', variant,
+                                CASE WHEN r.params ? 'ease_lambda'
+                                     THEN format(' ALTER SYSTEM SET personalize.ease_lambda = %s; then CALL personalize.refresh_ease().', r.params ->> 'ease_lambda')
+                                     ELSE '' END);
     ELSE
         RAISE NOTICE 'tune: variant "%" already has the best parameters of the grid at this cut', variant;
     END IF;
     DROP TABLE pg_temp.personalize_tune_results;
 END $$;
 COMMENT ON FUNCTION @extschema@.tune(text, timestamptz, integer) IS
-    'Sweep a cooccurrence or hybrid variant''s parameters (decay, history size, measure, popularity weight: one at a time, then the best values together) with evaluate()''s protocol at the cut; returns every setting tried, best first. It recommends; apply the winner with UPDATE personalize.variants.';
+    'Sweep a cooccurrence or hybrid variant''s parameters (decay, history size, measure, popularity weight, and personalize.ease_lambda for EASE: one at a time, then the best values together) with evaluate()''s protocol at the cut; returns every setting tried, best first. It recommends; apply the winner with UPDATE personalize.variants.';
 
 -- privileges as a fresh install has them
 REVOKE ALL ON FUNCTION @extschema@._recommend_at_cut(bigint, text, integer) FROM PUBLIC;
@@ -4446,8 +4481,10 @@ REVOKE ALL ON FUNCTION @extschema@._evaluation_score(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._evaluation_variants(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._evaluation_measures(text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.evaluate(timestamptz, text[], integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@._tune_grid(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._tune_grid(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._tune_try(text, jsonb, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._tune_best() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._tune_sweep(text, jsonb, boolean, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.tune(text, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._neighbor_lists(regclass, regclass, bigint, text[], bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._popular_all_time_of(regclass, integer) FROM PUBLIC;
