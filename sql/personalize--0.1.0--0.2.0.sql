@@ -3983,3 +3983,356 @@ REVOKE ALL ON FUNCTION @extschema@.schedule_batch_recommendations(text, integer,
 REVOKE ALL ON FUNCTION @extschema@.unschedule_batch_recommendations() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.log_impressions(bigint, bigint[], text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.set_impression_log(boolean) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- Quality (issue 13, items 1 and 2): the EASE model. _ease_lists() (src/ease.c, serial
+-- OpenBLAS), refresh_ease() and its schedule, the built-in variant ease (measure ease,
+-- served by recommend() with the llr lists as the fallback); rebuild() and the neighbour
+-- refresh keep the 'ease' lists, which only refresh_ease() replaces, and refresh the llr
+-- lists an ease variant falls back to; create_variant() says how an ease variant is served.
+------------------------------------------------------------------------------
+
+-- The top-k positive EASE weights of each of the max_products most frequent active products
+-- of item_counts (columns product_id, customers), from the pair counts among them in
+-- pair_counts (product_a < product_b, customers): B = -P / diag(P), P = (G + lambda I)^-1
+-- (src/ease.c). Takes the count tables as arguments so that a model as of a past cut, in
+-- temporary tables of the same columns, can be scored too. Runs as its caller.
+CREATE FUNCTION @extschema@._ease_lists(item_counts regclass, pair_counts regclass, max_products integer,
+                                        lambda double precision, k integer)
+    RETURNS TABLE (product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_ease_lists';
+COMMENT ON FUNCTION @extschema@._ease_lists(regclass, regclass, integer, double precision, integer) IS
+    'The top-k positive EASE weights B_ij = -P_ij / P_jj, P = (G + lambda I)^-1, of the max_products most frequent active products of an item-count relation, G from it and a pair-count relation; best first, with the pairs'' co-occurrence counts.';
+
+-- Compute the 'ease' lists into a temporary table (a long statement that locks nothing the
+-- serving path or the refresh needs), commit, then replace every 'ease' row in one short
+-- transaction: the old lists are served until that commits, and an error or a cancel before
+-- it leaves them in place. Scores are stored divided by the mean over products of their best
+-- weight (recorded as details.scale): an 'ease' list then weighs as much as the 'llr' list
+-- (scaled by its best) a product outside the model falls back to. Every run is logged in
+-- maintenance_runs like refresh(), a failed one with its error, raised again afterwards.
+CREATE PROCEDURE @extschema@.refresh_ease()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := pg_catalog.clock_timestamp();
+    s jsonb;
+    n_lists bigint := 0;
+    scale double precision;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        s := @extschema@._engine_settings();
+        DROP TABLE IF EXISTS pg_temp.personalize_ease_lists;
+        CREATE TEMPORARY TABLE personalize_ease_lists AS
+            SELECT l.product_id, l.neighbor_ids, l.scores, l.counts
+            FROM @extschema@._ease_lists('@extschema@.item_counts', '@extschema@.pair_counts',
+                                         (s ->> 'ease_products')::integer, (s ->> 'ease_lambda')::double precision,
+                                         (s ->> 'ease_k')::integer) l;
+        GET DIAGNOSTICS n_lists = ROW_COUNT;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+    END;
+    IF e_state IS NULL THEN
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('application_name', 'personalize.refresh_ease: publish', true);
+        BEGIN
+            SELECT avg(l.scores[1]) INTO scale FROM pg_temp.personalize_ease_lists l;
+            DELETE FROM @extschema@.neighbors n WHERE n.measure = 'ease';
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT 'ease', l.product_id, l.neighbor_ids,
+                   (SELECT array_agg(x / scale ORDER BY o) FROM unnest(l.scores) WITH ORDINALITY AS u(x, o)),
+                   l.counts
+            FROM pg_temp.personalize_ease_lists l ORDER BY l.product_id;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+    END IF;
+    DROP TABLE IF EXISTS pg_temp.personalize_ease_lists;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh_ease', started, CASE WHEN e_state IS NULL THEN n_lists ELSE 0 END,
+            pg_catalog.jsonb_build_object('products', (s ->> 'ease_products')::integer,
+                                          'lambda', (s ->> 'ease_lambda')::double precision,
+                                          'k', (s ->> 'ease_k')::integer, 'scale', scale),
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The previous ''ease'' lists are still served; the next run builds them anew.');
+    END IF;
+    RAISE NOTICE 'refresh_ease: % lists stored in % s', n_lists,
+        round(extract(epoch FROM pg_catalog.clock_timestamp() - started)::numeric, 1);
+END $$;
+COMMENT ON PROCEDURE @extschema@.refresh_ease() IS 'Rebuild the EASE model (personalize.ease_products, ease_lambda, ease_k) and replace the ''ease'' neighbour lists at once; what the nightly job runs. Logs every run in maintenance_runs (job refresh_ease), a failed one with its error. CALL it outside a transaction block.';
+
+CREATE FUNCTION @extschema@.schedule_ease(schedule text DEFAULT '15 3 * * *') RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_schedule('personalize-refresh-ease', schedule, 'CALL personalize.refresh_ease()');
+COMMENT ON FUNCTION @extschema@.schedule_ease(text) IS 'Schedule CALL personalize.refresh_ease() with pg_cron (job personalize-refresh-ease@<database>, run in this database, nightly by default); returns the job id.';
+
+CREATE FUNCTION @extschema@.unschedule_ease() RETURNS boolean
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_unschedule('personalize-refresh-ease');
+COMMENT ON FUNCTION @extschema@.unschedule_ease() IS 'Remove the pg_cron job of schedule_ease().';
+
+-- rebuild() keeps the 'ease' lists
+CREATE OR REPLACE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
+    RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cap integer;
+    started timestamptz := clock_timestamp();
+    phase_at timestamptz;
+    n_customers bigint;
+    n_products bigint;
+    n_pairs bigint;
+    n_lists bigint;
+BEGIN
+    IF max_items_per_customer IS NOT NULL AND (max_items_per_customer < 2 OR max_items_per_customer > 10000) THEN
+        RAISE EXCEPTION 'max_items_per_customer must be between 2 and 10000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
+                  HINT = 'Pass NULL to keep the current value.';
+    END IF;
+    -- every lock it needs, up front and each for a bounded time (55P03 after
+    -- personalize.model_lock_wait): SHARE on interactions (writers of events wait until
+    -- the rebuild commits), ACCESS EXCLUSIVE on the tables it empties (recommend() waits
+    -- too from here), EXCLUSIVE on the ones it updates in place and on popular
+    -- (refresh_popular), so that no statement below waits on a lock
+    PERFORM @extschema@._lock_bounded('rebuild()',
+        ARRAY['@extschema@.interactions', '@extschema@.interactions_archive', '@extschema@.customer_items', '@extschema@.customer_state',
+              '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
+              '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
+        ARRAY['SHARE', 'SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
+              'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
+    UPDATE @extschema@.model_settings s
+       SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
+           rebuilt_at = now()
+    RETURNING s.max_items_per_customer INTO cap;
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
+    phase_at := clock_timestamp();
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
+             @extschema@.pair_counts, @extschema@.dirty_products;
+    -- the 'content' lists come from embeddings (embed_products), not from the events, and the
+    -- 'ease' lists are replaced only by refresh_ease() (served until then)
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+    INSERT INTO @extschema@.customer_items
+        (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
+    SELECT g.customer_id, g.product_id, g.events, g.purchases, g.weight, g.first_id, g.last_at,
+           row_number() OVER (PARTITION BY g.customer_id ORDER BY g.first_id, g.product_id) <= cap
+    FROM (SELECT i.customer_id, i.product_id, count(*)::integer AS events,
+                 (count(*) FILTER (WHERE i.event_type = 'purchase'))::integer AS purchases,
+                 sum(e.weight) AS weight, min(i.interaction_id) AS first_id, max(i.occurred_at) AS last_at
+          -- archived events count as if they were still in interactions (issue 11)
+          FROM (SELECT x.interaction_id, x.customer_id, x.product_id, x.event_type, x.occurred_at
+                FROM @extschema@.interactions x
+                UNION ALL
+                SELECT a.interaction_id, a.customer_id, a.product_id, a.event_type, a.occurred_at
+                FROM @extschema@.interactions_archive a) i
+          JOIN @extschema@.event_types e ON e.event_type = i.event_type
+          GROUP BY i.customer_id, i.product_id) g;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 2/5 customers and products', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.customer_state (customer_id, items, model_items, max_model_first_id)
+    SELECT ci.customer_id, count(*), count(*) FILTER (WHERE ci.in_model),
+           max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
+    FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    INSERT INTO @extschema@.item_counts (product_id, customers)
+    SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
+    GET DIAGNOSTICS n_products = ROW_COUNT;
+    UPDATE @extschema@.customer_totals t SET customers = coalesce(
+        (SELECT count(*) FROM @extschema@.customer_state s
+         WHERE s.model_items > 0 AND ((s.customer_id % 16) + 16) % 16 = t.shard), 0);
+    RAISE NOTICE 'rebuild: 2/5 % customers, % products (% s)', n_customers, n_products,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    SELECT a.product_id, b.product_id, count(*)
+    FROM @extschema@.customer_items a
+    JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
+    WHERE a.in_model AND b.in_model
+    GROUP BY a.product_id, b.product_id
+    ORDER BY a.product_id, b.product_id;  -- the primary key is then built in order, compact
+    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
+    phase_at := clock_timestamp();
+    n_lists := @extschema@.refresh_neighbors(NULL, true);
+    RAISE NOTICE 'rebuild: 4/5 neighbour lists for % products (% s)', n_lists,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
+    PERFORM @extschema@.refresh_popular();
+    RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('rebuild', started, n_pairs, jsonb_build_object('customers', n_customers, 'products', n_products,
+            'pairs', n_pairs, 'max_items_per_customer', cap));
+    RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
+END $$;
+
+-- the refresh keeps the 'ease' lists and stores the llr lists an ease variant falls back to
+CREATE OR REPLACE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_products boolean, log_run boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measures text[];
+    batch bigint[];
+    done bigint := 0;
+    started timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+    skipped jsonb;
+BEGIN
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'Pass NULL to refresh every dirty product.';
+    END IF;
+    IF all_products THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        ON CONFLICT (product_id) DO NOTHING;
+        -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
+        -- lists are replaced only by refresh_ease(): kept
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+    END IF;
+    -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
+    IF log_run THEN
+        skipped := @extschema@._variant_problems(true);
+    END IF;
+    -- a variant of measure ease needs the 'llr' lists (its fallback); refresh_ease() builds its own
+    SELECT array_agg(DISTINCT CASE WHEN m = 'ease' THEN 'llr' ELSE m END ORDER BY CASE WHEN m = 'ease' THEN 'llr' ELSE m END)
+      INTO measures
+    FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
+                      THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
+          FROM @extschema@.variants v) s
+    WHERE m IS NOT NULL;
+    LOOP
+        WITH d AS (
+            DELETE FROM @extschema@.dirty_products dp
+            WHERE dp.product_id IN (SELECT x.product_id FROM @extschema@.dirty_products x
+                                    ORDER BY x.product_id
+                                    LIMIT least(500, coalesce(max_products - done, 500))
+                                    FOR UPDATE SKIP LOCKED)
+            RETURNING dp.product_id)
+        SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
+        EXIT WHEN batch IS NULL;
+
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+        IF measures IS NOT NULL THEN
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
+            FROM @extschema@._compute_neighbors(measures, batch) c;
+        END IF;
+        done := done + cardinality(batch);
+        IF clock_timestamp() - last_notice > interval '5 seconds' THEN
+            RAISE NOTICE 'refresh_neighbors: % products refreshed, % still dirty', done,
+                (SELECT count(*) FROM @extschema@.dirty_products);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN max_products IS NOT NULL AND done >= max_products;
+    END LOOP;
+    IF log_run THEN
+        INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
+                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer)
+                || CASE WHEN jsonb_array_length(skipped) > 0 THEN jsonb_build_object('skipped_variants', skipped)
+                        ELSE '{}' END);
+    END IF;
+    RETURN done;
+END $$;
+
+-- create_variant() says how a variant of measure ease is served; drop_variant() names ease
+CREATE OR REPLACE FUNCTION @extschema@.create_variant(name text, algorithm text, params jsonb DEFAULT '{}')
+    RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    needs_measure text;
+BEGIN
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid variant name %', coalesce(quote_literal(@extschema@._echo(name)), 'NULL')
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A variant name is 1 to 63 lower-case letters, digits and underscores, starting with a letter.',
+                  HINT = 'For example ''cooc_jaccard''.';
+    END IF;
+    needs_measure := @extschema@._validate_variant(name, algorithm, coalesce(params, '{}'));
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = create_variant.name) THEN
+        RAISE EXCEPTION 'variant "%" already exists', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
+    END IF;
+    IF needs_measure = 'ease' THEN
+        IF NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = 'ease' LIMIT 1) THEN
+            RAISE NOTICE 'variant "%" is served from the "llr" lists until personalize.refresh_ease() stores the "ease" lists', name
+                USING DETAIL = 'A history product without an "ease" list (none yet, or not among personalize.ease_products) takes its "llr" list.',
+                      HINT = 'Run CALL personalize.refresh_ease(), or schedule it with personalize.schedule_ease().';
+        END IF;
+        needs_measure := 'llr';  -- the fallback lists, which the refresh stores
+    END IF;
+    IF needs_measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = needs_measure LIMIT 1)
+       AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT ic.product_id FROM @extschema@.item_counts ic ORDER BY ic.product_id ON CONFLICT (product_id) DO NOTHING;
+        RAISE NOTICE 'variant "%" is served from live counts until the next refresh stores its "%" lists', name, needs_measure
+            USING DETAIL = 'Every product was marked for refresh; until then recommend() computes the lists it needs on the spot (reason "... (live)").',
+                  HINT = 'Run CALL personalize.refresh(), or wait for the scheduled refresh.';
+    END IF;
+    INSERT INTO @extschema@.variants (name, algorithm, params) VALUES (name, algorithm, coalesce(params, '{}'));
+    RETURN name;
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@.drop_variant(name text) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
+        RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid, ease and llm.';
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.serving_settings s WHERE s.default_variant = drop_variant.name) THEN
+        RAISE EXCEPTION 'variant "%" is the default variant and cannot be dropped', @extschema@._echo(name)
+            USING ERRCODE = 'object_in_use', HINT = 'Choose another default first with personalize.set_default_variant().';
+    END IF;
+    DELETE FROM @extschema@.variants v WHERE v.name = drop_variant.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown variant "%"', @extschema@._echo(name) USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+-- the built-in variant ease; a variant of that name created under 0.1.0 is kept as it is
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = 'ease') THEN
+        RAISE WARNING 'the built-in variant "ease" is not installed: a variant of that name exists and is kept'
+            USING HINT = 'Rename or drop yours, then: INSERT INTO personalize.variants (name, algorithm, params, builtin) VALUES (''ease'', ''cooccurrence'', ''{"measure": "ease"}'', true).';
+    ELSE
+        INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES ('ease', 'cooccurrence', '{"measure": "ease"}', true);
+    END IF;
+END $$;
+COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr, ease (refresh_ease()) or content.';
+COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores (ease: the EASE weights divided by the mean best weight, details.scale of the refresh_ease run).';
+COMMENT ON COLUMN @extschema@.maintenance_runs.job IS 'rebuild, refresh, refresh_neighbors, refresh_popular or refresh_ease.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.items IS 'rebuild: pairs; refresh and refresh_neighbors: products refreshed; refresh_popular: rows in the list; refresh_ease: products with an ''ease'' list.';
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular(), refresh() and refresh_ease() run; a refresh() or refresh_ease() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
+-- privileges as a fresh install has them (sql/parts/privileges.sql revokes everything from PUBLIC)
+REVOKE ALL ON FUNCTION @extschema@._ease_lists(regclass, regclass, integer, double precision, integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.refresh_ease() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.schedule_ease(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.unschedule_ease() FROM PUBLIC;
