@@ -56,7 +56,7 @@ put_contributions(ReturnSetInfo *rsinfo, const RecommendState *rs, const ScorePa
 		char	   *detail;
 
 		if (t->ease)
-			detail = psprintf("EASE list: weight %.6g (event weight %.6g x decay %.6g) x EASE weight %.6g (relative to the mean best weight) = %.6g; x %.6g (scaled with the other contributions)",
+			detail = psprintf("EASE list: weight %.6g (event weight %.6g x decay %.6g) x EASE weight %.6g (relative to the median best weight) = %.6g; x %.6g (scaled with the other contributions)",
 							  t->weight, t->event_weight, t->event_weight != 0.0 ? t->weight / t->event_weight : 0.0,
 							  t->sim, t->value, sp->cooc_factor);
 		else if (t->content)

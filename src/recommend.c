@@ -13,7 +13,7 @@
  * History. Each co-occurrence list (the variant's measure) is scaled by its
  * best score: contribution w_h * sim / sim_best. EASE lists (measure 'ease',
  * refresh_ease()) are not: their weights add up as the model says,
- * contribution w_h * B_ij, with B stored divided by the mean over products of
+ * contribution w_h * B_ij, with B stored divided by the median over products of
  * their best weight; a history product without an EASE list (outside the
  * model's products, or before the first refresh_ease()) takes its 'llr' list
  * instead, scaled by its best score as above, so its best neighbour counts

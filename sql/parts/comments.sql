@@ -69,7 +69,7 @@ COMMENT ON COLUMN @extschema@.dirty_products.since IS 'When it was first marked;
 COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr, ease (refresh_ease()) or content.';
 COMMENT ON COLUMN @extschema@.neighbors.product_id IS 'The product the list is for.';
 COMMENT ON COLUMN @extschema@.neighbors.neighbor_ids IS 'Up to personalize.neighbors_k neighbours, best first.';
-COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores (ease: the EASE weights divided by the mean best weight, details.scale of the refresh_ease run).';
+COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores (ease: the EASE weights divided by the median best weight, details.scale of the refresh_ease run).';
 COMMENT ON COLUMN @extschema@.neighbors.counts IS 'Their co-occurrence counts with the product.';
 COMMENT ON COLUMN @extschema@.neighbors.refreshed_at IS 'When the list was computed.';
 COMMENT ON COLUMN @extschema@.popular.rank IS 'Rank, 1 = most popular.';

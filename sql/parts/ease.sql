@@ -19,7 +19,7 @@ COMMENT ON FUNCTION @extschema@._ease_lists(regclass, regclass, integer, double 
 -- Compute the 'ease' lists into a temporary table (a long statement that locks nothing the
 -- serving path or the refresh needs), commit, then replace every 'ease' row in one short
 -- transaction: the old lists are served until that commits, and an error or a cancel before
--- it leaves them in place. Scores are stored divided by the mean over products of their best
+-- it leaves them in place. Scores are stored divided by the median over products of their best
 -- weight (recorded as details.scale): an 'ease' list then weighs as much as the 'llr' list
 -- (scaled by its best) a product outside the model falls back to. Every run is logged in
 -- maintenance_runs like refresh(), a failed one with its error, raised again afterwards.
@@ -38,7 +38,9 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
         s := @extschema@._engine_settings();
-        DROP TABLE IF EXISTS pg_temp.personalize_ease_lists;
+        IF to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+            DROP TABLE pg_temp.personalize_ease_lists;
+        END IF;
         CREATE TEMPORARY TABLE personalize_ease_lists AS
             SELECT l.product_id, l.neighbor_ids, l.scores, l.counts
             FROM @extschema@._ease_lists('@extschema@.item_counts', '@extschema@.pair_counts',
@@ -54,7 +56,7 @@ BEGIN
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         PERFORM pg_catalog.set_config('application_name', 'personalize.refresh_ease: publish', true);
         BEGIN
-            SELECT avg(l.scores[1]) INTO scale FROM pg_temp.personalize_ease_lists l;
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l.scores[1]) INTO scale FROM pg_temp.personalize_ease_lists l;
             DELETE FROM @extschema@.neighbors n WHERE n.measure = 'ease';
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT 'ease', l.product_id, l.neighbor_ids,
@@ -66,7 +68,9 @@ BEGIN
                                     e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
         END;
     END IF;
-    DROP TABLE IF EXISTS pg_temp.personalize_ease_lists;
+    IF pg_catalog.to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+        DROP TABLE pg_temp.personalize_ease_lists;
+    END IF;
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
     VALUES ('refresh_ease', started, CASE WHEN e_state IS NULL THEN n_lists ELSE 0 END,
             pg_catalog.jsonb_build_object('products', (s ->> 'ease_products')::integer,

@@ -59,7 +59,7 @@ wait $bg
 grep -E 'NOTICE' "$log" | sed 's/^/  /'
 rm -f "$log"
 echo "refresh_ease(): $(q -c "SELECT format('%s, %s lists, %s s (products %s, lambda %s, k %s)', status, items, round(extract(epoch FROM finished_at - started_at)::numeric, 1), details ->> 'products', details ->> 'lambda', details ->> 'k') FROM personalize.maintenance_runs WHERE job = 'refresh_ease' ORDER BY run_id DESC LIMIT 1"); backend peak RSS ${hwm} kB"
-echo "best weight per product (stored, / mean best): $(q -c "SELECT format('p10 %s, median %s, p90 %s; raw mean best weight (scale) %s', round(percentile_cont(0.1) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), round(percentile_cont(0.9) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), (SELECT round((details ->> 'scale')::numeric, 4) FROM personalize.maintenance_runs WHERE job = 'refresh_ease' ORDER BY run_id DESC LIMIT 1)) FROM personalize.neighbors WHERE measure = 'ease'")"
+echo "best weight per product (stored, / mean best): $(q -c "SELECT format('p10 %s, median %s, p90 %s; raw median best weight (scale) %s', round(percentile_cont(0.1) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), round(percentile_cont(0.9) WITHIN GROUP (ORDER BY scores[1])::numeric, 2), (SELECT round((details ->> 'scale')::numeric, 4) FROM personalize.maintenance_runs WHERE job = 'refresh_ease' ORDER BY run_id DESC LIMIT 1)) FROM personalize.neighbors WHERE measure = 'ease'")"
 
 # --- recommend() latency: 2,000 customers, each variant, after one warm-up pass --------------
 for v in cooccurrence ease cooccurrence ease; do

@@ -103,7 +103,7 @@ PY
 rm -f /tmp/ease_items.$$ /tmp/ease_pairs.$$ /tmp/ease_got.$$
 tap $([[ "$out" == *" ok "* ]] && echo 0 || echo 1) "the random fixture's lists equal numpy's inverse (products, lists, weights, ok?, products that differ, largest difference: $out)"
 
-# refresh_ease(): 30 of the 40 products in the model; stored as B / the mean best weight
+# refresh_ease(): 30 of the 40 products in the model; stored as B / the median best weight
 q -c "ALTER DATABASE $db SET personalize.ease_products = 30" -c "ALTER DATABASE $db SET personalize.ease_lambda = 7.5" >/dev/null
 out=$(q -c 'CALL personalize.refresh_ease()')
 tap $? "CALL personalize.refresh_ease() runs (${out##*$'\n'})"
@@ -113,7 +113,7 @@ is "$(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'ease'")"
 is "$(q -c "SELECT status || ' ' || items || ' ' || (details ->> 'products') || ' ' || (details ->> 'k') FROM personalize.maintenance_runs WHERE job = 'refresh_ease'")" \
    "succeeded $(q -c "SELECT count(*) FROM personalize.neighbors WHERE measure = 'ease'") 30 100" "the run is logged"
 is "$(q -c "WITH l AS (SELECT * FROM personalize._ease_lists('personalize.item_counts', 'personalize.pair_counts', 30, 7.5, 100)),
-                 s AS (SELECT avg(scores[1]) AS scale,
+                 s AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY scores[1]) AS scale,
                               (SELECT (details ->> 'scale')::float8 FROM personalize.maintenance_runs WHERE job = 'refresh_ease') AS logged
                        FROM l)
             SELECT bool_and(n.neighbor_ids = l.neighbor_ids AND n.counts = l.counts
@@ -121,7 +121,7 @@ is "$(q -c "WITH l AS (SELECT * FROM personalize._ease_lists('personalize.item_c
                             AND abs(n.scores[cardinality(n.scores)] * s.scale - l.scores[cardinality(l.scores)]) < 1e-12
                             AND abs(s.logged - s.scale) < 1e-12)
             FROM l JOIN personalize.neighbors n ON n.measure = 'ease' AND n.product_id = l.product_id CROSS JOIN s")" t \
-   "the stored lists are the weights divided by the mean best weight (details.scale)"
+   "the stored lists are the weights divided by the median best weight (details.scale)"
 
 # (c) serving: a customer with one product in the model gets its EASE list in order; one with
 # a product outside the model gets its llr list; similar_items() serves the EASE list
