@@ -197,6 +197,14 @@ BEGIN
         RAISE EXCEPTION 'variant "%" already exists', name
             USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
     END IF;
+    IF needs_measure = 'ease' THEN
+        IF NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = 'ease' LIMIT 1) THEN
+            RAISE NOTICE 'variant "%" is served from the "llr" lists until personalize.refresh_ease() stores the "ease" lists', name
+                USING DETAIL = 'A history product without an "ease" list (none yet, or not among personalize.ease_products) takes its "llr" list.',
+                      HINT = 'Run CALL personalize.refresh_ease(), or schedule it with personalize.schedule_ease().';
+        END IF;
+        needs_measure := 'llr';  -- the fallback lists, which the refresh stores
+    END IF;
     IF needs_measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = needs_measure LIMIT 1)
        AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
         INSERT INTO @extschema@.dirty_products (product_id)
@@ -615,7 +623,7 @@ CREATE OR REPLACE FUNCTION @extschema@.drop_variant(name text) RETURNS void
 BEGIN
     IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
         RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
-            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid, ease and llm.';
     END IF;
     IF EXISTS (SELECT FROM @extschema@.serving_settings s WHERE s.default_variant = drop_variant.name) THEN
         RAISE EXCEPTION 'variant "%" is the default variant and cannot be dropped', @extschema@._echo(name)
@@ -848,8 +856,9 @@ BEGIN
     phase_at := clock_timestamp();
     TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
              @extschema@.pair_counts, @extschema@.dirty_products;
-    -- the 'content' lists come from embeddings (embed_products), not from the events
-    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
+    -- the 'content' lists come from embeddings (embed_products), not from the events, and the
+    -- 'ease' lists are replaced only by refresh_ease() (served until then)
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);
@@ -1253,16 +1262,19 @@ BEGIN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
         ON CONFLICT (product_id) DO NOTHING;
-        -- the 'content' lists (embed_products) do not depend on co-occurrence: kept
+        -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
+        -- lists are replaced only by refresh_ease(): kept
         DELETE FROM @extschema@.neighbors n
-        WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
+        WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
           AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
     END IF;
     -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
     IF log_run THEN
         skipped := @extschema@._variant_problems(true);
     END IF;
-    SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
+    -- a variant of measure ease needs the 'llr' lists (its fallback); refresh_ease() builds its own
+    SELECT array_agg(DISTINCT CASE WHEN m = 'ease' THEN 'llr' ELSE m END ORDER BY CASE WHEN m = 'ease' THEN 'llr' ELSE m END)
+      INTO measures
     FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
                       THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
           FROM @extschema@.variants v) s
@@ -1279,7 +1291,7 @@ BEGIN
         EXIT WHEN batch IS NULL;
 
         DELETE FROM @extschema@.neighbors n
-        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
@@ -3431,7 +3443,6 @@ BEGIN
 END $$;
 
 
-
 ------------------------------------------------------------------------------
 -- >>> Serving (issue 12, parts 3 and 5): batch recommendations, impressions
 ------------------------------------------------------------------------------
@@ -4035,6 +4046,147 @@ REVOKE ALL ON FUNCTION @extschema@.unschedule_batch_recommendations() FROM PUBLI
 REVOKE ALL ON FUNCTION @extschema@.log_impressions(bigint, bigint[], text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.set_impression_log(boolean) FROM PUBLIC;
 
+------------------------------------------------------------------------------
+-- Quality (issue 13, items 1 and 2): the EASE model. _ease_lists() (src/ease.c, serial
+-- OpenBLAS), refresh_ease() and its schedule, the built-in variant ease (measure ease,
+-- served by recommend() with the llr lists as the fallback); rebuild() and the neighbour
+-- refresh keep the 'ease' lists, which only refresh_ease() replaces, and refresh the llr
+-- lists an ease variant falls back to; create_variant() says how an ease variant is served.
+------------------------------------------------------------------------------
+
+-- The top-k positive EASE weights of each of the max_products most frequent active products
+-- of item_counts (columns product_id, customers), from the pair counts among them in
+-- pair_counts (product_a < product_b, customers): B = -P / diag(P), P = (G + lambda I)^-1
+-- (src/ease.c). Takes the count tables as arguments so that a model as of a past cut, in
+-- temporary tables of the same columns, can be scored too. Runs as its caller.
+CREATE FUNCTION @extschema@._ease_lists(item_counts regclass, pair_counts regclass, max_products integer,
+                                        lambda double precision, k integer)
+    RETURNS TABLE (product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[])
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_ease_lists';
+COMMENT ON FUNCTION @extschema@._ease_lists(regclass, regclass, integer, double precision, integer) IS
+    'The top-k positive EASE weights B_ij = -P_ij / P_jj, P = (G + lambda I)^-1, of the max_products most frequent active products of an item-count relation, G from it and a pair-count relation; best first, with the pairs'' co-occurrence counts.';
+
+-- _ease_lists() with the scores divided by the median over products of their best weight
+-- (each row carries that scale): an 'ease' list then weighs as much as the 'llr' list
+-- (scaled by its best) a product outside the model falls back to. What refresh_ease()
+-- stores and evaluate() scores.
+CREATE FUNCTION @extschema@._ease_scaled_lists(item_counts regclass, pair_counts regclass, max_products integer,
+                                               lambda double precision, k integer)
+    RETURNS TABLE (product_id bigint, neighbor_ids bigint[], scores double precision[], counts bigint[],
+                   scale double precision)
+    LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._ease_lists(item_counts, pair_counts, max_products, lambda, k)),
+         m AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l.scores[1]) AS scale FROM l)
+    SELECT l.product_id, l.neighbor_ids,
+           (SELECT array_agg(u.x / m.scale ORDER BY u.o) FROM unnest(l.scores) WITH ORDINALITY AS u(x, o)),
+           l.counts, m.scale
+    FROM l, m
+$$;
+
+-- Compute the 'ease' lists into a temporary table (a long statement that locks nothing the
+-- serving path or the refresh needs), commit, then replace every 'ease' row in one short
+-- transaction: the old lists are served until that commits, and an error or a cancel before
+-- it leaves them in place. Scores are stored scaled by _ease_scaled_lists() (the scale is
+-- recorded as details.scale). Every run is logged in
+-- maintenance_runs like refresh(), a failed one with its error, raised again afterwards.
+CREATE PROCEDURE @extschema@.refresh_ease()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := pg_catalog.clock_timestamp();
+    s jsonb;
+    n_lists bigint := 0;
+    scale double precision;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        s := @extschema@._engine_settings();
+        IF to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+            DROP TABLE pg_temp.personalize_ease_lists;
+        END IF;
+        CREATE TEMPORARY TABLE personalize_ease_lists AS
+            SELECT l.product_id, l.neighbor_ids, l.scores, l.counts, l.scale
+            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts', '@extschema@.pair_counts',
+                                         (s ->> 'ease_products')::integer, (s ->> 'ease_lambda')::double precision,
+                                         (s ->> 'ease_k')::integer) l;
+        GET DIAGNOSTICS n_lists = ROW_COUNT;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+    END;
+    IF e_state IS NULL THEN
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('application_name', 'personalize.refresh_ease: publish', true);
+        BEGIN
+            SELECT l.scale INTO scale FROM pg_temp.personalize_ease_lists l LIMIT 1;
+            DELETE FROM @extschema@.neighbors n WHERE n.measure = 'ease';
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT 'ease', l.product_id, l.neighbor_ids, l.scores, l.counts
+            FROM pg_temp.personalize_ease_lists l ORDER BY l.product_id;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+    END IF;
+    IF pg_catalog.to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+        DROP TABLE pg_temp.personalize_ease_lists;
+    END IF;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh_ease', started, CASE WHEN e_state IS NULL THEN n_lists ELSE 0 END,
+            pg_catalog.jsonb_build_object('products', (s ->> 'ease_products')::integer,
+                                          'lambda', (s ->> 'ease_lambda')::double precision,
+                                          'k', (s ->> 'ease_k')::integer, 'scale', scale),
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The previous ''ease'' lists are still served; the next run builds them anew.');
+    END IF;
+    RAISE NOTICE 'refresh_ease: % lists stored in % s', n_lists,
+        round(extract(epoch FROM pg_catalog.clock_timestamp() - started)::numeric, 1);
+END $$;
+COMMENT ON PROCEDURE @extschema@.refresh_ease() IS 'Rebuild the EASE model (personalize.ease_products, ease_lambda, ease_k) and replace the ''ease'' neighbour lists at once; what the nightly job runs. Logs every run in maintenance_runs (job refresh_ease), a failed one with its error. CALL it outside a transaction block.';
+
+CREATE FUNCTION @extschema@.schedule_ease(schedule text DEFAULT '15 3 * * *') RETURNS bigint
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_schedule('personalize-refresh-ease', schedule, 'CALL personalize.refresh_ease()');
+COMMENT ON FUNCTION @extschema@.schedule_ease(text) IS 'Schedule CALL personalize.refresh_ease() with pg_cron (job personalize-refresh-ease@<database>, run in this database, nightly by default); returns the job id.';
+
+CREATE FUNCTION @extschema@.unschedule_ease() RETURNS boolean
+    LANGUAGE sql SET search_path = pg_catalog, pg_temp
+    RETURN @extschema@._cron_unschedule('personalize-refresh-ease');
+COMMENT ON FUNCTION @extschema@.unschedule_ease() IS 'Remove the pg_cron job of schedule_ease().';
+
+
+-- the built-in variant ease; a variant of that name created under 0.1.0 is kept as it is
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = 'ease') THEN
+        RAISE WARNING 'the built-in variant "ease" is not installed: a variant of that name exists and is kept'
+            USING HINT = 'Rename or drop yours, then: INSERT INTO personalize.variants (name, algorithm, params, builtin) VALUES (''ease'', ''cooccurrence'', ''{"measure": "ease"}'', true).';
+    ELSE
+        INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES ('ease', 'cooccurrence', '{"measure": "ease"}', true);
+    END IF;
+END $$;
+COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr, ease (refresh_ease()) or content.';
+COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores (ease: the EASE weights divided by the median best weight, details.scale of the refresh_ease run).';
+COMMENT ON COLUMN @extschema@.maintenance_runs.job IS 'rebuild, refresh, refresh_neighbors, refresh_popular or refresh_ease.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.items IS 'rebuild: pairs; refresh and refresh_neighbors: products refreshed; refresh_popular: rows in the list; refresh_ease: products with an ''ease'' list.';
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular(), refresh(), refresh_ease(), evaluate() and tune() run; a refresh() or refresh_ease() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
+-- privileges as a fresh install has them (sql/parts/privileges.sql revokes everything from PUBLIC)
+REVOKE ALL ON FUNCTION @extschema@._ease_lists(regclass, regclass, integer, double precision, integer) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.refresh_ease() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._ease_scaled_lists(regclass, regclass, integer, double precision, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.schedule_ease(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.unschedule_ease() FROM PUBLIC;
+
 -- ==== issue 13: evaluate() and tune() (sql/parts/evaluate.sql) ====
 ------------------------------------------------------------------------------
 -- Offline evaluation on the shop's own events (issue 13): evaluate() scores
@@ -4106,7 +4258,7 @@ BEGIN
         ELSIF m = 'ease' THEN
             INSERT INTO pg_temp.personalize_eval_neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT 'ease', l.product_id, l.neighbor_ids, l.scores, l.counts
-            FROM @extschema@._ease_lists('pg_temp.personalize_eval_item_counts', 'pg_temp.personalize_eval_pair_counts',
+            FROM @extschema@._ease_scaled_lists('pg_temp.personalize_eval_item_counts', 'pg_temp.personalize_eval_pair_counts',
                                          current_setting('personalize.ease_products')::integer,
                                          coalesce(ease_lambda, current_setting('personalize.ease_lambda')::double precision),
                                          current_setting('personalize.ease_k')::integer) l;

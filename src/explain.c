@@ -55,12 +55,17 @@ put_contributions(ReturnSetInfo *rsinfo, const RecommendState *rs, const ScorePa
 		Contribution *t = lfirst(lc);
 		char	   *detail;
 
-		if (t->content)
+		if (t->ease)
+			detail = psprintf("EASE list: weight %.6g (event weight %.6g x decay %.6g) x EASE weight %.6g (relative to the median best weight) = %.6g; x %.6g (scaled with the other contributions)",
+							  t->weight, t->event_weight, t->event_weight != 0.0 ? t->weight / t->event_weight : 0.0,
+							  t->sim, t->value, sp->cooc_factor);
+		else if (t->content)
 			detail = psprintf("content list: weight %.6g (event weight %.6g x decay %.6g) x content_weight %.6g x cosine %.6g = %.6g; x %.6g (scaled with the other contributions)",
 							  t->weight, t->event_weight, t->event_weight != 0.0 ? t->weight / t->event_weight : 0.0,
 							  rs->cfg.content_weight, t->sim, t->value, sp->cooc_factor);
 		else
-			detail = psprintf("co-occurrence list%s: weight %.6g (event weight %.6g x decay %.6g) x neighbour score %.6g / the list's best %.6g = %.6g; x %.6g (scaled with the other contributions)",
+			detail = psprintf("co-occurrence list%s%s: weight %.6g (event weight %.6g x decay %.6g) x neighbour score %.6g / the list's best %.6g = %.6g; x %.6g (scaled with the other contributions)",
+							  t->fallback ? " (llr, the product has no EASE list)" : "",
 							  t->live ? " (computed live)" : "",
 							  t->weight, t->event_weight, t->event_weight != 0.0 ? t->weight / t->event_weight : 0.0,
 							  t->sim, t->sim_best, t->value, sp->cooc_factor);

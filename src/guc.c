@@ -9,6 +9,7 @@
 #include "utils/json.h"
 #include "utils/varlena.h"
 
+#include "ease.h"
 #include "guc.h"
 
 int			personalize_neighbors_k = 50;
@@ -16,6 +17,11 @@ bool		personalize_allow_drop_with_data = false;
 int			personalize_neighbors_min_count = 2;
 char	   *personalize_as_of = NULL;
 int			personalize_model_lock_wait = 60000;
+
+/* the EASE model (ease.c, refresh_ease()) */
+int			personalize_ease_products = 10000;
+double		personalize_ease_lambda = 100.0;
+int			personalize_ease_k = 100;
 
 /* personalize.health thresholds (seconds, products) and the pg_cron jobs it expects */
 int			personalize_health_refresh_warn = 600;
@@ -313,7 +319,8 @@ define_openai_gucs(void)
 }
 
 /* The <what> of the pg_cron jobs schedule_*() create (personalize-<what>@<database>). */
-static const char *const known_jobs[] = {"refresh", "llm-refresh", "llm-batch-submit", "llm-batch-poll", "embed-products", "maintenance"};
+static const char *const known_jobs[] = {"refresh", "llm-refresh", "llm-batch-submit", "llm-batch-poll", "embed-products", "maintenance",
+"refresh-ease"};
 
 /* personalize.health_expected_jobs: a comma-separated list of known job names, or empty. */
 static bool
@@ -340,7 +347,7 @@ check_expected_jobs(char **newval, void **extra, GucSource source)
 			known |= strcmp(name, known_jobs[i]) == 0;
 		if (!known)
 		{
-			GUC_check_errdetail("\"%s\" is not a personalize job; known: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance.",
+			GUC_check_errdetail("\"%s\" is not a personalize job; known: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance, refresh-ease.",
 								strlen(name) > 64 ? "(a long name)" : name);
 			return false;
 		}
@@ -395,12 +402,39 @@ define_health_gucs(void)
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("personalize.health_expected_jobs",
-							   "The pg_cron jobs of this database that personalize.health expects (comma-separated: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance).",
+							   "The pg_cron jobs of this database that personalize.health expects (comma-separated: refresh, llm-refresh, llm-batch-submit, llm-batch-poll, embed-products, maintenance, refresh-ease).",
 							   "A missing or inactive expected job is critical; empty when another scheduler runs the jobs.",
 							   &personalize_health_expected_jobs,
 							   "refresh",
 							   PGC_USERSET, 0,
 							   check_expected_jobs, NULL, NULL);
+}
+
+/* The EASE model's settings (refresh_ease(), docs/reference.md "EASE"). */
+static void
+define_ease_gucs(void)
+{
+	DefineCustomIntVariable("personalize.ease_products",
+							"Products in the EASE model: the most frequent active ones (refresh_ease()).",
+							"Its matrix takes 8 n^2 bytes of memory while refresh_ease() runs (10000: 0.8 GB); the time grows as n^3.",
+							&personalize_ease_products,
+							10000, EASE_MIN_PRODUCTS, EASE_MAX_PRODUCTS,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("personalize.ease_lambda",
+							 "L2 regularisation of the EASE model (added to the Gram matrix's diagonal).",
+							 "Larger values shrink the weights of rarely bought products.",
+							 &personalize_ease_lambda,
+							 100.0, 1e-6, 1e12,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("personalize.ease_k",
+							"Neighbours kept per product in the EASE lists.",
+							"Takes effect at the next refresh_ease().",
+							&personalize_ease_k,
+							100, 1, EASE_MAX_K,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
 }
 
 /* Define every personalize.* GUC and reserve the prefix. */
@@ -449,6 +483,7 @@ personalize_define_gucs(void)
 
 	define_openai_gucs();
 	define_health_gucs();
+	define_ease_gucs();
 
 	MarkGUCPrefixReserved("personalize");
 	warn_unprotected_key();
@@ -470,7 +505,7 @@ PG_FUNCTION_INFO_V1(personalize_engine_settings);
 
 /*
  * personalize._engine_settings(): the settings the SQL side of the engine reads
- * (neighbors_k, neighbors_min_count, model_lock_wait, as_of), validated. Calling it loads this
+ * (neighbors_k, neighbors_min_count, model_lock_wait, ease_products, ease_lambda, ease_k, as_of), validated. Calling it loads this
  * library first: current_setting() in a session that has not loaded it returns
  * an unchecked placeholder (ALTER DATABASE ... SET personalize.neighbors_k = 0
  * once made a refresh delete every list).
@@ -481,8 +516,10 @@ personalize_engine_settings(PG_FUNCTION_ARGS)
 	StringInfoData s;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "{\"neighbors_k\": %d, \"neighbors_min_count\": %d, \"model_lock_wait\": %d, \"as_of\": ",
-					 personalize_neighbors_k, personalize_neighbors_min_count, personalize_model_lock_wait);
+	appendStringInfo(&s, "{\"neighbors_k\": %d, \"neighbors_min_count\": %d, \"model_lock_wait\": %d, "
+					 "\"ease_products\": %d, \"ease_lambda\": %.17g, \"ease_k\": %d, \"as_of\": ",
+					 personalize_neighbors_k, personalize_neighbors_min_count, personalize_model_lock_wait,
+					 personalize_ease_products, personalize_ease_lambda, personalize_ease_k);
 	if (personalize_as_of == NULL || personalize_as_of[0] == '\0')
 		appendStringInfoString(&s, "null}");
 	else

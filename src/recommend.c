@@ -11,7 +11,13 @@
  * recommendations, and from active campaigns.
  *
  * History. Each co-occurrence list (the variant's measure) is scaled by its
- * best score: contribution w_h * sim / sim_best. Content lists (measure
+ * best score: contribution w_h * sim / sim_best. EASE lists (measure 'ease',
+ * refresh_ease()) are not: their weights add up as the model says,
+ * contribution w_h * B_ij, with B stored divided by the median over products of
+ * their best weight; a history product without an EASE list (outside the
+ * model's products, or before the first refresh_ease()) takes its 'llr' list
+ * instead, scaled by its best score as above, so its best neighbour counts
+ * as much as a typical product's best EASE neighbour. Content lists (measure
  * 'content', cosine of product embeddings, written by content.c) count with
  * the variant's content_weight c and their raw cosine, w_h * c * cos, from:
  *   - the whole content list of a history product that has no co-occurrence
@@ -245,13 +251,15 @@ list_values(SPITupleTable *tt, uint64 row, int col, int *len)
 
 /* explain(): one contribution to the explained product, kept in rs->trace. */
 static void
-trace_contribution(RecommendState *rs, double contrib, const HistoryItem *h, bool content, bool live,
+trace_contribution(RecommendState *rs, double contrib, const HistoryItem *h, ListKind kind, bool live,
 				   double sim, double sim_best)
 {
 	Contribution *t = palloc(sizeof(Contribution));
 
 	t->from = h->product_id;
-	t->content = content;
+	t->content = kind == LIST_CONTENT;
+	t->ease = kind == LIST_PRIMARY && rs->cfg.measure == SIM_EASE;
+	t->fallback = kind == LIST_FALLBACK;
 	t->live = live;
 	t->weight = h->weight;
 	t->event_weight = h->event_weight;
@@ -266,13 +274,14 @@ trace_contribution(RecommendState *rs, double contrib, const HistoryItem *h, boo
  * remembering the largest for the reason.
  */
 static void
-contribute(RecommendState *rs, int64 product_id, double contrib, const HistoryItem *h, bool content, bool live,
+contribute(RecommendState *rs, int64 product_id, double contrib, const HistoryItem *h, ListKind kind, bool live,
 		   double sim, double sim_best)
 {
 	Candidate  *c = candidate(rs->cands, product_id);
+	bool		content = kind == LIST_CONTENT;
 
 	if (rs->explaining && product_id == rs->explain_id)
-		trace_contribution(rs, contrib, h, content, live, sim, sim_best);
+		trace_contribution(rs, contrib, h, kind, live, sim, sim_best);
 
 	c->cooc += contrib;
 	if (!c->has_best || contrib > c->best)
@@ -288,13 +297,14 @@ contribute(RecommendState *rs, int64 product_id, double contrib, const HistoryIt
 
 /*
  * Add one list row (row r of tt) of history product h: a co-occurrence list
- * scaled by its best score (live: computed just now, not stored), or a content
- * list as the header comment says.
+ * scaled by its best score (live: computed just now, not stored), an EASE
+ * list as it is, or a content list as the header comment says.
  */
 static void
-add_list(RecommendState *rs, SPITupleTable *tt, uint64 r, HistoryItem *h, bool content, bool live)
+add_list(RecommendState *rs, SPITupleTable *tt, uint64 r, HistoryItem *h, ListKind kind, bool live)
 {
 	const VariantConfig *cfg = &rs->cfg;
+	bool		content = kind == LIST_CONTENT;
 	int			nlen = 0,
 				slen = 0,
 				clen = 0;
@@ -305,12 +315,19 @@ add_list(RecommendState *rs, SPITupleTable *tt, uint64 r, HistoryItem *h, bool c
 
 	if (nid == NULL || nsc == NULL || slen < len || (content && (ncnt == NULL || clen < len)))
 		return;
+	if (kind == LIST_PRIMARY && cfg->measure == SIM_EASE)
+	{
+		h->has_list = true;
+		for (int j = 0; j < len; j++)
+			contribute(rs, nid[j], h->weight * nsc[j], h, kind, live, nsc[j], 1.0);
+		return;
+	}
 	if (!content)
 	{
 		h->has_list = true;
 		for (int j = 0; j < len; j++)
 			/* each list scaled by its best score, so that measures with large raw values (LLR) do not let one list drown the others */
-			contribute(rs, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, false, live,
+			contribute(rs, nid[j], h->weight * (nsc[0] > 0.0 ? nsc[j] / nsc[0] : 0.0), h, kind, live,
 					   nsc[j], nsc[0]);
 		return;
 	}
@@ -324,17 +341,19 @@ add_list(RecommendState *rs, SPITupleTable *tt, uint64 r, HistoryItem *h, bool c
 		if (h->has_list && ncnt[j] >= personalize_neighbors_min_count)
 			continue;
 		if (nsc[j] > 0.0)
-			contribute(rs, nid[j], h->weight * cfg->content_weight * nsc[j], h, true, false, nsc[j], 0.0);
+			contribute(rs, nid[j], h->weight * cfg->content_weight * nsc[j], h, kind, false, nsc[j], 0.0);
 	}
 }
 
 /*
- * Add the list rows of tt to the history products they belong to: the
- * co-occurrence lists (content false) or the content lists (content true).
- * Rows whose fifth column is null mark dirty products (see read_lists).
+ * Add the list rows of tt of one kind to the history products they belong to:
+ * the variant's measure (fifth column false, sixth true), the fallback lists
+ * of products that have none of those (sixth false), or the content lists
+ * (fifth true). Rows whose fifth column is null mark dirty products (see
+ * read_lists).
  */
 static void
-add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, bool content, bool live)
+add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, ListKind kind, bool live)
 {
 	HistoryItem *hist = rs->hist;
 
@@ -348,10 +367,15 @@ add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, bool content
 		for (int i = 0; i < use; i++)
 			if (hist[i].product_id == from)
 			{
+				/* live lists are all of the kind asked for */
+				bool		primary = live ? kind == LIST_PRIMARY
+					: DatumGetBool(SPI_getbinval(tt->vals[r], tt->tupdesc, 6, &isnull));
+
 				if (marker)
 					hist[i].dirty = true;
-				else if (DatumGetBool(d) == content)
-					add_list(rs, tt, r, &hist[i], content, live);
+				else if (DatumGetBool(d) ? kind == LIST_CONTENT
+						 : (kind == LIST_PRIMARY ? primary : kind == LIST_FALLBACK && !primary && !hist[i].has_list))
+					add_list(rs, tt, r, &hist[i], kind, live);
 				break;
 			}
 	}
@@ -359,29 +383,33 @@ add_lists(RecommendState *rs, SPITupleTable *tt, uint64 n, int use, bool content
 
 /*
  * The stored lists of the history products under the measure (and 'content'
- * with with_content), and one row with a null fifth column for each of them
- * that is dirty. Two text parameters, not a text[]: a generic plan built on an
- * empty table then still looks both columns up in the primary key (with an
- * array it scanned every list of the measure). Without content the measure is
- * passed twice. Ordered by product: a candidate's contributions are then
- * added up in the same order whatever plan reads the lists, so its score is
- * the same to the last bit in every session (batch rows equal recommend()).
+ * with with_content, and 'llr' for the measure ease: the fallback), and one
+ * row with a null fifth column for each of them that is dirty; the sixth
+ * column says which rows are of the variant's measure. Three text
+ * parameters, not a text[]: a generic plan built on an empty table then still
+ * looks both columns up in the primary key (with an array it scanned every
+ * list of the measure). A list not needed is passed as the measure again.
+ * Ordered by product: a candidate's contributions are then added up in the
+ * same order whatever plan reads the lists, so its score is the same to the
+ * last bit in every session (batch rows equal recommend()).
  */
 static SPITupleTable *
 read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_content, uint64 *n)
 {
-	Oid			t[3] = {TEXTOID, TEXTOID, INT8ARRAYOID};
-	Datum		v[3];
+	Oid			t[4] = {TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID};
+	Datum		v[4];
 
 	spi_prepare_kept(&plan_neighbors,
-					 "SELECT product_id, neighbor_ids, scores, counts, measure = 'content' FROM personalize.neighbors "
-					 "WHERE measure IN ($1, $2) AND product_id = ANY($3) "
-					 "UNION ALL SELECT product_id, NULL, NULL, NULL, NULL FROM personalize.dirty_products "
-					 "WHERE product_id = ANY($3) ORDER BY 1, 5",
-					 3, t);
+					 "SELECT product_id, neighbor_ids, scores, counts, measure = 'content', measure = $1 "
+					 "FROM personalize.neighbors "
+					 "WHERE measure IN ($1, $2, $3) AND product_id = ANY($4) "
+					 "UNION ALL SELECT product_id, NULL, NULL, NULL, NULL, NULL FROM personalize.dirty_products "
+					 "WHERE product_id = ANY($4) ORDER BY 1, 5, 6",
+					 4, t);
 	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
 	v[1] = with_content ? CStringGetTextDatum("content") : v[0];
-	v[2] = int8_array_datum(ids, use);
+	v[2] = cfg->measure == SIM_EASE ? CStringGetTextDatum(similarity_measure_name(EASE_FALLBACK_MEASURE)) : v[0];
+	v[3] = int8_array_datum(ids, use);
 	if (SPI_execute_plan(spi_kept(&plan_neighbors), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not read neighbour lists");
 	*n = SPI_processed;
@@ -412,7 +440,8 @@ read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint
 					 "SELECT product_id, neighbor_ids, scores, counts, false "
 					 "FROM personalize._compute_neighbors(ARRAY[$1], $2) ORDER BY 1",
 					 2, t);
-	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure));
+	/* EASE is no pair formula: its fallback is what is computed live */
+	v[0] = CStringGetTextDatum(similarity_measure_name(cfg->measure == SIM_EASE ? EASE_FALLBACK_MEASURE : cfg->measure));
 	v[1] = int8_array_datum(ids, nids);
 	if (SPI_execute_plan(spi_kept(&plan_live_neighbors), v, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not compute neighbour lists");
@@ -444,12 +473,14 @@ score_cooccurrence(RecommendState *rs)
 	for (int i = 0; i < use; i++)
 		ids[i] = hist[i].product_id;
 	stored = read_lists(ids, use, cfg, with_content, &nstored);
-	add_lists(rs, stored, nstored, use, false, false);
+	add_lists(rs, stored, nstored, use, LIST_PRIMARY, false);
+	if (cfg->measure == SIM_EASE)
+		add_lists(rs, stored, nstored, use, LIST_FALLBACK, false);
 	live = read_live_lists(hist, use, cfg, &nlive);
 	if (live != NULL)
-		add_lists(rs, live, nlive, use, false, true);
+		add_lists(rs, live, nlive, use, cfg->measure == SIM_EASE ? LIST_FALLBACK : LIST_PRIMARY, true);
 	if (with_content)
-		add_lists(rs, stored, nstored, use, true, false);
+		add_lists(rs, stored, nstored, use, LIST_CONTENT, false);
 }
 
 /*

@@ -47,11 +47,25 @@ typedef struct HistoryItem
 	bool		dirty;			/* its counts changed since its lists were refreshed */
 } HistoryItem;
 
+/*
+ * Which neighbour lists a pass over the rows of read_lists() takes: the
+ * variant's measure, the 'llr' lists of history products without an 'ease'
+ * list (variants of measure ease), or the content lists.
+ */
+typedef enum ListKind
+{
+	LIST_PRIMARY,
+	LIST_FALLBACK,
+	LIST_CONTENT
+} ListKind;
+
 /* One contribution of a history product to the explained product (explain()). */
 typedef struct Contribution
 {
 	int64		from;			/* the history product */
 	bool		content;		/* from its content list (else co-occurrence) */
+	bool		ease;			/* from its EASE list: the weight itself, not scaled by the list's best */
+	bool		fallback;		/* from its 'llr' list, for want of an EASE list */
 	bool		live;			/* from a list computed live */
 	double		weight;			/* the history product's decayed weight */
 	double		event_weight;	/* its weight before the decay */

@@ -10,7 +10,7 @@
 #include "echo.h"
 #include "similarity.h"
 
-static const char *const measure_names[] = {"count", "jaccard", "cosine", "lift", "llr"};
+static const char *const measure_names[] = {"count", "jaccard", "cosine", "lift", "llr", "ease"};
 
 /* Look a measure up by name; false if there is none. */
 bool
@@ -34,11 +34,18 @@ similarity_measure_name(SimilarityMeasure measure)
 	return measure_names[measure];
 }
 
-/* "count, jaccard, ..." for error hints */
+/* "count, jaccard, ..." for error hints: the pair formulas */
 const char *
 similarity_measure_names(void)
 {
 	return "count, jaccard, cosine, lift, llr";
+}
+
+/* ... and what a variant may name, EASE too */
+const char *
+variant_measure_names(void)
+{
+	return "count, jaccard, cosine, lift, llr, ease";
 }
 
 static double
@@ -93,6 +100,8 @@ similarity_score(SimilarityMeasure measure, int64 ab, int64 a, int64 b, int64 n)
 			return n <= 0 ? 0.0 : dab * dn / (da * db);
 		case SIM_LLR:
 			return llr(dab, Max(da - dab, 0.0), Max(db - dab, 0.0), Max(dn - da - db + dab, 0.0));
+		case SIM_EASE:
+			return 0.0;			/* not a pair formula (refused by similarity()) */
 	}
 	return 0.0;
 }
@@ -115,6 +124,12 @@ personalize_similarity(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown similarity measure \"%s\"", echo_name(name)),
 				 errhint("Known measures: %s.", similarity_measure_names())));
+	if (m == SIM_EASE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"ease\" is not a similarity of a product pair"),
+				 errdetail("EASE weights come from the whole co-occurrence matrix at once: personalize.refresh_ease() stores them as the \"ease\" neighbour lists."),
+				 errhint("Known pair measures: %s.", similarity_measure_names())));
 	if (ab < 0 || a < 0 || b < 0 || n < 0 || ab > a || ab > b || a > n || b > n)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

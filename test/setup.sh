@@ -7,7 +7,7 @@ SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
           postgresql-contrib gnuplot-nox python3 python3-yaml curl nodejs
-          prometheus-postgres-exporter)
+          prometheus-postgres-exporter libopenblas0-serial libopenblas-serial-dev python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -66,10 +66,10 @@ COMMENT ON COLUMN @extschema@.pair_counts.product_b IS 'The larger product id of
 COMMENT ON COLUMN @extschema@.pair_counts.customers IS 'Co-occurrence count: customers whose in-model history holds both.';
 COMMENT ON COLUMN @extschema@.dirty_products.product_id IS 'A product whose neighbour lists wait for the refresh.';
 COMMENT ON COLUMN @extschema@.dirty_products.since IS 'When it was first marked; now() - min(since) is the age of the backlog.';
-COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr or content.';
+COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr, ease (refresh_ease()) or content.';
 COMMENT ON COLUMN @extschema@.neighbors.product_id IS 'The product the list is for.';
 COMMENT ON COLUMN @extschema@.neighbors.neighbor_ids IS 'Up to personalize.neighbors_k neighbours, best first.';
-COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores.';
+COMMENT ON COLUMN @extschema@.neighbors.scores IS 'Their similarity scores (ease: the EASE weights divided by the median best weight, details.scale of the refresh_ease run).';
 COMMENT ON COLUMN @extschema@.neighbors.counts IS 'Their co-occurrence counts with the product.';
 COMMENT ON COLUMN @extschema@.neighbors.refreshed_at IS 'When the list was computed.';
 COMMENT ON COLUMN @extschema@.popular.rank IS 'Rank, 1 = most popular.';
@@ -93,10 +93,10 @@ COMMENT ON COLUMN @extschema@.variants.params IS 'Parameters (a JSON object), va
 COMMENT ON COLUMN @extschema@.variants.builtin IS 'True for the shipped variants, which cannot be dropped.';
 COMMENT ON COLUMN @extschema@.variants.created_at IS 'When it was created.';
 COMMENT ON COLUMN @extschema@.maintenance_runs.run_id IS 'Run id.';
-COMMENT ON COLUMN @extschema@.maintenance_runs.job IS 'rebuild, refresh, refresh_neighbors or refresh_popular.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.job IS 'rebuild, refresh, refresh_neighbors, refresh_popular or refresh_ease.';
 COMMENT ON COLUMN @extschema@.maintenance_runs.started_at IS 'When the run started (clock time).';
 COMMENT ON COLUMN @extschema@.maintenance_runs.finished_at IS 'When it finished.';
-COMMENT ON COLUMN @extschema@.maintenance_runs.items IS 'rebuild: pairs; refresh and refresh_neighbors: products refreshed; refresh_popular: rows in the list.';
+COMMENT ON COLUMN @extschema@.maintenance_runs.items IS 'rebuild: pairs; refresh and refresh_neighbors: products refreshed; refresh_popular: rows in the list; refresh_ease: products with an ''ease'' list.';
 COMMENT ON COLUMN @extschema@.maintenance_runs.details IS 'What the run did, by job (JSON); skipped_variants for invalid variants.';
 COMMENT ON COLUMN @extschema@.maintenance_runs.status IS 'succeeded or failed.';
 COMMENT ON COLUMN @extschema@.maintenance_runs.error IS 'For a failed run, SQLSTATE: message; NULL otherwise.';

@@ -68,7 +68,7 @@ BEGIN
         ELSIF m = 'ease' THEN
             INSERT INTO pg_temp.personalize_eval_neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT 'ease', l.product_id, l.neighbor_ids, l.scores, l.counts
-            FROM @extschema@._ease_lists('pg_temp.personalize_eval_item_counts', 'pg_temp.personalize_eval_pair_counts',
+            FROM @extschema@._ease_scaled_lists('pg_temp.personalize_eval_item_counts', 'pg_temp.personalize_eval_pair_counts',
                                          current_setting('personalize.ease_products')::integer,
                                          coalesce(ease_lambda, current_setting('personalize.ease_lambda')::double precision),
                                          current_setting('personalize.ease_k')::integer) l;

@@ -315,8 +315,9 @@ BEGIN
     phase_at := clock_timestamp();
     TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
              @extschema@.pair_counts, @extschema@.dirty_products;
-    -- the 'content' lists come from embeddings (embed_products), not from the events
-    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) 'content';
+    -- the 'content' lists come from embeddings (embed_products), not from the events, and the
+    -- 'ease' lists are replaced only by refresh_ease() (served until then)
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);

@@ -14,7 +14,7 @@ CREATE TABLE @extschema@.maintenance_runs (
     error       text,
     CONSTRAINT maintenance_runs_status_check CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'failed']))
 );
-COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular() and refresh() run; a refresh() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
+COMMENT ON TABLE @extschema@.maintenance_runs IS 'One row per finished rebuild(), refresh_neighbors(), refresh_popular(), refresh(), refresh_ease(), evaluate() and tune() run; a refresh() or refresh_ease() that failed has status failed and its error (SQLSTATE: message); invalid variants a run skipped are in details.skipped_variants.';
 
 -- The engine's settings as the library validated them (src/guc.c); calling it loads the
 -- library, so a placeholder stored before it was loaded is never read unchecked.
@@ -149,16 +149,19 @@ BEGIN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
         ON CONFLICT (product_id) DO NOTHING;
-        -- the 'content' lists (embed_products) do not depend on co-occurrence: kept
+        -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
+        -- lists are replaced only by refresh_ease(): kept
         DELETE FROM @extschema@.neighbors n
-        WHERE n.measure OPERATOR(pg_catalog.<>) 'content'
+        WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
           AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
     END IF;
     -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
     IF log_run THEN
         skipped := @extschema@._variant_problems(true);
     END IF;
-    SELECT array_agg(DISTINCT m ORDER BY m) INTO measures
+    -- a variant of measure ease needs the 'llr' lists (its fallback); refresh_ease() builds its own
+    SELECT array_agg(DISTINCT CASE WHEN m = 'ease' THEN 'llr' ELSE m END ORDER BY CASE WHEN m = 'ease' THEN 'llr' ELSE m END)
+      INTO measures
     FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
                       THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
           FROM @extschema@.variants v) s
@@ -175,7 +178,7 @@ BEGIN
         EXIT WHEN batch IS NULL;
 
         DELETE FROM @extschema@.neighbors n
-        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) 'content';
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts

@@ -15,7 +15,8 @@ COMMENT ON TABLE @extschema@.variants IS 'Named algorithm configurations recomme
 INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
     ('popular', 'popular', '{}', true),
     ('cooccurrence', 'cooccurrence', '{"measure": "llr"}', true),
-    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true);
+    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true),
+    ('ease', 'cooccurrence', '{"measure": "ease"}', true);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
 
 -- What an error message repeats of a caller's name: at most 64 characters (a longer one is
@@ -102,6 +103,14 @@ BEGIN
         RAISE EXCEPTION 'variant "%" already exists', name
             USING ERRCODE = 'duplicate_object', HINT = 'Drop it first with personalize.drop_variant(), or pick another name.';
     END IF;
+    IF needs_measure = 'ease' THEN
+        IF NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = 'ease' LIMIT 1) THEN
+            RAISE NOTICE 'variant "%" is served from the "llr" lists until personalize.refresh_ease() stores the "ease" lists', name
+                USING DETAIL = 'A history product without an "ease" list (none yet, or not among personalize.ease_products) takes its "llr" list.',
+                      HINT = 'Run CALL personalize.refresh_ease(), or schedule it with personalize.schedule_ease().';
+        END IF;
+        needs_measure := 'llr';  -- the fallback lists, which the refresh stores
+    END IF;
     IF needs_measure IS NOT NULL AND NOT EXISTS (SELECT FROM @extschema@.neighbors n WHERE n.measure = needs_measure LIMIT 1)
        AND EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) THEN
         INSERT INTO @extschema@.dirty_products (product_id)
@@ -121,7 +130,7 @@ CREATE FUNCTION @extschema@.drop_variant(name text) RETURNS void
 BEGIN
     IF EXISTS (SELECT FROM @extschema@.variants v WHERE v.name = drop_variant.name AND v.builtin) THEN
         RAISE EXCEPTION 'variant "%" is built in and cannot be dropped', name
-            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid and llm.';
+            USING ERRCODE = 'object_in_use', HINT = 'Built-in variants are popular, cooccurrence, hybrid, ease and llm.';
     END IF;
     IF EXISTS (SELECT FROM @extschema@.serving_settings s WHERE s.default_variant = drop_variant.name) THEN
         RAISE EXCEPTION 'variant "%" is the default variant and cannot be dropped', @extschema@._echo(name)

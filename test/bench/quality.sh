@@ -467,7 +467,7 @@ SQL
 # The live model holds every event (rebuilt with the same cap as eval.setup); evaluate()
 # builds the model as of the cut in temporary tables and scores the same variants. Its
 # figures must equal this script's main table (checked after it).
-main_variants="popular cooccurrence cooc_count cooc_jaccard cooc_cosine cooc_lift hybrid"
+main_variants="popular cooccurrence cooc_count cooc_jaccard cooc_cosine cooc_lift hybrid ease"
 t0=$(date +%s)
 psql_q -c 'ALTER TABLE personalize.interactions ENABLE TRIGGER USER' \
        -c 'SELECT personalize.rebuild(max_items_per_customer => 100)' \
@@ -489,6 +489,8 @@ echo "(set-up: training load, rebuild() and neighbour lists for 5 measures: $(( 
 echo
 md -c "SELECT 'Neighbour lists: ' || string_agg(format('%s %s lists (%s neighbours on average)', measure, count, round(avg, 1)), ', ' ORDER BY measure) || '.'
        FROM (SELECT measure, count(*), avg(cardinality(neighbor_ids)) FROM personalize.neighbors GROUP BY 1) s"
+# the EASE lists of the training model (rebuild() keeps the 'ease' lists; none exist yet)
+psql_q -c 'CALL personalize.refresh_ease()'
 say "set up cut $cut"
 
 # ---- main table -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Serving latency (issue 12): recommend() without and with typical request-time filters,
 # the same filters done the 0.1.0 way (over-fetch k = 1000 and filter in SQL),
-# similar_items() and recommend_for_items(), side by side in one run on Online Retail.
+# similar_items() and recommend_for_items(), and the variants cooccurrence and ease (issue 13),
+# side by side in one run on Online Retail.
 #   test/bench/serving.sh [seconds per pgbench run, default 15]
 # Online Retail has no categories nor stock flags: every product gets one of 20 categories
 # (cat00..cat19, by product id) and attributes.in_stock (false for every 7th product). The
@@ -23,6 +24,7 @@ PGDATABASE=$db bash test/load_online_retail.sh >/dev/null
 q <<'SQL' >/dev/null
 SELECT personalize.refresh_neighbors(all_products => true);
 SELECT personalize.refresh_popular();
+CALL personalize.refresh_ease();
 UPDATE personalize.products SET category = 'cat' || lpad((product_id % 20)::text, 2, '0'),
     attributes = coalesce(attributes, '{}') || jsonb_build_object('in_stock', product_id % 7 <> 0);
 CREATE SCHEMA bench;
@@ -46,6 +48,18 @@ filters="exclude_products => s.shown, exclude_categories => '{cat03}', max_price
 cat > "$work/recommend" <<SQL
 \set i random(1, $nc)
 SELECT r.* FROM bench.customers s, personalize.recommend(s.customer_id) r WHERE s.i = :i;
+SQL
+cat > "$work/recommend_cooccurrence" <<SQL
+\set i random(1, $nc)
+SELECT r.* FROM bench.customers s, personalize.recommend(s.customer_id, 'cooccurrence') r WHERE s.i = :i;
+SQL
+cat > "$work/recommend_ease" <<SQL
+\set i random(1, $nc)
+SELECT r.* FROM bench.customers s, personalize.recommend(s.customer_id, 'ease') r WHERE s.i = :i;
+SQL
+cat > "$work/similar_items_ease" <<SQL
+\set i random(1, $np)
+SELECT r.* FROM bench.products s, personalize.similar_items(s.product_id, variant => 'ease') r WHERE s.i = :i;
 SQL
 cat > "$work/recommend_filtered" <<SQL
 \set i random(1, $nc)
@@ -83,7 +97,7 @@ echo
 echo "| call | p50 ms | p99 ms | calls | p50 / recommend() p50 | p99 / recommend() p99 |"
 echo "|---|---:|---:|---:|---:|---:|"
 base50='' base99=''
-for t in recommend recommend_filtered overfetch similar_items similar_items_filtered recommend_for_items; do
+for t in recommend recommend_cooccurrence recommend_ease recommend_filtered overfetch similar_items similar_items_ease similar_items_filtered recommend_for_items; do
   pgbench -n -M prepared -f "$work/$t" -c 1 -T 2 "$db" > /dev/null 2>&1        # warm up
   (cd "$work" && pgbench -n -M prepared -f "$work/$t" -c 1 -T "$duration" -l --log-prefix="lat_$t" "$db" > "pgbench_$t.txt" 2>&1)
   read -r p50 p99 n <<< "$(pct "$work"/lat_"$t".*)"
