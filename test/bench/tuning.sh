@@ -74,7 +74,7 @@ done
 
 # ---- EASE: list length K (and the whole row: dense), lambda, N ------------------------
 for c in $cuts; do
-  for k in 20 50 100 200 1000; do
+  for k in 20 50 100 200 1000 5000; do
     q -c "SET personalize.ease_k = $k" -c "SELECT tuning.eval('Online Retail', '$c', 'ease_k $k', ARRAY['ease'])"
   done
   say "EASE K at $c"
@@ -95,7 +95,7 @@ tune() {  # tune DATA CUT VARIANT [DB]
 }
 if [ "$quick" != 1 ]; then
   for c in $cuts; do
-    for v in hybrid cooccurrence ease_hybrid; do tune 'Online Retail' "$c" "$v"; done
+    for v in hybrid ease_hybrid; do tune 'Online Retail' "$c" "$v"; done
     say "tune() at $c"
   done
 fi
@@ -108,7 +108,7 @@ if [ "${SYNTHETIC:-1}" = 1 ] && [ "$quick" != 1 ]; then
   q -d synthetic -c "SELECT personalize.create_variant('ease_hybrid', 'hybrid', '{\"measure\": \"ease\"}')" \
     -c "CREATE TABLE tuning.tuned (data text, cut date, variant text, rank int, changed text, params jsonb,
                                    hit_rate float8, ndcg float8, vs_current float8)"
-  for v in hybrid cooccurrence ease_hybrid; do
+  for v in hybrid ease_hybrid; do
     q -d synthetic -c "INSERT INTO tuning.tuned SELECT 'synthetic S', '2024-04-01', '$v', t.rank, t.changed, t.params, t.hit_rate, t.ndcg, t.vs_current
                        FROM personalize.tune('$v', '2024-04-01 00:00+00') t"
   done
