@@ -15,7 +15,7 @@ COMMENT ON TABLE @extschema@.variants IS 'Named algorithm configurations recomme
 INSERT INTO @extschema@.variants (name, algorithm, params, builtin) VALUES
     ('popular', 'popular', '{}', true),
     ('cooccurrence', 'cooccurrence', '{"measure": "llr"}', true),
-    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}', true),
+    ('hybrid', 'hybrid', '{"measure": "llr", "popularity_weight": 0.4}', true),
     ('ease', 'cooccurrence', '{"measure": "ease"}', true);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.variants', 'WHERE NOT builtin');
 

@@ -48,7 +48,7 @@ row() { q -F ' ' -c "SELECT $2 FROM personalize.experiment_results WHERE experim
 
 q <<'SQL' >/dev/null
 INSERT INTO personalize.products (product_id, name, price) SELECT g, 'product ' || g, 10 FROM generate_series(1, 20) g;
-SELECT personalize.create_variant('hybrid_copy', 'hybrid', '{"measure": "llr", "popularity_weight": 0.2}');
+SELECT personalize.create_variant('hybrid_copy', 'hybrid', '{"measure": "llr", "popularity_weight": 0.4}');
 SELECT personalize.create_experiment('ab_sim', ARRAY['hybrid', 'popular']);
 SELECT personalize.create_experiment('aa_sim', ARRAY['hybrid', 'hybrid_copy']);
 SELECT personalize.create_experiment('srm_sim', ARRAY['hybrid', 'popular']);
