@@ -41,7 +41,7 @@ ts() { echo "$1 00:00 Europe/London"; }
 echo "Engine: personalize $TUNING_ENGINE; PostgreSQL $(q -c 'SHOW server_version'); $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB RAM; $(date -u +%Y-%m-%d)."
 q -c 'CREATE EXTENSION personalize' -c 'CREATE SCHEMA tuning'
 bash "$root/test/load_online_retail.sh" "$file" > /dev/null
-q <<'SQL'
+q > /dev/null <<'SQL'
 SELECT personalize.create_variant('cooc_cosine', 'cooccurrence', '{"measure": "cosine"}');
 SELECT personalize.create_variant('cooc_jaccard', 'cooccurrence', '{"measure": "jaccard"}');
 -- every evaluate() row of this run, with what was set
@@ -64,7 +64,7 @@ CREATE TABLE tuning.tuned (data text, cut date, variant text, rank int, changed 
 SQL
 say "loaded Online Retail"
 variants="ARRAY['popular', 'cooccurrence', 'cooc_cosine', 'cooc_jaccard', 'hybrid', 'ease', 'ease_hybrid']"
-q -c "SELECT personalize.create_variant('ease_hybrid', 'hybrid', '{\"measure\": \"ease\"}')"
+q -c "SELECT personalize.create_variant('ease_hybrid', 'hybrid', '{\"measure\": \"ease\"}')" > /dev/null
 
 # ---- every variant at every cut, the default settings --------------------------------
 for c in $cuts; do
@@ -107,7 +107,7 @@ if [ "${SYNTHETIC:-1}" = 1 ] && [ "$quick" != 1 ]; then
   psql -X -q -d synthetic -v size=S -f "$root/test/bench/generate.sql" > /dev/null
   q -d synthetic -c "SELECT personalize.create_variant('ease_hybrid', 'hybrid', '{\"measure\": \"ease\"}')" \
     -c "CREATE TABLE tuning.tuned (data text, cut date, variant text, rank int, changed text, params jsonb,
-                                   hit_rate float8, ndcg float8, vs_current float8)"
+                                   hit_rate float8, ndcg float8, vs_current float8)" > /dev/null
   for v in hybrid ease_hybrid; do
     q -d synthetic -c "INSERT INTO tuning.tuned SELECT 'synthetic S', '2024-04-01', '$v', t.rank, t.changed, t.params, t.hit_rate, t.ndcg, t.vs_current
                        FROM personalize.tune('$v', '2024-04-01 00:00+00') t"
