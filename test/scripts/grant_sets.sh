@@ -196,7 +196,7 @@ SELECT count(*) FROM personalize.event_types;
 SELECT count(*) FROM personalize.marketing_campaigns;
 SQL
 )
-is "$(echo $out)" "20 4 t t t t 2 4 0" "the BI role reads the catalog, popularity, neighbour lists, co-occurrence, model_stats and experiment_results over TCP"
+is "$(echo $out)" "20 5 t t t t 2 4 0" "the BI role reads the catalog, popularity, neighbour lists, co-occurrence, model_stats and experiment_results over TCP"
 is "$(tcp "$bi" -c "SELECT count(*) FROM personalize.batch_recommendations_named" -c "SELECT count(*) FROM personalize.impression_ctr" | paste -sd' ')" "0 0" \
    "the BI role reads the batch recommendations with product names and the click-through view (issue 12)"
 for stmt in "UPDATE personalize.products SET name = 'x'" "INSERT INTO personalize.variants (name, algorithm) VALUES ('mine', 'popular')" \

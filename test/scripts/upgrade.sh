@@ -160,14 +160,21 @@ is "$(q "$a" -c "SELECT extversion FROM pg_extension WHERE extname = 'personaliz
 fingerprint "$a" > "$work/a_after"
 # the tables of the older version keep every row; the tables the update adds are empty
 awk 'NR == FNR { old[$1] = 1; next } ($1 in old)' "$work/a_before" "$work/a_after" > "$work/a_after_old"
-# ... but for the built-in variant ease the update adds (issue 13): the other rows of variants are compared
+# ... but for the built-in variant ease the update adds and the built-in hybrid's popularity weight
+# it raises from 0.2 to 0.4 (issue 13): the other rows of variants, and hybrid's with 0.1.0's
+# parameters put back, are compared
 kept=$(q "$a" -c "SELECT 'variants ' || count(*) || ' ' || coalesce(md5(string_agg(j, ',' ORDER BY j COLLATE \"C\")), '-')
-                  FROM (SELECT (jsonb_strip_nulls(to_jsonb(t)) - ARRAY['created_at', 'updated_at', 'refreshed_at', 'rebuilt_at', 'since',
-                                                   'shown_at', 'started_at'])::text AS j
+                  FROM (SELECT (jsonb_strip_nulls(CASE WHEN t.builtin AND t.name = 'hybrid'
+                                                       THEN jsonb_set(to_jsonb(t), '{params,popularity_weight}', '0.2')
+                                                       ELSE to_jsonb(t) END)
+                                - ARRAY['created_at', 'updated_at', 'refreshed_at', 'rebuilt_at', 'since',
+                                        'shown_at', 'started_at'])::text AS j
                         FROM personalize.variants t WHERE NOT (t.builtin AND t.name = 'ease')) s")
 sed -i "s/^variants .*/$kept/" "$work/a_after_old"
 is "$(q "$a" -c "SELECT algorithm || ' ' || params::text || ' ' || builtin FROM personalize.variants WHERE name = 'ease'")" \
    'cooccurrence {"measure": "ease"} true' "the update adds the built-in variant ease"
+is "$(q "$a" -c "SELECT params::text FROM personalize.variants WHERE name = 'hybrid' AND builtin")" \
+   '{"measure": "llr", "popularity_weight": 0.4}' "the update raises the built-in hybrid's popularity weight to 0.4"
 diff "$work/a_before" "$work/a_after_old" > "$work/diff_a"
 ok $? "the update keeps every row and every count of every table ($(wc -l < "$work/a_before") tables)"
 awk 'NR == FNR { old[$1] = 1; next } !($1 in old) && $2 != 0' "$work/a_before" "$work/a_after" > "$work/a_new_rows"
