@@ -68,7 +68,9 @@ JOIN personalize.products p USING (product_id) ORDER BY r.ord;
 -- with popularity: 1 + 0.8 * llm + 0.2 * pop
 SELECT product_id, round(score::numeric, 4) AS score, reason FROM personalize.recommend(7, 'hybrid', 5);
 -- customer 8 (one history product: trust 1/3) blends co-occurrence of the hottie with the
--- answers: the bottle (5) is both, the lantern (1) only the LLM's
+-- answers: the bottle (5) is both, the lantern (1) only the LLM's; a reason names the larger
+-- part of the score, and for the lantern hybrid's popularity part (weight 0.4) outweighs the
+-- two thirds of the LLM's answer, so it reads bestseller
 SELECT product_id, round(score::numeric, 4) AS score, reason FROM personalize.recommend(8, 'hybrid', 4);
 -- customer 9 has three history products: the default hybrid does not read the answers ...
 SELECT product_id, reason FROM personalize.recommend(9, 'hybrid', 4);

@@ -4280,7 +4280,8 @@ END $$;
 -- the neighbour lists of the measures, the popularity list with the window of the live
 -- one ending at the cut, no dirty products, no LLM answers; the variants copied. And the
 -- test set: each customer with history before the cut and the products they first
--- bought at or after it (bought before: not scored, recommend() excludes them).
+-- bought at or after it (bought before: not scored, recommend() excludes them); 22023 when
+-- it is empty.
 CREATE FUNCTION @extschema@._evaluation_model(cut timestamptz, measures text[]) RETURNS void
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -4343,6 +4344,13 @@ BEGIN
     CREATE TEMP TABLE personalize_eval_recs (customer_id bigint, rank bigint, product_id bigint);
     ANALYZE pg_temp.personalize_eval_heldout;
     ANALYZE pg_temp.personalize_eval_test;
+    IF NOT EXISTS (SELECT FROM pg_temp.personalize_eval_test) THEN
+        -- the error rolls the temporary tables back with the (sub)transaction
+        RAISE EXCEPTION 'no customer to score at cut %', cut
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'No customer has events before the cut and a purchase of a new product at or after it.',
+                  HINT = 'Choose a cut with purchases on both sides, for example 30 days before the last one.';
+    END IF;
     RAISE NOTICE 'evaluate: % test customers, % held-out purchases',
         (SELECT count(*) FROM pg_temp.personalize_eval_test), (SELECT count(*) FROM pg_temp.personalize_eval_heldout);
 END $$;
@@ -4452,13 +4460,6 @@ BEGIN
     PERFORM @extschema@._evaluation_check(cut, k);
     names := @extschema@._evaluation_variants(variants);
     PERFORM @extschema@._evaluation_model(cut, @extschema@._evaluation_measures(names));
-    IF NOT EXISTS (SELECT FROM pg_temp.personalize_eval_test) THEN
-        PERFORM @extschema@._evaluation_drop();
-        RAISE EXCEPTION 'no customer to score at cut %', cut
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'No customer has events before the cut and a purchase of a new product at or after it.',
-                  HINT = 'Choose a cut with purchases on both sides, for example 30 days before the last one.';
-    END IF;
     PERFORM set_config('personalize.as_of', cut::text, true);
     FOREACH v IN ARRAY names LOOP
         SELECT v, s.* INTO variant, customers, hit_rate, "precision", recall, ndcg, coverage
@@ -4582,13 +4583,6 @@ BEGIN
         ARRAY(SELECT DISTINCT m FROM (SELECT g.value ->> 0 FROM @extschema@._tune_grid(alg, ease) g WHERE g.key = 'measure'
                                       UNION ALL SELECT x FROM unnest(@extschema@._evaluation_measures(ARRAY[variant])) x) s(m)));
     PERFORM set_config('personalize_eval.ease_lambda', current_setting('personalize.ease_lambda'), true);
-    IF NOT EXISTS (SELECT FROM pg_temp.personalize_eval_test) THEN
-        PERFORM @extschema@._evaluation_drop();
-        RAISE EXCEPTION 'no customer to score at cut %', cut
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'No customer has events before the cut and a purchase of a new product at or after it.',
-                  HINT = 'Choose a cut with purchases on both sides, for example 30 days before the last one.';
-    END IF;
     PERFORM set_config('personalize.as_of', cut::text, true);
     CREATE TEMP TABLE personalize_tune_results (params jsonb, changed text, hit_rate double precision,
         "precision" double precision, recall double precision, ndcg double precision, coverage double precision)

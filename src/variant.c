@@ -121,10 +121,10 @@ variant_parse(const char *name, const char *algorithm, Jsonb *params, VariantCon
 			char	   *m;
 
 			if (v.type != jbvString)
-				bad_param(name, key, "one of count, jaccard, cosine, lift, llr, ease");
+				bad_param(name, key, psprintf("one of %s", variant_measure_names()));
 			m = pnstrdup(v.val.string.val, v.val.string.len);
 			if (!similarity_measure_from_name(m, &cfg->measure))
-				bad_param(name, key, "one of count, jaccard, cosine, lift, llr, ease");
+				bad_param(name, key, psprintf("one of %s", variant_measure_names()));
 		}
 		else if (strcmp(key, "history_items") == 0)
 			cfg->history_items = int_value(&v, name, key, 1, 1000);
