@@ -119,3 +119,13 @@ FROM personalize.maintenance_runs;
 -- the evaluation's internal entry point is not for PUBLIC
 SELECT has_function_privilege('public', 'personalize._recommend_at_cut(bigint, text, integer)', 'EXECUTE') AS public_at_cut,
        has_function_privilege('public', 'personalize.evaluate(timestamptz, text[], integer)', 'EXECUTE') AS public_evaluate;
+
+-- Content lists (from product embeddings, not from events) are served at the cut as they
+-- are: cooc_count's default content_weight 0.5 reads them. With a content list for product
+-- 1 naming product 5 (cosine 0.99, never bought with it), customer 1 (history {1, 2}) gets
+-- [3, 5]: 3 via 2 (weight w), then 5 via 1's content list (w * 0.5 * 0.99), both above the
+-- popular fill; customer 3 still gets [1, 6]. Coverage: {3, 5, 1, 6} of 6 = 0.667; hits as before.
+INSERT INTO personalize.neighbors (measure, product_id, neighbor_ids, scores, counts)
+VALUES ('content', 1, '{5}', '{0.99}', '{0}');
+SELECT variant, customers, hit_rate, round(coverage::numeric, 3) AS coverage
+FROM personalize.evaluate('2024-06-01 00:00+00', ARRAY['cooc_count'], 2);

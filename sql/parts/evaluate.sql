@@ -241,7 +241,9 @@ BEGIN
 END $$;
 
 -- The measures the lists of these variants need (as the refresh computes them; 'ease'
--- lists fall back on 'llr' ones)
+-- lists fall back on 'llr' ones), and always 'content': those lists come from embeddings,
+-- are copied as they are, and every cooccurrence or hybrid variant reads them unless its
+-- content_weight is 0 (0.5 by default).
 CREATE FUNCTION @extschema@._evaluation_measures(variants text[]) RETURNS text[]
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(DISTINCT m.measure ORDER BY m.measure), '{}')
@@ -250,8 +252,7 @@ CREATE FUNCTION @extschema@._evaluation_measures(variants text[]) RETURNS text[]
                  LATERAL unnest(CASE WHEN y.measure = 'ease' THEN ARRAY['ease', 'llr'] ELSE ARRAY[y.measure] END) AS x(measure)
           WHERE v.name = ANY (variants)
           UNION ALL
-          SELECT 'content' FROM @extschema@.variants v
-          WHERE v.name = ANY (variants) AND coalesce((v.params ->> 'content_weight')::double precision, 0) > 0) m
+          SELECT 'content') m
     WHERE m.measure IS NOT NULL
 $$;
 
