@@ -93,7 +93,11 @@ SELECT personalize.rebuild(max_items_per_customer => 1);
 SELECT personalize.rebuild(max_items_per_customer => 10001);
 \echo SQLSTATE :SQLSTATE
 
--- neighbour lists: refreshed for dirty products; similarity measures by definition
+-- neighbour lists: refreshed for dirty products; similarity measures by definition. The
+-- events' count changes wait in model_deltas; folding them marks their products dirty
+SELECT count(*) AS dirty_before_fold FROM personalize.dirty_products;
+SELECT personalize.fold_deltas() > 0 AS folded;
+SELECT pending_changes AS pending_after_fold FROM personalize.model_stats;
 SELECT count(*) > 0 AS dirty_before FROM personalize.dirty_products;
 SET LOCAL personalize.neighbors_min_count = 1;
 SET LOCAL personalize.neighbors_k = 2;

@@ -15,7 +15,8 @@ FROM (VALUES (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 4), (3, 1), (3, 2), (3,
 -- nothing is refreshed yet: no list is stored
 SELECT (SELECT count(*) FROM personalize.neighbors) AS stored_lists,
        (SELECT count(*) FROM personalize.popular_scores) AS stored_popular,
-       (SELECT count(*) FROM personalize.dirty_products) AS dirty;
+       (SELECT count(*) FROM personalize.dirty_products) AS dirty,
+       (SELECT pending_changes > 0 FROM personalize.model_stats) AS pending_changes;
 -- customer 5 bought product 1 only: its neighbours, computed live, then live bestsellers
 SELECT * FROM personalize.recommend(5, 'cooccurrence', 5);
 SELECT * FROM personalize.recommend(5, NULL, 5);

@@ -24,7 +24,7 @@ INSERT INTO personalize.products (product_id, name) SELECT g, 'health product ' 
 INSERT INTO personalize.customers (customer_id) SELECT g FROM generate_series(990001, 990020) g;
 INSERT INTO personalize.interactions (customer_id, product_id, event_type)
 SELECT c, 990001 + (c * 7 + i * 3) % 30, 'purchase' FROM generate_series(990001, 990020) c, generate_series(1, 4) i;
-SELECT count(*) > 0 AS dirty FROM personalize.dirty_products WHERE product_id > 990000;
+SELECT pending_changes > 0 AS pending FROM personalize.model_stats;
 CALL personalize.refresh();
 SELECT job, status, details -> 'skipped_variants' AS skipped
 FROM personalize.maintenance_runs ORDER BY run_id DESC LIMIT 1;
@@ -36,7 +36,7 @@ SELECT details -> 'skipped_variants' -> 0 ->> 'variant' AS skipped
 FROM personalize.maintenance_runs WHERE job = 'refresh_neighbors' ORDER BY run_id DESC LIMIT 1;
 
 -- health names it; the checks this test controls (the pair store from the statistics)
-ANALYZE personalize.pair_counts;
+ANALYZE personalize.pair_counts_base;
 SELECT "check", status, detail FROM personalize.health WHERE "check" = 'variants';
 SELECT "check", status, value IS NOT NULL AS has_value
 FROM personalize.health

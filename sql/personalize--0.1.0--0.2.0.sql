@@ -9,6 +9,112 @@
 \echo Use "ALTER EXTENSION personalize UPDATE TO '0.2.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------
+-- ==== issue 14: pending count changes (model_deltas, fold_deltas()) ====
+-- The trigger appends each statement's count changes to model_deltas instead of updating
+-- the count rows; the 0.1.0 count tables are renamed to *_base in place (their rows are
+-- the counts, nothing is rebuilt) and item_counts / pair_counts become views that add the
+-- pending changes. 0.1.0's objects bound to the tables at creation (cooccurrence_count(),
+-- the views cooccurrence and model_stats) are bound to the views here. First in this
+-- script, so that everything below names the views.
+------------------------------------------------------------------------------
+
+-- The counts as of the last fold (fold_deltas()). The trigger never updates them: it
+-- appends each statement's changes to model_deltas, and the views item_counts and
+-- pair_counts add the pending changes to these (issue 14: no hot rows, fewer index writes).
+ALTER TABLE @extschema@.item_counts RENAME TO item_counts_base;
+COMMENT ON TABLE @extschema@.item_counts_base IS 'Distinct customers whose in-model history holds the product, as of the last fold_deltas(); read item_counts for the exact count.';
+
+ALTER TABLE @extschema@.pair_counts RENAME TO pair_counts_base;
+COMMENT ON TABLE @extschema@.pair_counts_base IS 'Co-occurrence (product_a < product_b) as of the last fold_deltas(); read pair_counts for the exact count.';
+
+-- Each statement's net count changes, appended by the trigger (one row per 10,000
+-- changes, no index): a[i] < b[i] a pair, a[i] = b[i] a product. fold_deltas() sums them
+-- into the base tables, marks their products dirty and deletes them.
+CREATE TABLE @extschema@.model_deltas (
+    at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    entries integer NOT NULL,
+    a       bigint[] NOT NULL,
+    b       bigint[] NOT NULL,
+    d       bigint[] NOT NULL
+);
+COMMENT ON TABLE @extschema@.model_deltas IS 'Count changes of committed statements not yet folded into item_counts_base and pair_counts_base (fold_deltas(), run by the refresh): a[i] = b[i] changes product a[i]''s count by d[i], a[i] < b[i] the pair''s.';
+
+-- The exact counts at commit: the folded base plus the pending changes.
+CREATE VIEW @extschema@.item_counts AS
+    SELECT x.product_id, sum(x.customers)::bigint AS customers
+    FROM (SELECT ib.product_id, ib.customers FROM @extschema@.item_counts_base ib
+          UNION ALL
+          SELECT u.a, u.d FROM @extschema@.model_deltas m, unnest(m.a, m.b, m.d) AS u(a, b, d)
+          WHERE u.a OPERATOR(pg_catalog.=) u.b) x
+    GROUP BY x.product_id
+    HAVING sum(x.customers) OPERATOR(pg_catalog.<>) 0;
+COMMENT ON VIEW @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product: exact at commit (item_counts_base plus the pending model_deltas).';
+
+CREATE VIEW @extschema@.pair_counts AS
+    SELECT x.product_a, x.product_b, sum(x.customers)::bigint AS customers
+    FROM (SELECT pb.product_a, pb.product_b, pb.customers FROM @extschema@.pair_counts_base pb
+          UNION ALL
+          SELECT u.a, u.b, u.d FROM @extschema@.model_deltas m, unnest(m.a, m.b, m.d) AS u(a, b, d)
+          WHERE u.a OPERATOR(pg_catalog.<) u.b) x
+    GROUP BY x.product_a, x.product_b
+    HAVING sum(x.customers) OPERATOR(pg_catalog.<>) 0;
+COMMENT ON VIEW @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b), exact at commit (pair_counts_base plus the pending model_deltas).';
+
+CREATE FUNCTION @extschema@.fold_deltas(budget_kb integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_fold_deltas';
+COMMENT ON FUNCTION @extschema@.fold_deltas(integer) IS
+    'Fold the committed pending count changes (model_deltas) into item_counts_base and pair_counts_base and mark their products dirty; returns how many changes it folded. One fold at a time; event writers never wait for it. budget_kb bounds its memory (NULL: maintenance_work_mem). The refresh runs it first.';
+
+REVOKE ALL ON FUNCTION @extschema@.fold_deltas(integer) FROM PUBLIC;
+
+-- bound to the views now
+CREATE OR REPLACE FUNCTION @extschema@.cooccurrence_count(a bigint, b bigint) RETURNS bigint
+    LANGUAGE sql STABLE STRICT PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT CASE WHEN a = b
+                THEN coalesce((SELECT ic.customers FROM @extschema@.item_counts ic WHERE ic.product_id = a), 0)
+                ELSE coalesce((SELECT pc.customers FROM @extschema@.pair_counts pc
+                               WHERE pc.product_a = least(a, b) AND pc.product_b = greatest(a, b)), 0)
+           END;
+END;
+
+CREATE OR REPLACE VIEW @extschema@.cooccurrence AS
+    SELECT pc.product_a, pc.product_b, pc.customers,
+           ia.customers AS customers_a, ib.customers AS customers_b
+    FROM @extschema@.pair_counts pc
+    JOIN @extschema@.item_counts ia ON ia.product_id = pc.product_a
+    JOIN @extschema@.item_counts ib ON ib.product_id = pc.product_b;
+
+CREATE OR REPLACE VIEW @extschema@.model_stats AS
+    SELECT (SELECT sum(t.customers) FROM @extschema@.customer_totals t)::bigint AS customers,
+           (SELECT count(*) FROM @extschema@.item_counts) AS products,
+           (SELECT count(*) FROM @extschema@.pair_counts) AS pairs,
+           (SELECT count(*) FROM @extschema@.dirty_products) AS dirty_products,
+           (SELECT s.max_items_per_customer FROM @extschema@.model_settings s) AS max_items_per_customer,
+           (SELECT s.rebuilt_at FROM @extschema@.model_settings s) AS rebuilt_at,
+           (SELECT coalesce(sum(m.entries), 0) FROM @extschema@.model_deltas m)::bigint AS pending_changes;
+
+COMMENT ON COLUMN @extschema@.item_counts.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.item_counts.customers IS 'Distinct customers whose in-model history holds the product.';
+COMMENT ON COLUMN @extschema@.pair_counts.product_a IS 'The smaller product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts.product_b IS 'The larger product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts.customers IS 'Co-occurrence count: customers whose in-model history holds both.';
+COMMENT ON COLUMN @extschema@.item_counts_base.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.item_counts_base.customers IS 'Its count as of the last fold_deltas().';
+COMMENT ON COLUMN @extschema@.pair_counts_base.product_a IS 'The smaller product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts_base.product_b IS 'The larger product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts_base.customers IS 'Its count as of the last fold_deltas().';
+COMMENT ON COLUMN @extschema@.model_deltas.at IS 'When the statement that made the changes ran (its transaction start).';
+COMMENT ON COLUMN @extschema@.model_deltas.entries IS 'Number of changes in the row (the length of a, b and d).';
+COMMENT ON COLUMN @extschema@.model_deltas.a IS 'A product (a[i] = b[i]) or the smaller product of a pair.';
+COMMENT ON COLUMN @extschema@.model_deltas.b IS 'The same product, or the larger product of the pair.';
+COMMENT ON COLUMN @extschema@.model_deltas.d IS 'The change of the count (never 0).';
+COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts (pairs with a count).';
+COMMENT ON COLUMN @extschema@.model_stats.pending_changes IS 'Count changes not folded yet (model_deltas entries): what the next fold_deltas() applies.';
+-- ==== end of issue 14: pending count changes ====
+
+------------------------------------------------------------------------------
 -- Refresh: every run of refresh() logged, a failed one with its error
 ------------------------------------------------------------------------------
 
@@ -148,10 +254,11 @@ BEGIN
                   HINT = 'For example interval ''7 days''.';
     END IF;
     -- one refresh at a time (readers keep reading the old list until we commit)
+    PERFORM @extschema@.fold_deltas();
     LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
     DELETE FROM @extschema@.popular;
     DELETE FROM @extschema@.popular_scores;
-    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts', true)),
+    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts_base', true)),
          stored AS (
             INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
             SELECT l.rank, l.product_id, l.customers, l.share, l.source, t_end - window_length, t_end FROM l
@@ -843,10 +950,11 @@ BEGIN
     -- (refresh_popular), so that no statement below waits on a lock
     PERFORM @extschema@._lock_bounded('rebuild()',
         ARRAY['@extschema@.interactions', '@extschema@.interactions_archive', '@extschema@.customer_items', '@extschema@.customer_state',
-              '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
-              '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
+              '@extschema@.item_counts_base', '@extschema@.pair_counts_base', '@extschema@.model_deltas',
+              '@extschema@.dirty_products', '@extschema@.customer_totals', '@extschema@.model_settings',
+              '@extschema@.popular']::regclass[],
         ARRAY['SHARE', 'SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
-              'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
+              'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
     UPDATE @extschema@.model_settings s
        SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
            rebuilt_at = now()
@@ -854,8 +962,8 @@ BEGIN
 
     PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
     phase_at := clock_timestamp();
-    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
-             @extschema@.pair_counts, @extschema@.dirty_products;
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts_base,
+             @extschema@.pair_counts_base, @extschema@.model_deltas, @extschema@.dirty_products;
     -- the 'content' lists come from embeddings (embed_products), not from the events, and the
     -- 'ease' lists are replaced only by refresh_ease() (served until then)
     DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
@@ -873,7 +981,7 @@ BEGIN
            max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
     FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
     GET DIAGNOSTICS n_customers = ROW_COUNT;
-    INSERT INTO @extschema@.item_counts (product_id, customers)
+    INSERT INTO @extschema@.item_counts_base (product_id, customers)
     SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
     GET DIAGNOSTICS n_products = ROW_COUNT;
     UPDATE @extschema@.customer_totals t SET customers = coalesce(
@@ -884,7 +992,7 @@ BEGIN
 
     PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
     phase_at := clock_timestamp();
-    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
     SELECT a.product_id, b.product_id, count(*)
     FROM @extschema@.customer_items a
     JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
@@ -1258,15 +1366,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
                   HINT = 'Pass NULL to refresh every dirty product.';
     END IF;
+    -- the pending count changes first: they mark their products dirty, and the lists are
+    -- computed from the folded counts
+    PERFORM @extschema@.fold_deltas();
     IF all_products THEN
         INSERT INTO @extschema@.dirty_products (product_id)
-        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id
         ON CONFLICT (product_id) DO NOTHING;
         -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
         -- lists are replaced only by refresh_ease(): kept
         DELETE FROM @extschema@.neighbors n
         WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
-          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts_base i WHERE i.product_id = n.product_id);
     END IF;
     -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
     IF log_run THEN
@@ -1295,7 +1406,8 @@ BEGIN
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
-            FROM @extschema@._compute_neighbors(measures, batch) c;
+            FROM @extschema@._neighbor_lists('@extschema@.pair_counts_base', '@extschema@.item_counts_base',
+                (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t), measures, batch) c;
         END IF;
         done := done + cardinality(batch);
         IF clock_timestamp() - last_notice > interval '5 seconds' THEN
@@ -1395,7 +1507,8 @@ WITH s AS MATERIALIZED (
            ARRAY(SELECT DISTINCT pg_catalog.lower(pg_catalog.btrim(x))
                  FROM pg_catalog.unnest(pg_catalog.string_to_array(h ->> 'expected_jobs', ',')) x
                  WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) '') AS expected,
-           EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) AS has_model
+           EXISTS (SELECT FROM @extschema@.item_counts_base LIMIT 1)
+               OR EXISTS (SELECT FROM @extschema@.model_deltas LIMIT 1) AS has_model
     FROM (SELECT @extschema@._health_settings() AS h) z
 ), refresh AS (
     -- the last successful refresh() or rebuild()
@@ -1419,8 +1532,13 @@ WITH s AS MATERIALIZED (
           FROM @extschema@.llm_runs r WHERE r.status <> ALL (ARRAY['running', 'completed'])
           ORDER BY r.run_id DESC LIMIT 1) f
 ), backlog AS (
-    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n,
-           (SELECT min(d.since) FROM @extschema@.dirty_products d) AS oldest
+    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n_dirty,
+           -- changes not folded yet: their products are not in dirty_products until the refresh
+           -- folds them (a heap scan of model_deltas, no array read)
+           (SELECT coalesce(sum(m.entries), 0) FROM @extschema@.model_deltas m) AS n_pending,
+           -- a pending change (not folded yet) is backlog too
+           (SELECT least(min(d.since), (SELECT min(m.at) FROM @extschema@.model_deltas m))
+            FROM @extschema@.dirty_products d) AS oldest
 ), llm AS (
     SELECT k.kind, r.*
     FROM unnest(ARRAY['refresh', 'batch_submit', 'batch_poll', 'embed']) AS k(kind),
@@ -1483,9 +1601,9 @@ SELECT c."check", c.status, c.value, c.detail FROM (
            CASE WHEN s.b_crit > 0 AND b.n >= s.b_crit THEN 'critical'
                 WHEN s.b_warn > 0 AND b.n >= s.b_warn THEN 'warn' ELSE 'ok' END,
            b.n,
-           format('%s%s products wait for their neighbour lists to be refreshed',
-                  CASE WHEN b.n > 100000 THEN 'more than ' ELSE '' END, least(b.n, 100000))
-    FROM s, backlog b
+           format('%s%s products wait for their neighbour lists to be refreshed, and %s count changes to be folded',
+                  CASE WHEN b.n_dirty > 100000 THEN 'more than ' ELSE '' END, least(b.n_dirty, 100000), b.n_pending)
+    FROM s, (SELECT x.*, x.n_dirty + x.n_pending AS n FROM backlog x) b
     UNION ALL
     SELECT 4, 'neighbor_backlog_age',
            CASE WHEN b.oldest IS NULL THEN 'ok'
@@ -1574,7 +1692,7 @@ SELECT c."check", c.status, c.value, c.detail FROM (
            CASE WHEN c.reltuples >= 0 THEN format('%s pairs in pair_counts (estimate from pg_class.reltuples)', c.reltuples::bigint)
                 ELSE 'pair_counts is not analyzed yet (no estimate)' END
            || format(', %s on disk with its indexes', pg_size_pretty(pg_total_relation_size(c.oid)))
-    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts'::regclass
+    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts_base'::regclass
 ) c
 ORDER BY c.ord, c."check";
 COMMENT ON VIEW @extschema@.health IS
@@ -4102,6 +4220,10 @@ DECLARE
     e_detail text;
     e_hint text;
 BEGIN
+    -- the model from the folded counts; committed at once, so that the minute's refresh
+    -- never waits for the solve (its own fold would wait for this one's lock)
+    PERFORM @extschema@.fold_deltas();
+    COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
         s := @extschema@._engine_settings();
@@ -4110,7 +4232,7 @@ BEGIN
         END IF;
         CREATE TEMPORARY TABLE personalize_ease_lists AS
             SELECT l.product_id, l.neighbor_ids, l.scores, l.counts, l.scale
-            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts', '@extschema@.pair_counts',
+            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts_base', '@extschema@.pair_counts_base',
                                          (s ->> 'ease_products')::integer, (s ->> 'ease_lambda')::double precision,
                                          (s ->> 'ease_k')::integer) l;
         GET DIAGNOSTICS n_lists = ROW_COUNT;

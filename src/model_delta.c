@@ -25,8 +25,9 @@ reserve(DeltaBuffer *buf, Size need)
 		buf->items = repalloc_huge(buf->items, buf->cap * sizeof(Delta));
 }
 
-static void
-emit(DeltaBuffer *buf, int64 a, int64 b, int64 d)
+/* add one change (a and b in either order) */
+void
+delta_buffer_add(DeltaBuffer *buf, int64 a, int64 b, int64 d)
 {
 	Delta	   *x;
 
@@ -89,7 +90,7 @@ customer_model_delta(CustomerItem *items, int n, int cap,
 
 		if (x->in_model_new && !x->in_model_old)
 		{
-			emit(singles, x->product_id, x->product_id, 1);
+			delta_buffer_add(singles, x->product_id, x->product_id, 1);
 			for (int j = 0; j < n; j++)
 			{
 				CustomerItem *y = &items[j];
@@ -98,12 +99,12 @@ customer_model_delta(CustomerItem *items, int n, int cap,
 					continue;
 				if (!y->in_model_old && y->product_id < x->product_id)
 					continue;	/* the added pair is emitted from y's side */
-				emit(pairs, x->product_id, y->product_id, 1);
+				delta_buffer_add(pairs, x->product_id, y->product_id, 1);
 			}
 		}
 		else if (x->in_model_old && !x->in_model_new)
 		{
-			emit(singles, x->product_id, x->product_id, -1);
+			delta_buffer_add(singles, x->product_id, x->product_id, -1);
 			for (int j = 0; j < n; j++)
 			{
 				CustomerItem *y = &items[j];
@@ -112,7 +113,7 @@ customer_model_delta(CustomerItem *items, int n, int cap,
 					continue;
 				if (!y->in_model_new && y->product_id < x->product_id)
 					continue;
-				emit(pairs, x->product_id, y->product_id, -1);
+				delta_buffer_add(pairs, x->product_id, y->product_id, -1);
 			}
 		}
 	}

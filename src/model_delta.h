@@ -38,6 +38,7 @@ typedef struct DeltaBuffer
 
 extern int	customer_model_delta(CustomerItem *items, int n, int cap,
 								 DeltaBuffer *pairs, DeltaBuffer *singles, int64 *max_first_id);
+extern void delta_buffer_add(DeltaBuffer *buf, int64 a, int64 b, int64 d);
 extern void delta_buffer_merge(DeltaBuffer *buf);
 
 #endif							/* MODEL_DELTA_H */

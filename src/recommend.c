@@ -80,6 +80,7 @@
 #include "echo.h"
 #include "experiment.h"
 #include "filters.h"
+#include "fold.h"
 #include "guc.h"
 #include "similarity.h"
 #include "spiutil.h"
@@ -94,7 +95,7 @@ PG_FUNCTION_INFO_V1(personalize_served_variant);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
 			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_products_events, plan_llm,
-			plan_live_neighbors;
+			plan_live_neighbors, plan_unfolded;
 
 static int
 cmp_candidate(const void *pa, const void *pb)
@@ -417,6 +418,40 @@ read_lists(const int64 *ids, int use, const VariantConfig *cfg, bool with_conten
 }
 
 /*
+ * Products of the history with no stored list that are not dirty yet because
+ * their count changes are still pending (model_deltas, fold.c): those without
+ * a folded count (item_counts_base), i.e. bought for the first time since the
+ * last fold, or before the first one. Appended to ids[0..nids); returns the
+ * new count. Not while evaluate() reads its cut (no pending changes there),
+ * nor under 0.1.0's SQL (counts written at once, products marked dirty).
+ */
+static int
+add_unfolded_products(const HistoryItem *hist, int use, int64 *ids, int nids)
+{
+	Oid			t[1] = {INT8ARRAYOID};
+	Datum		v[1];
+	int64	   *cand = palloc(sizeof(int64) * Max(use, 1));
+	int			ncand = 0;
+
+	for (int i = 0; i < use; i++)
+		if (!hist[i].dirty && !hist[i].has_list)
+			cand[ncand++] = hist[i].product_id;
+	if (ncand == 0 || spi_reading_evaluation_model() || !model_deltas_exist())
+		return nids;
+	spi_prepare_kept(&plan_unfolded,
+					 "SELECT x FROM unnest($1) AS x "
+					 "WHERE NOT EXISTS (SELECT FROM personalize.item_counts_base i WHERE i.product_id = x)",
+					 1, t);
+	v[0] = int8_array_datum(cand, ncand);
+	if (SPI_execute_plan(spi_kept(&plan_unfolded), v, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "personalize: could not read the folded product counts");
+	for (uint64 r = 0; r < SPI_processed; r++)
+		ids[nids++] = spi_int8(r, 1, 0);
+	SPI_freetuptable(SPI_tuptable);
+	return nids;
+}
+
+/*
  * No empty first hour: the lists of history products that are dirty and have
  * no stored list under the measure (before the first refresh, after a
  * restore, right after create_variant() with a new measure, a product bought
@@ -434,6 +469,7 @@ read_live_lists(const HistoryItem *hist, int use, const VariantConfig *cfg, uint
 	for (int i = 0; i < use; i++)
 		if (hist[i].dirty && !hist[i].has_list)
 			ids[nids++] = hist[i].product_id;
+	nids = add_unfolded_products(hist, use, ids, nids);
 	if (nids == 0)
 		return NULL;
 	spi_prepare_kept(&plan_live_neighbors,

@@ -52,6 +52,12 @@ spi_read_evaluation_model(bool on)
 	reading_evaluation_model = on;
 }
 
+bool
+spi_reading_evaluation_model(void)
+{
+	return reading_evaluation_model;
+}
+
 /* sql with every live model table named by its evaluation copy */
 static char *
 evaluation_sql(const char *sql)

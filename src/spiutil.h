@@ -6,6 +6,7 @@
 #define PERSONALIZE_SPIUTIL_H
 
 extern void spi_read_evaluation_model(bool on);
+extern bool spi_reading_evaluation_model(void);
 extern SPIPlanPtr spi_kept(SPIPlanPtr *cache);
 extern SPIPlanPtr spi_prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	spi_execute_kept(SPIPlanPtr plan, Datum *values, bool read_only, long tcount);

@@ -18,10 +18,12 @@
  * (see insert_follows_recompute()). Recomputing is exact whatever else the
  * statement did; plain INSERT statements stay incremental.
  *
- * Locking order (no deadlocks between single-statement writers): customer_state
- * rows by customer_id, then pair_counts by (a, b), item_counts by product_id,
- * customer_totals by shard, dirty_products by product_id. Every write is one
- * set-wise statement whose input is sorted by that key. The customer_state row
+ * The count changes are appended to model_deltas (fold.c): no writer updates a
+ * count row, so writers of different customers never wait for each other but
+ * on a customer_totals shard. Locking order (no deadlocks between
+ * single-statement writers): customer_state rows by customer_id, then
+ * customer_items, customer_totals by shard. Every write is one set-wise
+ * statement whose input is sorted by that key. The customer_state row
  * is updated (not only locked) so that REPEATABLE READ writers get a
  * serialization failure rather than a stale history.
  */
@@ -37,6 +39,7 @@
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
+#include "fold.h"
 #include "model_delta.h"
 #include "spiutil.h"
 
@@ -78,8 +81,7 @@ typedef struct CustomerWork
 
 static SPIPlanPtr plan_cap, plan_lock, plan_lock_check, plan_model_rows, plan_all_rows, plan_pair_rows,
 			plan_truth, plan_truth_archive, plan_upsert_items, plan_delete_items, plan_update_state,
-			plan_delete_state, plan_pairs, plan_pairs_zero, plan_singles, plan_singles_zero,
-			plan_totals, plan_dirty;
+			plan_delete_state, plan_totals;
 
 #define ITEM_COLS "customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model"
 #define ITEM_COLS_READ "customer_id, product_id, events::int8, purchases::int8, weight, first_interaction_id, last_at, in_model"
@@ -204,12 +206,14 @@ lock_model_bounded(void)
 
 	if (!OidIsValid(LookupFuncName(name, 3, argtypes, true)))
 		return;
+	/* 0.2.0 SQL: the base count tables and the pending changes (fold.c) */
 	if (SPI_execute("SELECT personalize._lock_bounded('TRUNCATE personalize.interactions', "
-					"ARRAY['personalize.customer_items', 'personalize.customer_state', 'personalize.item_counts', "
-					"'personalize.pair_counts', 'personalize.dirty_products', 'personalize.popular', "
-					"'personalize.popular_scores', 'personalize.customer_totals']::pg_catalog.regclass[], "
+					"ARRAY['personalize.customer_items', 'personalize.customer_state', 'personalize.item_counts_base', "
+					"'personalize.pair_counts_base', 'personalize.model_deltas', 'personalize.dirty_products', "
+					"'personalize.popular', 'personalize.popular_scores', "
+					"'personalize.customer_totals']::pg_catalog.regclass[], "
 					"ARRAY['ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', "
-					"'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE'])",
+					"'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE'])",
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "personalize: could not lock the model");
 }
@@ -243,7 +247,11 @@ static void
 truncate_model(void)
 {
 	lock_model_bounded();
-	if (SPI_execute("TRUNCATE personalize.customer_items, personalize.customer_state, "
+	if (SPI_execute(model_deltas_exist()
+					? "TRUNCATE personalize.customer_items, personalize.customer_state, "
+					"personalize.item_counts_base, personalize.pair_counts_base, personalize.model_deltas, "
+					"personalize.dirty_products, personalize.popular, personalize.popular_scores"
+					: "TRUNCATE personalize.customer_items, personalize.customer_state, "
 					"personalize.item_counts, personalize.pair_counts, personalize.dirty_products, "
 					"personalize.popular, personalize.popular_scores", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "personalize: could not truncate the model");
@@ -252,92 +260,6 @@ truncate_model(void)
 		elog(ERROR, "personalize: could not empty the neighbour lists");
 	if (SPI_execute("UPDATE personalize.customer_totals SET customers = 0", false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "personalize: could not reset customer totals");
-}
-
-/*
- * Apply count deltas of pairs (a < b) or singles (a == b), items[0..n) in key
- * order: one upsert that returns the new counts; a count below zero means the
- * model and interactions disagree (an error), a count of zero is deleted.
- */
-static void
-apply_delta_chunk(const Delta *items, int n, bool is_pairs)
-{
-	Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
-	Oid			t2[2] = {INT8ARRAYOID, INT8ARRAYOID};
-	int64	   *a = palloc(sizeof(int64) * n);
-	int64	   *b = palloc(sizeof(int64) * n);
-	int64	   *d = palloc(sizeof(int64) * n);
-	int			nz = 0;
-	Datum		v[3];
-
-	for (int i = 0; i < n; i++)
-	{
-		a[i] = items[i].a;
-		b[i] = items[i].b;
-		d[i] = items[i].d;
-	}
-	v[0] = int8_array_datum(a, n);
-	v[1] = int8_array_datum(b, n);
-	v[2] = int8_array_datum(d, n);
-	if (is_pairs)
-		exec_plan(spi_prepare_kept(&plan_pairs,
-								   "INSERT INTO personalize.pair_counts AS pc (product_a, product_b, customers) "
-								   "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b "
-								   "ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers "
-								   "RETURNING pc.product_a, pc.product_b, pc.customers",
-								   3, t3), v, SPI_OK_INSERT_RETURNING);
-	else
-		exec_plan(spi_prepare_kept(&plan_singles,
-								   "INSERT INTO personalize.item_counts AS ic (product_id, customers) "
-								   "SELECT u.a, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a "
-								   "ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers "
-								   "RETURNING ic.product_id, ic.product_id, ic.customers",
-								   3, t3), v, SPI_OK_INSERT_RETURNING);
-
-	/* a[] and b[] are free now: they collect the keys whose count fell to zero */
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		int64		c = spi_int8(i, 3, 0);
-
-		if (c < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("personalize model is out of step with interactions"),
-					 errdetail("The %s count of products " INT64_FORMAT " and " INT64_FORMAT " would become " INT64_FORMAT ".",
-							   is_pairs ? "pair" : "product", spi_int8(i, 1, 0), spi_int8(i, 2, 0), c),
-					 errhint("Events were changed while the triggers were off; run SELECT personalize.rebuild().")));
-		if (c == 0)
-		{
-			a[nz] = spi_int8(i, 1, 0);
-			b[nz++] = spi_int8(i, 2, 0);
-		}
-	}
-	SPI_freetuptable(SPI_tuptable);
-	if (nz > 0)
-	{
-		v[0] = int8_array_datum(a, nz);
-		v[1] = int8_array_datum(b, nz);
-		if (is_pairs)
-			exec_plan(spi_prepare_kept(&plan_pairs_zero,
-									   "DELETE FROM personalize.pair_counts pc USING unnest($1, $2) AS u(a, b) "
-									   "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
-									   2, t2), v, SPI_OK_DELETE);
-		else
-			exec_plan(spi_prepare_kept(&plan_singles_zero,
-									   "DELETE FROM personalize.item_counts WHERE product_id = ANY($1) AND customers = 0",
-									   2, t2), v, SPI_OK_DELETE);
-	}
-	pfree(a);
-	pfree(b);
-	pfree(d);
-}
-
-/* Apply a merged delta buffer, in chunks of at most SPI_CHUNK keys (in key order). */
-static void
-apply_deltas(DeltaBuffer *buf, bool is_pairs)
-{
-	for (Size off = 0; off < buf->n; off += SPI_CHUNK)
-		apply_delta_chunk(&buf->items[off], (int) Min((Size) SPI_CHUNK, buf->n - off), is_pairs);
 }
 
 /*
@@ -854,41 +776,6 @@ write_state(StatementWork *sw)
 	}
 }
 
-/*
- * Products whose neighbour lists the statement changed: every product of a net
- * count change, once, sorted (NULL when there is none).
- */
-static int64 *
-dirty_products(const DeltaBuffer *pairs, const DeltaBuffer *singles, int *ndirty_out)
-{
-	int64	   *dirty = NULL;
-	int			ndirty = 0;
-
-	if (pairs->n + singles->n > 0)
-	{
-		check_statement_size(singles->n + 2 * pairs->n, "product count changes");
-		dirty = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * (singles->n + 2 * pairs->n));
-		for (Size k = 0; k < singles->n; k++)
-			dirty[ndirty++] = singles->items[k].a;
-		for (Size k = 0; k < pairs->n; k++)
-		{
-			dirty[ndirty++] = pairs->items[k].a;
-			dirty[ndirty++] = pairs->items[k].b;
-		}
-		qsort(dirty, ndirty, sizeof(int64), cmp_int64);
-		{
-			int			out = 1;
-
-			for (int k = 1; k < ndirty; k++)
-				if (dirty[k] != dirty[out - 1])
-					dirty[out++] = dirty[k];
-			ndirty = out;
-		}
-	}
-	*ndirty_out = ndirty;
-	return dirty;
-}
-
 /* Add each shard's change in customers with a model to customer_totals, in shard order. */
 static void
 write_totals(const int64 *shard_delta)
@@ -909,25 +796,6 @@ write_totals(const int64 *shard_delta)
 	}
 }
 
-/* Queue the products whose neighbour lists need a refresh in dirty_products. */
-static void
-write_dirty(int64 *dirty, int ndirty)
-{
-	Oid			t[1] = {INT8ARRAYOID};
-
-	spi_prepare_kept(&plan_dirty,
-					 "INSERT INTO personalize.dirty_products (product_id) "
-					 "SELECT p FROM unnest($1) AS p ORDER BY p ON CONFLICT (product_id) DO NOTHING",
-					 1, t);
-	for (int off = 0; off < ndirty; off += SPI_CHUNK)
-	{
-		Datum		v[1];
-
-		v[0] = int8_array_datum(&dirty[off], Min(SPI_CHUNK, ndirty - off));
-		exec_plan(plan_dirty, v, SPI_OK_INSERT);
-	}
-}
-
 /*
  * The statement's work: changes[] are per-(customer, product) deltas (insert)
  * or only the keys to recompute from interactions once locked (recompute),
@@ -937,8 +805,6 @@ static void
 apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 {
 	StatementWork sw = {0};
-	int64	   *dirty;
-	int			ndirty;
 
 	if (nchanges == 0)
 		return;
@@ -965,16 +831,23 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 
 	delta_buffer_merge(&sw.pairs);
 	delta_buffer_merge(&sw.singles);
-	dirty = dirty_products(&sw.pairs, &sw.singles, &ndirty);
-
 	if (nchanges >= BIG_STATEMENT)
 		ereport(NOTICE,
 				(errmsg("personalize: writing %zu pair count changes", (size_t) sw.pairs.n)));
-	apply_deltas(&sw.pairs, true);
-	apply_deltas(&sw.singles, false);
-	write_totals(sw.shard_delta);
-	if (ndirty > 0)
-		write_dirty(dirty, ndirty);
+	if (model_deltas_exist())
+	{
+		/* appended: fold_deltas() applies them and marks their products dirty */
+		append_model_deltas(&sw.pairs, &sw.singles);
+		write_totals(sw.shard_delta);
+	}
+	else
+	{
+		/* SQL 0.1.0: the count tables directly, as 0.1.0 did */
+		apply_count_deltas(&sw.pairs, true, false);
+		apply_count_deltas(&sw.singles, false, false);
+		write_totals(sw.shard_delta);
+		mark_products_dirty(&sw.pairs, &sw.singles, GetCurrentTransactionStartTimestamp());
+	}
 }
 
 typedef struct EventWeight

@@ -64,6 +64,16 @@ COMMENT ON COLUMN @extschema@.item_counts.customers IS 'Distinct customers whose
 COMMENT ON COLUMN @extschema@.pair_counts.product_a IS 'The smaller product id of the pair.';
 COMMENT ON COLUMN @extschema@.pair_counts.product_b IS 'The larger product id of the pair.';
 COMMENT ON COLUMN @extschema@.pair_counts.customers IS 'Co-occurrence count: customers whose in-model history holds both.';
+COMMENT ON COLUMN @extschema@.item_counts_base.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.item_counts_base.customers IS 'Its count as of the last fold_deltas().';
+COMMENT ON COLUMN @extschema@.pair_counts_base.product_a IS 'The smaller product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts_base.product_b IS 'The larger product id of the pair.';
+COMMENT ON COLUMN @extschema@.pair_counts_base.customers IS 'Its count as of the last fold_deltas().';
+COMMENT ON COLUMN @extschema@.model_deltas.at IS 'When the statement that made the changes ran (its transaction start).';
+COMMENT ON COLUMN @extschema@.model_deltas.entries IS 'Number of changes in the row (the length of a, b and d).';
+COMMENT ON COLUMN @extschema@.model_deltas.a IS 'A product (a[i] = b[i]) or the smaller product of a pair.';
+COMMENT ON COLUMN @extschema@.model_deltas.b IS 'The same product, or the larger product of the pair.';
+COMMENT ON COLUMN @extschema@.model_deltas.d IS 'The change of the count (never 0).';
 COMMENT ON COLUMN @extschema@.dirty_products.product_id IS 'A product whose neighbour lists wait for the refresh.';
 COMMENT ON COLUMN @extschema@.dirty_products.since IS 'When it was first marked; now() - min(since) is the age of the backlog.';
 COMMENT ON COLUMN @extschema@.neighbors.measure IS 'Similarity measure: count, jaccard, cosine, lift, llr, ease (refresh_ease()) or content.';
@@ -186,8 +196,9 @@ COMMENT ON COLUMN @extschema@.cooccurrence.customers_a IS 'item_counts.customers
 COMMENT ON COLUMN @extschema@.cooccurrence.customers_b IS 'item_counts.customers of product_b.';
 COMMENT ON COLUMN @extschema@.model_stats.customers IS 'Customers with at least one in-model product.';
 COMMENT ON COLUMN @extschema@.model_stats.products IS 'Products with at least one customer.';
-COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts.';
+COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts (pairs with a count).';
 COMMENT ON COLUMN @extschema@.model_stats.dirty_products IS 'Backlog of the neighbour refresh.';
+COMMENT ON COLUMN @extschema@.model_stats.pending_changes IS 'Count changes not folded yet (model_deltas entries): what the next fold_deltas() applies.';
 COMMENT ON COLUMN @extschema@.model_stats.max_items_per_customer IS 'The cap in force.';
 COMMENT ON COLUMN @extschema@.model_stats.rebuilt_at IS 'Last rebuild().';
 COMMENT ON COLUMN @extschema@.experiment_results.experiment IS 'The experiment''s name.';

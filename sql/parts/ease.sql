@@ -51,6 +51,10 @@ DECLARE
     e_detail text;
     e_hint text;
 BEGIN
+    -- the model from the folded counts; committed at once, so that the minute's refresh
+    -- never waits for the solve (its own fold would wait for this one's lock)
+    PERFORM @extschema@.fold_deltas();
+    COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     BEGIN
         s := @extschema@._engine_settings();
@@ -59,7 +63,7 @@ BEGIN
         END IF;
         CREATE TEMPORARY TABLE personalize_ease_lists AS
             SELECT l.product_id, l.neighbor_ids, l.scores, l.counts, l.scale
-            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts', '@extschema@.pair_counts',
+            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts_base', '@extschema@.pair_counts_base',
                                          (s ->> 'ease_products')::integer, (s ->> 'ease_lambda')::double precision,
                                          (s ->> 'ease_k')::integer) l;
         GET DIAGNOSTICS n_lists = ROW_COUNT;

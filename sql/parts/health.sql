@@ -38,7 +38,8 @@ WITH s AS MATERIALIZED (
            ARRAY(SELECT DISTINCT pg_catalog.lower(pg_catalog.btrim(x))
                  FROM pg_catalog.unnest(pg_catalog.string_to_array(h ->> 'expected_jobs', ',')) x
                  WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) '') AS expected,
-           EXISTS (SELECT FROM @extschema@.item_counts LIMIT 1) AS has_model
+           EXISTS (SELECT FROM @extschema@.item_counts_base LIMIT 1)
+               OR EXISTS (SELECT FROM @extschema@.model_deltas LIMIT 1) AS has_model
     FROM (SELECT @extschema@._health_settings() AS h) z
 ), refresh AS (
     -- the last successful refresh() or rebuild()
@@ -62,8 +63,13 @@ WITH s AS MATERIALIZED (
           FROM @extschema@.llm_runs r WHERE r.status <> ALL (ARRAY['running', 'completed'])
           ORDER BY r.run_id DESC LIMIT 1) f
 ), backlog AS (
-    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n,
-           (SELECT min(d.since) FROM @extschema@.dirty_products d) AS oldest
+    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n_dirty,
+           -- changes not folded yet: their products are not in dirty_products until the refresh
+           -- folds them (a heap scan of model_deltas, no array read)
+           (SELECT coalesce(sum(m.entries), 0) FROM @extschema@.model_deltas m) AS n_pending,
+           -- a pending change (not folded yet) is backlog too
+           (SELECT least(min(d.since), (SELECT min(m.at) FROM @extschema@.model_deltas m))
+            FROM @extschema@.dirty_products d) AS oldest
 ), llm AS (
     SELECT k.kind, r.*
     FROM unnest(ARRAY['refresh', 'batch_submit', 'batch_poll', 'embed']) AS k(kind),
@@ -126,9 +132,9 @@ SELECT c."check", c.status, c.value, c.detail FROM (
            CASE WHEN s.b_crit > 0 AND b.n >= s.b_crit THEN 'critical'
                 WHEN s.b_warn > 0 AND b.n >= s.b_warn THEN 'warn' ELSE 'ok' END,
            b.n,
-           format('%s%s products wait for their neighbour lists to be refreshed',
-                  CASE WHEN b.n > 100000 THEN 'more than ' ELSE '' END, least(b.n, 100000))
-    FROM s, backlog b
+           format('%s%s products wait for their neighbour lists to be refreshed, and %s count changes to be folded',
+                  CASE WHEN b.n_dirty > 100000 THEN 'more than ' ELSE '' END, least(b.n_dirty, 100000), b.n_pending)
+    FROM s, (SELECT x.*, x.n_dirty + x.n_pending AS n FROM backlog x) b
     UNION ALL
     SELECT 4, 'neighbor_backlog_age',
            CASE WHEN b.oldest IS NULL THEN 'ok'
@@ -217,7 +223,7 @@ SELECT c."check", c.status, c.value, c.detail FROM (
            CASE WHEN c.reltuples >= 0 THEN format('%s pairs in pair_counts (estimate from pg_class.reltuples)', c.reltuples::bigint)
                 ELSE 'pair_counts is not analyzed yet (no estimate)' END
            || format(', %s on disk with its indexes', pg_size_pretty(pg_total_relation_size(c.oid)))
-    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts'::regclass
+    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts_base'::regclass
 ) c
 ORDER BY c.ord, c."check";
 COMMENT ON VIEW @extschema@.health IS

@@ -37,26 +37,69 @@ CREATE TABLE @extschema@.customer_state (
 ) WITH (fillfactor = 70);
 COMMENT ON TABLE @extschema@.customer_state IS 'Per-customer model bookkeeping; its row is the lock that serialises concurrent writers of one customer''s history.';
 
-CREATE TABLE @extschema@.item_counts (
-    product_id bigint PRIMARY KEY,
-    customers  bigint NOT NULL
+-- The counts as of the last fold (fold_deltas()). The trigger never updates them: it
+-- appends each statement's changes to model_deltas, and the views item_counts and
+-- pair_counts add the pending changes to these (issue 14: no hot rows, fewer index writes).
+CREATE TABLE @extschema@.item_counts_base (
+    product_id bigint NOT NULL,
+    customers  bigint NOT NULL,
+    CONSTRAINT item_counts_pkey PRIMARY KEY (product_id)
 ) WITH (fillfactor = 70);
 -- no CHECK on customers: INSERT ... ON CONFLICT checks constraints on the proposed row, and the
--- trigger proposes negative deltas; it checks the result itself and deletes rows that reach 0
-COMMENT ON TABLE @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product.';
+-- fold proposes negative deltas; it checks the result itself and deletes rows that reach 0
+COMMENT ON TABLE @extschema@.item_counts_base IS 'Distinct customers whose in-model history holds the product, as of the last fold_deltas(); read item_counts for the exact count.';
 
-CREATE TABLE @extschema@.pair_counts (
+CREATE TABLE @extschema@.pair_counts_base (
     product_a bigint NOT NULL,
     product_b bigint NOT NULL,
     customers bigint NOT NULL,
-    PRIMARY KEY (product_a, product_b),
+    CONSTRAINT pair_counts_pkey PRIMARY KEY (product_a, product_b),
     CONSTRAINT pair_counts_order CHECK (product_a OPERATOR(pg_catalog.<) product_b)
 ) WITH (fillfactor = 70);
--- no CHECK on customers, for the same reason as item_counts; fillfactor 70 (and on item_counts,
--- customer_state): the counts change all the time and their indexed columns never do, so
--- with room on the page every update is HOT
-CREATE INDEX pair_counts_b_idx ON @extschema@.pair_counts (product_b);
-COMMENT ON TABLE @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b).';
+-- no CHECK on customers, for the same reason as item_counts_base; fillfactor 70 (and on
+-- item_counts_base, customer_state): the counts change and their indexed columns never do,
+-- so with room on the page every update is HOT
+CREATE INDEX pair_counts_b_idx ON @extschema@.pair_counts_base (product_b);
+COMMENT ON TABLE @extschema@.pair_counts_base IS 'Co-occurrence (product_a < product_b) as of the last fold_deltas(); read pair_counts for the exact count.';
+
+-- Each statement's net count changes, appended by the trigger (one row per 10,000
+-- changes, no index): a[i] < b[i] a pair, a[i] = b[i] a product. fold_deltas() sums them
+-- into the base tables, marks their products dirty and deletes them.
+CREATE TABLE @extschema@.model_deltas (
+    at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    entries integer NOT NULL,
+    a       bigint[] NOT NULL,
+    b       bigint[] NOT NULL,
+    d       bigint[] NOT NULL
+);
+COMMENT ON TABLE @extschema@.model_deltas IS 'Count changes of committed statements not yet folded into item_counts_base and pair_counts_base (fold_deltas(), run by the refresh): a[i] = b[i] changes product a[i]''s count by d[i], a[i] < b[i] the pair''s.';
+
+-- The exact counts at commit: the folded base plus the pending changes.
+CREATE VIEW @extschema@.item_counts AS
+    SELECT x.product_id, sum(x.customers)::bigint AS customers
+    FROM (SELECT ib.product_id, ib.customers FROM @extschema@.item_counts_base ib
+          UNION ALL
+          SELECT u.a, u.d FROM @extschema@.model_deltas m, unnest(m.a, m.b, m.d) AS u(a, b, d)
+          WHERE u.a OPERATOR(pg_catalog.=) u.b) x
+    GROUP BY x.product_id
+    HAVING sum(x.customers) OPERATOR(pg_catalog.<>) 0;
+COMMENT ON VIEW @extschema@.item_counts IS 'Distinct customers whose in-model history holds the product: exact at commit (item_counts_base plus the pending model_deltas).';
+
+CREATE VIEW @extschema@.pair_counts AS
+    SELECT x.product_a, x.product_b, sum(x.customers)::bigint AS customers
+    FROM (SELECT pb.product_a, pb.product_b, pb.customers FROM @extschema@.pair_counts_base pb
+          UNION ALL
+          SELECT u.a, u.b, u.d FROM @extschema@.model_deltas m, unnest(m.a, m.b, m.d) AS u(a, b, d)
+          WHERE u.a OPERATOR(pg_catalog.<) u.b) x
+    GROUP BY x.product_a, x.product_b
+    HAVING sum(x.customers) OPERATOR(pg_catalog.<>) 0;
+COMMENT ON VIEW @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b), exact at commit (pair_counts_base plus the pending model_deltas).';
+
+CREATE FUNCTION @extschema@.fold_deltas(budget_kb integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_fold_deltas';
+COMMENT ON FUNCTION @extschema@.fold_deltas(integer) IS
+    'Fold the committed pending count changes (model_deltas) into item_counts_base and pair_counts_base and mark their products dirty; returns how many changes it folded. One fold at a time; event writers never wait for it. budget_kb bounds its memory (NULL: maintenance_work_mem). The refresh runs it first.';
 
 CREATE TABLE @extschema@.customer_totals (
     shard     smallint PRIMARY KEY,
@@ -162,7 +205,8 @@ CREATE VIEW @extschema@.model_stats AS
            (SELECT count(*) FROM @extschema@.pair_counts) AS pairs,
            (SELECT count(*) FROM @extschema@.dirty_products) AS dirty_products,
            (SELECT s.max_items_per_customer FROM @extschema@.model_settings s) AS max_items_per_customer,
-           (SELECT s.rebuilt_at FROM @extschema@.model_settings s) AS rebuilt_at;
+           (SELECT s.rebuilt_at FROM @extschema@.model_settings s) AS rebuilt_at,
+           (SELECT coalesce(sum(m.entries), 0) FROM @extschema@.model_deltas m)::bigint AS pending_changes;
 COMMENT ON VIEW @extschema@.model_stats IS 'Size and freshness of the co-occurrence model at a glance.';
 
 CREATE VIEW @extschema@.neighbor_list AS
@@ -302,10 +346,11 @@ BEGIN
     -- (refresh_popular), so that no statement below waits on a lock
     PERFORM @extschema@._lock_bounded('rebuild()',
         ARRAY['@extschema@.interactions', '@extschema@.interactions_archive', '@extschema@.customer_items', '@extschema@.customer_state',
-              '@extschema@.item_counts', '@extschema@.pair_counts', '@extschema@.dirty_products',
-              '@extschema@.customer_totals', '@extschema@.model_settings', '@extschema@.popular']::regclass[],
+              '@extschema@.item_counts_base', '@extschema@.pair_counts_base', '@extschema@.model_deltas',
+              '@extschema@.dirty_products', '@extschema@.customer_totals', '@extschema@.model_settings',
+              '@extschema@.popular']::regclass[],
         ARRAY['SHARE', 'SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
-              'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
+              'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
     UPDATE @extschema@.model_settings s
        SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
            rebuilt_at = now()
@@ -313,8 +358,8 @@ BEGIN
 
     PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
     phase_at := clock_timestamp();
-    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts,
-             @extschema@.pair_counts, @extschema@.dirty_products;
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts_base,
+             @extschema@.pair_counts_base, @extschema@.model_deltas, @extschema@.dirty_products;
     -- the 'content' lists come from embeddings (embed_products), not from the events, and the
     -- 'ease' lists are replaced only by refresh_ease() (served until then)
     DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
@@ -332,7 +377,7 @@ BEGIN
            max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
     FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
     GET DIAGNOSTICS n_customers = ROW_COUNT;
-    INSERT INTO @extschema@.item_counts (product_id, customers)
+    INSERT INTO @extschema@.item_counts_base (product_id, customers)
     SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
     GET DIAGNOSTICS n_products = ROW_COUNT;
     UPDATE @extschema@.customer_totals t SET customers = coalesce(
@@ -343,7 +388,7 @@ BEGIN
 
     PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
     phase_at := clock_timestamp();
-    INSERT INTO @extschema@.pair_counts (product_a, product_b, customers)
+    INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
     SELECT a.product_id, b.product_id, count(*)
     FROM @extschema@.customer_items a
     JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id

@@ -145,15 +145,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
                   HINT = 'Pass NULL to refresh every dirty product.';
     END IF;
+    -- the pending count changes first: they mark their products dirty, and the lists are
+    -- computed from the folded counts
+    PERFORM @extschema@.fold_deltas();
     IF all_products THEN
         INSERT INTO @extschema@.dirty_products (product_id)
-        SELECT product_id FROM @extschema@.item_counts ORDER BY product_id
+        SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id
         ON CONFLICT (product_id) DO NOTHING;
         -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
         -- lists are replaced only by refresh_ease(): kept
         DELETE FROM @extschema@.neighbors n
         WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
-          AND NOT EXISTS (SELECT FROM @extschema@.item_counts i WHERE i.product_id = n.product_id);
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts_base i WHERE i.product_id = n.product_id);
     END IF;
     -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
     IF log_run THEN
@@ -182,7 +185,8 @@ BEGIN
         IF measures IS NOT NULL THEN
             INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
             SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
-            FROM @extschema@._compute_neighbors(measures, batch) c;
+            FROM @extschema@._neighbor_lists('@extschema@.pair_counts_base', '@extschema@.item_counts_base',
+                (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t), measures, batch) c;
         END IF;
         done := done + cardinality(batch);
         IF clock_timestamp() - last_notice > interval '5 seconds' THEN
@@ -223,10 +227,11 @@ BEGIN
                   HINT = 'For example interval ''7 days''.';
     END IF;
     -- one refresh at a time (readers keep reading the old list until we commit)
+    PERFORM @extschema@.fold_deltas();
     LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
     DELETE FROM @extschema@.popular;
     DELETE FROM @extschema@.popular_scores;
-    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts', true)),
+    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts_base', true)),
          stored AS (
             INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
             SELECT l.rank, l.product_id, l.customers, l.share, l.source, t_end - window_length, t_end FROM l

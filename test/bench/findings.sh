@@ -178,7 +178,7 @@ for ff in 100 70 100 70; do
   t0=$(now); P -d f_or -c 'CALL bench.by_month()'; s=$(since "$t0")
   sleep 1
   after=$(Q -d f_or -F ' ' -c "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'personalize.pair_counts'::regclass")
-  mb=$(Q -d f_or -c "SELECT round(pg_total_relation_size('personalize.pair_counts') / 1048576.0, 1)")
+  mb=$(Q -d f_or -c "SELECT round(pg_total_relation_size('personalize.pair_counts_base') / 1048576.0, 1)")
   hot=$(awk -v b="$before" -v a="$after" 'BEGIN { split(b, x, " "); split(a, y, " "); u = y[1] - x[1]; h = y[2] - x[2]; if (u > 0) printf "%.0f%%", 100 * h / u; else print "-" }')
   echo "| fillfactor $ff | $s | $mb | $hot |"
 done

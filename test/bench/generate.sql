@@ -121,6 +121,6 @@ VACUUM ANALYZE personalize.products, personalize.customers, personalize.interact
 \echo generate: events loaded, rebuilding the model
 RESET client_min_messages;
 SELECT customers, products, pairs, round(seconds::numeric, 1) AS seconds FROM personalize.rebuild();
-VACUUM ANALYZE personalize.customer_items, personalize.customer_state, personalize.item_counts,
-               personalize.pair_counts, personalize.neighbors;
+VACUUM ANALYZE personalize.customer_items, personalize.customer_state, personalize.item_counts_base,
+               personalize.pair_counts_base, personalize.neighbors;
 \endif

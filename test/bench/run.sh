@@ -376,11 +376,11 @@ SQL
 WITH t(name, bytes, n) AS (
     SELECT 'interactions', pg_total_relation_size('personalize.interactions'), (SELECT count(*) FROM personalize.interactions)
     UNION ALL SELECT 'customer_items', pg_total_relation_size('personalize.customer_items'), (SELECT count(*) FROM personalize.customer_items)
-    UNION ALL SELECT 'pair_counts', pg_total_relation_size('personalize.pair_counts'), (SELECT count(*) FROM personalize.pair_counts)
+    UNION ALL SELECT 'pair_counts', pg_total_relation_size('personalize.pair_counts_base'), (SELECT count(*) FROM personalize.pair_counts_base)
     UNION ALL SELECT 'neighbors', pg_total_relation_size('personalize.neighbors'), (SELECT count(*) FROM personalize.neighbors)
     UNION ALL SELECT 'model', (SELECT sum(pg_total_relation_size(('personalize.' || r)::regclass))
-                                 FROM unnest(ARRAY['customer_items', 'customer_state', 'item_counts', 'pair_counts',
-                                                   'customer_totals', 'dirty_products', 'neighbors', 'popular']) AS r), 0)
+                                 FROM unnest(ARRAY['customer_items', 'customer_state', 'item_counts_base', 'pair_counts_base',
+                                                   'model_deltas', 'customer_totals', 'dirty_products', 'neighbors', 'popular']) AS r), 0)
 SELECT string_agg(n || ' ' || bytes, ' ' ORDER BY name) FROM t;
 SQL
 )

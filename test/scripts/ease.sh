@@ -186,9 +186,9 @@ TRUNCATE personalize.interactions;
 SET personalize.allow_drop_with_data = on;
 SELECT setseed(0.5);
 INSERT INTO personalize.products (product_id, name) SELECT g, 'synthetic ' || g FROM generate_series(100001, 105000) g;
-INSERT INTO personalize.item_counts (product_id, customers) SELECT g, 1000 + (g * 7919) % 5000 FROM generate_series(100001, 105000) g;
+INSERT INTO personalize.item_counts_base (product_id, customers) SELECT g, 1000 + (g * 7919) % 5000 FROM generate_series(100001, 105000) g;
 -- about 80 pairs a product, of 1 to 3 customers: G is diagonally dominant, so positive definite
-INSERT INTO personalize.pair_counts (product_a, product_b, customers)
+INSERT INTO personalize.pair_counts_base (product_a, product_b, customers)
 SELECT DISTINCT ON (a, b) a, b, 1 + floor(3 * random())::int
 FROM (SELECT 100001 + floor(5000 * random())::int AS a, 100001 + floor(5000 * random())::int AS b
       FROM generate_series(1, 200000) g) x WHERE a < b;

@@ -2,20 +2,26 @@
 # Property test: random sequences of single inserts, multi-row inserts, COPY, deletes,
 # updates, statements that insert and update or delete at once (INSERT ... ON CONFLICT
 # DO UPDATE, a writable CTE that deletes and re-inserts, MERGE with all three actions)
-# and forget_customer() from 4 concurrent sessions leave the model equal to a
-# brute-force count from the definition and to rebuild(). Three phases:
+# and forget_customer() from 8 concurrent sessions (PROPERTY_SESSIONS) on a Zipf(1.1)-hot
+# catalog, while a ninth session folds the pending count changes (fold_deltas(), the
+# refresh's first step) again and again, leave the model equal to a brute-force count from
+# the definition and to rebuild(), read through the views (base + pending) and after a
+# last fold from the base tables alone. Three phases:
 #   A  autocommit statements only: no deadlock may happen (fixed lock order)
 #   B  multi-statement transactions, some rolled back (deadlocks are allowed there:
 #      PostgreSQL aborts one; what commits must still be exact)
 #   C  the same under REPEATABLE READ (serialization failures allowed)
 # Then a backend is killed with SIGKILL in the middle of a COPY (crash recovery), another
-# COPY is cancelled, and the model is checked again after each. Runs inside pg_virtualenv (PG* set). TAP output.
+# COPY is cancelled, and the model is checked again after each; then the same for a fold of
+# the 200,000 changes of a large COPY (killed, then cancelled mid-fold: the pending changes
+# stay, nothing is counted twice). Runs inside pg_virtualenv (PG* set). TAP output.
 # PROPERTY_SEED=n reproduces a run; PROPERTY_OPS=n sets operations per session.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 db=personalize_property
 seed=${PROPERTY_SEED:-$RANDOM}
-ops=${PROPERTY_OPS:-120}
+ops=${PROPERTY_OPS:-80}
+sessions=${PROPERTY_SESSIONS:-8}
 work=$(mktemp -d)
 trap '[ -n "${PROPERTY_KEEP:-}" ] && echo "# kept $work" || rm -rf "$work"; dropdb --if-exists "$db" >/dev/null 2>&1' EXIT
 n=0
@@ -25,7 +31,7 @@ tap() {  # tap <ok?> <description>
 }
 q() { psql -X -q -At -d "$db" -v ON_ERROR_STOP=1 "$@"; }
 
-echo "# seed $seed, $ops operations per session"
+echo "# seed $seed, $sessions sessions, $ops operations per session"
 dropdb --if-exists "$db" >/dev/null 2>&1
 createdb "$db" || exit 1
 q -c 'CREATE EXTENSION personalize' || exit 1
@@ -49,8 +55,8 @@ types = ['view', 'view', 'click', 'cart', 'purchase']
 mix = [('insert', 0.24), ('multi', 0.40), ('copy', 0.52), ('delete', 0.64), ('move_customer', 0.71),
        ('move_product', 0.76), ('upsert', 0.84), ('cte', 0.91), ('merge', 0.97), ('forget', 1.0)]
 def ev():
-    # few customers and a skewed product choice: lots of contention on the same rows
-    return (r.randint(1, 30), min(40, int(r.paretovariate(1.2))), r.choice(types))
+    # few customers and a Zipf(1.1)-hot catalog: lots of contention on the same pairs
+    return (r.randint(1, 30), min(40, int(r.paretovariate(1.1))), r.choice(types))
 out = []
 def latest(c, k):  # the ids of customer c's k latest events
     return f"SELECT interaction_id FROM personalize.interactions WHERE customer_id = {c} ORDER BY interaction_id DESC LIMIT {k}"
@@ -131,11 +137,31 @@ print("\n".join(out))
 PY
 }
 
-check_exact() {  # check_exact <phase>
+# check_folded <phase>: one more fold (before check_exact's rebuild); then no change is pending
+# and the base tables alone equal the brute-force count (the views add nothing)
+check_folded() {
   local diffs
+  diffs=$( { cat test/model_check.sql; cat <<'SQL'
+SELECT personalize.fold_deltas() >= 0;
+SELECT (SELECT count(*) FROM personalize.model_deltas)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.pair_counts_base EXCEPT SELECT * FROM personalize.pair_counts) a)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.pair_counts EXCEPT SELECT * FROM personalize.pair_counts_base) b)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.item_counts_base EXCEPT SELECT * FROM personalize.item_counts) c)
+     + (SELECT count(*) FROM (SELECT * FROM personalize.item_counts EXCEPT SELECT * FROM personalize.item_counts_base) d)
+     + (SELECT count(*) FROM pg_temp.model_check());
+SQL
+  } | q -f - | tail -n 1)
+  tap $([ "$diffs" = 0 ] && echo 0 || echo 1) "phase $1: after a fold the base tables alone equal the brute-force count ($diffs differences)"
+}
+
+check_exact() {  # check_exact <phase>: through the views (pending changes included), after a fold, against rebuild()
+  local diffs
+  local pending
+  pending=$(q -c 'SELECT pending_changes FROM personalize.model_stats')
   diffs=$( { cat test/model_check.sql; echo 'SELECT count(*) FROM pg_temp.model_check();'; } | q -f - )
-  tap $([ "$diffs" = 0 ] && echo 0 || echo 1) "phase $1: model equals the brute-force count ($diffs differences)"
+  tap $([ "$diffs" = 0 ] && echo 0 || echo 1) "phase $1: model equals the brute-force count ($diffs differences; $pending changes pending)"
   [ "$diffs" != 0 ] && { cat test/model_check.sql; echo 'SELECT * FROM pg_temp.model_check() LIMIT 10;'; } | q -f - | sed 's/^/# /'
+  check_folded "$1"
   q <<'SQL' > "$work/rebuild.txt" 2>&1
 CREATE TEMP TABLE inc_pairs AS SELECT * FROM personalize.pair_counts;
 CREATE TEMP TABLE inc_items AS SELECT * FROM personalize.item_counts;
@@ -160,13 +186,19 @@ SQL
 }
 
 run_phase() {  # run_phase <phase> [PGOPTIONS]
-  local pids=()
-  for s in 1 2 3 4; do
+  local pids=() folder
+  # the folder: fold_deltas() in a loop while the writers run (stopped below)
+  touch "$work/folding"
+  ( while [ -e "$work/folding" ]; do q -c 'SELECT personalize.fold_deltas()' >/dev/null 2>>"$work/$1.fold"; sleep 0.05; done ) &
+  folder=$!
+  for s in $(seq 1 "$sessions"); do
     gen "$s" "$1" > "$work/$1.$s.sql"
     PGOPTIONS="${2:-}" psql -X -q -d "$db" -f "$work/$1.$s.sql" > "$work/$1.$s.out" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
+  rm -f "$work/folding"; wait "$folder"
+  tap $([ ! -s "$work/$1.fold" ] && echo 0 || echo 1) "phase $1: the concurrent folds never failed $(head -c 200 "$work/$1.fold" 2>/dev/null)"
   cat "$work/$1".*.out > "$work/$1.all"
   local events
   events=$(q -c 'SELECT count(*) FROM personalize.interactions')
@@ -225,6 +257,40 @@ interrupt_copy cancel cancel
 tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$work/cancel.out" && [ "$before" = "$after" ] && echo 0 || echo 1) \
   "cancel: a COPY cancelled mid-way reports the cancel and writes nothing ($after events)"
 check_exact cancel
+
+# a fold of many pending changes interrupted mid-way: interrupt_fold <name> <action>
+interrupt_fold() {
+  local name=$1 action=$2 fold_pid
+  q -c "\\copy personalize.interactions (customer_id, product_id, event_type) FROM '$work/big.tsv'" >/dev/null
+  # and 1,000,000 synthetic changes that sum to zero (each key +1 in one row, -1 in another):
+  # they change no count, but make the fold long enough to interrupt
+  q -c "INSERT INTO personalize.model_deltas (entries, a, b, d)
+        SELECT 10000, array_agg(900000 + i ORDER BY i), array_agg(1900000 + r * 10000 + i ORDER BY i),
+               array_agg(CASE WHEN s = 1 THEN 1 ELSE -1 END ORDER BY i)
+        FROM generate_series(1, 50) r, generate_series(1, 2) s, generate_series(1, 10000) i GROUP BY r, s" >/dev/null
+  pending_before=$(q -c 'SELECT pending_changes FROM personalize.model_stats')
+  psql -X -q -d "$db" -c "SET application_name = 'personalize_$name'" -c 'SELECT personalize.fold_deltas(1024)' > "$work/$name.out" 2>&1 &
+  fold_pid=$!
+  victim=""
+  for _ in $(seq 1 100); do
+    victim=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'personalize_$name' AND state = 'active'" 2>/dev/null)
+    [ -n "$victim" ] && break
+    sleep 0.02
+  done
+  sleep 0.5
+  [ -n "$victim" ] && $action "$victim" >/dev/null 2>&1
+  wait "$fold_pid"
+  for _ in $(seq 1 100); do q -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  pending_after=$(q -c 'SELECT pending_changes FROM personalize.model_stats')
+}
+interrupt_fold fold_crash kill9
+tap $([ -n "$victim" ] && [ "$pending_before" -gt 0 ] && [ "$pending_before" = "$pending_after" ] && echo 0 || echo 1) \
+  "crash: a fold killed mid-way leaves every pending change pending ($pending_before before, $pending_after after recovery)"
+check_exact fold_crash
+interrupt_fold fold_cancel cancel
+tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$work/fold_cancel.out" && [ "$pending_before" = "$pending_after" ] && echo 0 || echo 1) \
+  "cancel: a fold cancelled mid-way reports the cancel and leaves every pending change pending ($pending_after)"
+check_exact fold_cancel
 
 # REPEATABLE READ against a concurrent delete of a customer's last events: the delete
 # removes the customer's model state row, so the upsert that locks it finds no conflict;
