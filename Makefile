@@ -2,7 +2,7 @@
 EXTENSION   = personalize
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big  = personalize
-OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/fold.o src/trigger.o src/id_guard.o src/variant.o src/recommend.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o src/lifecycle.o src/cron.o src/echo.o src/health.o src/filters.o src/items.o src/explain.o src/ease_solve.o src/ease.o src/evaluate.o
+OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/fold.o src/trigger.o src/id_guard.o src/variant.o src/recommend.o src/popular.o src/ranking.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o src/lifecycle.o src/cron.o src/echo.o src/health.o src/filters.o src/items.o src/explain.o src/ease_solve.o src/ease.o src/evaluate.o
 
 # The install script of the current version is built from one file per concern
 # (sql/parts/, in this order); older versions' install scripts are frozen, and every
@@ -17,7 +17,7 @@ DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql
 DATA       += contrib/prometheus/personalize-queries.yaml contrib/prometheus/personalize-alerts.yaml
 
 # pg_regress inputs in sql/, outputs in expected/ (its defaults)
-REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest grants retention serving batch evaluate
+REGRESS     = install schema errors privileges search_path loader engine mixed_statements recommend timestamps first_hour experiments erasure llm_serving llm hardening echoed_names health ingest grants retention serving ranking batch evaluate
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=plpgsql
 
 # -Wextra as pgvector builds it: PostgreSQL's own headers have unused parameters

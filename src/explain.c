@@ -99,7 +99,7 @@ put_parts(ReturnSetInfo *rsinfo, const RecommendState *rs, const Candidate *c, c
 
 /* The rule row: the product's rank under the variant, or why recommend() leaves it out. */
 static void
-put_rule(ReturnSetInfo *rsinfo, RecommendState *rs, Candidate *c, bool scored, Candidate **order, int ncand)
+put_rule(ReturnSetInfo *rsinfo, RecommendState *rs, Candidate *c, bool scored, Ranking *ranking)
 {
 	const char *why = NULL;
 
@@ -113,7 +113,7 @@ put_rule(ReturnSetInfo *rsinfo, RecommendState *rs, Candidate *c, bool scored, C
 		why = "not a candidate: nothing scores it under this variant";
 	else
 	{
-		recommend_walk(rs, order, ncand, NULL, false);
+		recommend_walk(rs, ranking, NULL, false);
 		why = rs->explain_drop;
 		if (why == NULL && rs->explain_rank == 0)
 			why = "ranked beyond 1000";
@@ -132,9 +132,8 @@ personalize_explain(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RecommendState rs = {0};
-	Candidate **order;
+	Ranking    *ranking;
 	Candidate  *c;
-	int			ncand;
 	bool		found;
 	bool		scored = false;
 	ScoreParts	sp;
@@ -156,7 +155,7 @@ personalize_explain(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
 	recommend_begin(&rs, PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	order = recommend_rank(&rs, &ncand);
+	ranking = recommend_rank(&rs);
 	c = hash_search(rs.cands, &rs.explain_id, HASH_FIND, &found);
 	if (found)
 	{
@@ -164,7 +163,7 @@ personalize_explain(PG_FUNCTION_ARGS)
 		put_contributions(rsinfo, &rs, &sp);
 		put_parts(rsinfo, &rs, c, &sp);
 	}
-	put_rule(rsinfo, &rs, found ? c : NULL, scored, order, ncand);
+	put_rule(rsinfo, &rs, found ? c : NULL, scored, ranking);
 	SPI_finish();
 	return (Datum) 0;
 }

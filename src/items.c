@@ -90,16 +90,15 @@ check_known(const RecommendState *rs)
 static Datum
 serve_items(FunctionCallInfo fcinfo, RecommendState *rs, char *variant_name)
 {
-	Candidate **order;
-	int			ncand;
+	Ranking    *ranking;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
 	check_known(rs);
 	recommend_begin(rs, variant_name);
-	order = recommend_rank(rs, &ncand);
-	recommend_walk(rs, order, ncand, (ReturnSetInfo *) fcinfo->resultinfo, false);
+	ranking = recommend_rank(rs);
+	recommend_walk(rs, ranking, (ReturnSetInfo *) fcinfo->resultinfo, false);
 	SPI_finish();
 	return (Datum) 0;
 }

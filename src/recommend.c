@@ -60,8 +60,9 @@
  * stays read-only (hot standbys).
  *
  * The ranking is shared (recommend.h): recommend_begin() picks the variant,
- * recommend_rank() gathers and scores the candidates, recommend_walk() walks
- * them in chunks, dropping inactive products, purchases, what the request's
+ * recommend_rank() gathers and scores the candidates (popularity looked up in
+ * the list popular.c keeps, not copied into the candidates), ranking.c ranks
+ * them as far as the walk asks, recommend_walk() walks them in chunks, dropping inactive products, purchases, what the request's
  * filters leave out (filters.c, checked in the chunk's product query) and
  * what the category cap does not take. items.c calls them with the input
  * products as the history (similar_items, recommend_for_items), explain.c
@@ -85,6 +86,8 @@
 #include "similarity.h"
 #include "spiutil.h"
 #include "lifecycle.h"
+#include "popular.h"
+#include "ranking.h"
 #include "recommend.h"
 #include "variant.h"
 
@@ -94,19 +97,8 @@ PG_FUNCTION_INFO_V1(personalize_recommend_served);
 PG_FUNCTION_INFO_V1(personalize_served_variant);
 
 static SPIPlanPtr plan_variant, plan_variant_names, plan_history, plan_neighbors,
-			plan_popular, plan_popular_live, plan_campaigns, plan_products, plan_products_events, plan_llm,
-			plan_live_neighbors, plan_unfolded;
-
-static int
-cmp_candidate(const void *pa, const void *pb)
-{
-	const Candidate *a = *(Candidate *const *) pa;
-	const Candidate *b = *(Candidate *const *) pb;
-
-	if (a->score != b->score)
-		return a->score > b->score ? -1 : 1;
-	return a->product_id < b->product_id ? -1 : (a->product_id > b->product_id ? 1 : 0);
-}
+			plan_campaigns, plan_products, plan_products_events, plan_llm, plan_live_neighbors,
+			plan_unfolded;
 
 static Candidate *
 candidate(HTAB *h, int64 product_id)
@@ -548,81 +540,6 @@ score_llm(HTAB *cands, int64 customer_id)
 	return n;
 }
 
-/*
- * The all-time part of the popularity list computed now from item_counts, as
- * refresh_popular() will store it (0.5 * share): popularity before the first
- * refresh. Sets *live if there is any.
- */
-static double
-score_popular_live(HTAB *cands, bool *live)
-{
-	int64		top = 0;
-
-	spi_prepare_kept(&plan_popular_live,
-					 "SELECT product_id, customers FROM personalize._popular_all_time(1000)", 0, NULL);
-	if (SPI_execute_plan(spi_kept(&plan_popular_live), NULL, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "personalize: could not compute the popularity list");
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		int64		customers = spi_int8(r, 2, 0);
-		Candidate  *c = candidate(cands, spi_int8(r, 1, 0));
-
-		if (r == 0)
-			top = Max(customers, 1);
-		c->pop = 0.5 * (double) customers / (double) top;
-		c->pop_source = 2;
-	}
-	*live = SPI_processed > 0;
-	return 0.0;
-}
-
-/*
- * Popularity of every product on the list (one row of two arrays, written by
- * refresh_popular()): each becomes a candidate with its score, so a blend is
- * exact and the ranking does not depend on k; purchases are skipped while
- * walking. A window product scores above 0.5, an all-time one at most 0.5.
- * Returns the window length in days (0 if there is no list). With no list or
- * an empty one (before the first refresh, after a restore) the live
- * bestsellers stand in and *live is set.
- */
-static double
-score_popular(HTAB *cands, bool *live)
-{
-	bool		isnull;
-	ArrayType  *ids,
-			   *scores;
-	int			n;
-	int64	   *id;
-	double	   *score;
-	double		window_days;
-
-	spi_prepare_kept(&plan_popular,
-					 "SELECT product_ids, scores, window_days FROM personalize.popular_scores", 0, NULL);
-	if (SPI_execute_plan(spi_kept(&plan_popular), NULL, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "personalize: could not read the popularity list");
-	if (SPI_processed == 0)
-		return score_popular_live(cands, live);
-	ids = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	scores = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	window_days = spi_float8(0, 3, 7.0);
-	n = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids));
-	if (ARR_HASNULL(ids) || ARR_HASNULL(scores) || ArrayGetNItems(ARR_NDIM(scores), ARR_DIMS(scores)) != n)
-		elog(ERROR, "personalize: popular_scores is malformed");
-	if (n == 0)
-		return score_popular_live(cands, live);
-	/* no null bitmap (checked above): the values follow the fixed header */
-	id = (int64 *) ((char *) ids + ARR_OVERHEAD_NONULLS(ARR_NDIM(ids)));
-	score = (double *) ((char *) scores + ARR_OVERHEAD_NONULLS(ARR_NDIM(scores)));
-	for (int i = 0; i < n; i++)
-	{
-		Candidate  *c = candidate(cands, id[i]);
-
-		c->pop = score[i];
-		c->pop_source = score[i] > 0.5 ? 1 : 2;
-	}
-	return window_days;
-}
-
 /* Active campaigns: boost (the largest per product) and bring the products in. */
 static void
 apply_campaigns(HTAB *cands, TimestampTz now)
@@ -758,18 +675,41 @@ gather_candidates(RecommendState *rs)
 		rs->trust = (double) rs->history_total / (double) cfg->llm_history;
 	}
 	if (cfg->algorithm == ALG_POPULAR || cfg->popular_fill || cfg->popularity_weight > 0.0)
-		rs->window_days = score_popular(rs->cands, &rs->popular_live);
+	{
+		/* not made candidates here: looked up by recommend_rank(), ranked by ranking.c */
+		rs->popular = popular_read();
+		rs->window_days = rs->popular->window_days;
+		rs->popular_live = rs->popular->live;
+	}
 	if (cfg->campaigns)
 		apply_campaigns(rs->cands, rs->now);
 }
 
-static void
-mark_excluded(HTAB *cands, int64 product_id)
+/*
+ * A product of the popularity list made a candidate of the hash (where
+ * recommend_rank() gives it its popularity), so that the ranking skips it in
+ * the list: NULL if it is on neither.
+ */
+static Candidate *
+find_candidate(RecommendState *rs, int64 product_id)
 {
 	bool		found;
-	Candidate  *c = hash_search(cands, &product_id, HASH_FIND, &found);
+	Candidate  *c = hash_search(rs->cands, &product_id, HASH_FIND, &found);
+	double		pop;
 
 	if (found)
+		return c;
+	if (popular_lookup(rs->popular, product_id, &pop))
+		return candidate(rs->cands, product_id);
+	return NULL;
+}
+
+static void
+mark_excluded(RecommendState *rs, int64 product_id)
+{
+	Candidate  *c = find_candidate(rs, product_id);
+
+	if (c != NULL)
 		c->excluded = true;
 }
 
@@ -782,9 +722,12 @@ exclude_known(RecommendState *rs)
 {
 	for (int i = 0; i < rs->nhist; i++)
 		if (rs->items_mode || (rs->hist[i].bought && !rs->cfg.allow_repeat))
-			mark_excluded(rs->cands, rs->hist[i].product_id);
+			mark_excluded(rs, rs->hist[i].product_id);
 	for (int i = 0; i < rs->filters.nexclude; i++)
-		mark_excluded(rs->cands, rs->filters.exclude_ids[i]);
+		mark_excluded(rs, rs->filters.exclude_ids[i]);
+	/* explain() looks the explained product up in the hash */
+	if (rs->explaining)
+		(void) find_candidate(rs, rs->explain_id);
 }
 
 /*
@@ -857,32 +800,44 @@ recommend_score(Candidate *c, const RecommendState *rs, ScoreParts *sp)
 }
 
 /*
- * Gather, exclude and score the candidates: those recommended, best first
- * (ties by product id); *ncand_out of them.
+ * Gather, exclude and score the candidates: those recommended, ranked best
+ * first (ties by product id) as far as the walk asks (ranking.c). Popularity
+ * is looked up here for the candidates of the hash; the products that only
+ * popularity brings in are ranked from the list itself.
  */
-Candidate **
-recommend_rank(RecommendState *rs, int *ncand_out)
+Ranking *
+recommend_rank(RecommendState *rs)
 {
 	HASH_SEQ_STATUS seq;
 	Candidate  *c;
-	Candidate **order;
-	int			ncand = 0;
+	Candidate **all;
+	int			n = 0;
+	Ranking    *ranking;
 	ScoreParts	sp;
 
 	gather_candidates(rs);
 	exclude_known(rs);
 	rs->max_cooc = 0.0;
+	all = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(rs->cands), 1));
 	hash_seq_init(&seq, rs->cands);
 	while ((c = hash_seq_search(&seq)) != NULL)
+	{
+		double		pop;
+
+		if (popular_lookup(rs->popular, c->product_id, &pop))
+		{
+			c->pop = pop;
+			c->pop_source = pop > 0.5 ? 1 : 2;
+		}
 		rs->max_cooc = Max(rs->max_cooc, c->cooc);
-	order = palloc(sizeof(Candidate *) * Max(hash_get_num_entries(rs->cands), 1));
-	hash_seq_init(&seq, rs->cands);
-	while ((c = hash_seq_search(&seq)) != NULL)
-		if (recommend_score(c, rs, &sp))
-			order[ncand++] = c;
-	qsort(order, ncand, sizeof(Candidate *), cmp_candidate);
-	*ncand_out = ncand;
-	return order;
+		all[n++] = c;
+	}
+	ranking = ranking_create(rs, n, rs->popular);
+	for (int i = 0; i < n; i++)
+		if (recommend_score(all[i], rs, &sp))
+			ranking_add(ranking, all[i]);
+	ranking_start(ranking);
+	return ranking;
 }
 
 /*
@@ -1063,7 +1018,7 @@ walk_drops(RecommendState *rs, const ProductInfo *p)
  * rank or why it was dropped.
  */
 void
-recommend_walk(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rsinfo, bool with_variant)
+recommend_walk(RecommendState *rs, Ranking *ranking, ReturnSetInfo *rsinfo, bool with_variant)
 {
 	HASHCTL		ctl;
 	HTAB	   *names;
@@ -1074,12 +1029,15 @@ recommend_walk(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *
 	ctl.entrysize = sizeof(NameEntry);
 	ctl.hcxt = CurrentMemoryContext;
 	names = hash_create("personalize names", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (int start = 0; start < ncand && emitted < rs->k;)
+	for (int start = 0; emitted < rs->k;)
 	{
-		int			chunk = Min(ncand - start, Max(2 * (rs->k - emitted), 32));
+		int			chunk = ranking_fill(ranking, start, Max(2 * (rs->k - emitted), 32));
+		Candidate **order = ranking->order;
 		ProductInfo *info;
 		int			ninfo;
 
+		if (chunk == 0)
+			break;
 		CHECK_FOR_INTERRUPTS();
 		info = load_products(rs, &order[start], chunk, names, &ninfo);
 
@@ -1126,8 +1084,7 @@ recommend_serve_customer(FunctionCallInfo fcinfo, bool with_variant)
 {
 	RecommendState rs = {0};
 	char	   *variant_name;
-	Candidate **order;
-	int			ncand;
+	Ranking    *ranking;
 
 	/* it reads _compute_neighbors(), _popular_all_time() and serving_settings, new in 0.2.0 */
 	personalize_require_sql_version("0.2.0", fcinfo->flinfo->fn_oid);
@@ -1141,8 +1098,8 @@ recommend_serve_customer(FunctionCallInfo fcinfo, bool with_variant)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
 	recommend_begin(&rs, variant_name);
-	order = recommend_rank(&rs, &ncand);
-	recommend_walk(&rs, order, ncand, (ReturnSetInfo *) fcinfo->resultinfo, with_variant);
+	ranking = recommend_rank(&rs);
+	recommend_walk(&rs, ranking, (ReturnSetInfo *) fcinfo->resultinfo, with_variant);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -35,6 +35,7 @@ typedef struct Candidate
 	bool		show_llm;		/* the reason is the LLM's */
 	double		base;			/* the score before the campaign boost */
 	double		score;
+	bool		from_popular;	/* only popularity brings it in: not in the hash (ranking.c) */
 } Candidate;
 
 typedef struct HistoryItem
@@ -81,6 +82,9 @@ typedef struct CategoryCount
 	int			n;
 } CategoryCount;
 
+/* The candidates in rank order, as far as the walk needs them (ranking.h). */
+typedef struct Ranking Ranking;
+
 /* The state of one serving call, handed from one phase to the next. */
 typedef struct RecommendState
 {
@@ -101,6 +105,7 @@ typedef struct RecommendState
 	double		window_days;
 	double		max_cooc;		/* the largest cooc among the candidates */
 	bool		popular_live;	/* the popularity list was computed live */
+	const struct PopularList *popular;	/* the popularity list read (popular.h), or NULL */
 	CategoryCount *cats;
 	int			ncats;
 	/* explain(): the product explained, its contributions, where the walk put it */
@@ -125,9 +130,8 @@ typedef struct ScoreParts
 extern Datum recommend_serve_customer(FunctionCallInfo fcinfo, bool with_variant);
 extern int	recommend_check_k(FunctionCallInfo fcinfo, int argno);
 extern void recommend_begin(RecommendState *rs, char *variant_name);
-extern Candidate **recommend_rank(RecommendState *rs, int *ncand);
-extern void recommend_walk(RecommendState *rs, Candidate **order, int ncand, ReturnSetInfo *rsinfo,
-						   bool with_variant);
+extern Ranking *recommend_rank(RecommendState *rs);
+extern void recommend_walk(RecommendState *rs, Ranking *ranking, ReturnSetInfo *rsinfo, bool with_variant);
 extern bool recommend_score(Candidate *c, const RecommendState *rs, ScoreParts *sp);
 
 #endif							/* RECOMMEND_H */
