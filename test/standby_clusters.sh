@@ -32,7 +32,7 @@ sc_primary() {
   [ -n "$S" ] || { echo "standby_clusters: no two free ports from ${STANDBY_PORT_BASE:-5600}" >&2; return 1; }
   # a private install is preloaded by its full path (by name, the system's library would load)
   [ -n "$sc_destdir" ] && [ -f "$sc_destdir$sc_libdir/personalize.so" ] && preload=$sc_destdir$sc_libdir/personalize.so
-  sc_as_owner "$sc_bin/initdb" -D "$sc_work/primary" -U postgres --auth=trust -E UTF8 --locale=C >"$sc_work/initdb.log" 2>&1 || return 1
+  sc_as_owner "$sc_bin/initdb" -D "$sc_work/primary" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >"$sc_work/initdb.log" 2>&1 || return 1
   {
     echo "listen_addresses = '127.0.0.1'"
     echo "unix_socket_directories = '$sc_work'"
@@ -49,7 +49,7 @@ sc_primary() {
 }
 
 sc_standby() {
-  sc_as_owner timeout 300 "$sc_bin/pg_basebackup" -h 127.0.0.1 -p "$P" -U postgres -D "$sc_work/standby" -R -X stream -c fast \
+  sc_as_owner timeout 300 "$sc_bin/pg_basebackup" -h 127.0.0.1 -p "$P" -U postgres -D "$sc_work/standby" -R -X stream -c fast --no-sync \
     >"$sc_work/basebackup.log" 2>&1 || return 1
   sed -i "s|^unix_socket_directories = .*|unix_socket_directories = '$sc_work/standby'|" "$sc_work/standby/postgresql.conf"
   sc_as_owner timeout 60 "$sc_bin/pg_ctl" -D "$sc_work/standby" -o "-p $S" -l "$sc_work/standby.log" -w -t 30 start >/dev/null
