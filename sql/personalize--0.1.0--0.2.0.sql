@@ -2245,6 +2245,10 @@ DECLARE
     shown text;
     arm_no smallint;
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('log_exposure',
+            'Call recommend() on the standby and log_exposure() on the primary, e.g. through the application''s primary connection.');
+    END IF;
     IF customer_id IS NULL OR product_ids IS NULL THEN
         RAISE EXCEPTION 'customer_id and product_ids must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an empty array when nothing was shown.';
@@ -2703,9 +2707,14 @@ GRANT EXECUTE ON FUNCTION @extschema@._ingest_columns(regclass) TO PUBLIC;
 -- granted it erases a customer without any privilege on the tables.
 CREATE FUNCTION @extschema@.erase_customer(customer_id bigint)
     RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT f.interactions, f.feedback, f.customer FROM @extschema@.forget_customer(customer_id) f
-$$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('erase_customer',
+            'Erase the customer on the primary, e.g. through the application''s primary connection; the standby follows when it replays the deletion.');
+    END IF;
+    RETURN QUERY SELECT f.interactions, f.feedback, f.customer FROM @extschema@.forget_customer(erase_customer.customer_id) f;
+END $$;
 COMMENT ON FUNCTION @extschema@.erase_customer(bigint) IS
     'forget_customer() run with the owner''s rights (SECURITY DEFINER): the erasure an application role gets by grant_application().';
 
@@ -4062,6 +4071,10 @@ CREATE FUNCTION @extschema@.log_impressions(customer_id bigint, product_ids bigi
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('log_impressions',
+            'Call recommend() on the standby and log_impressions() on the primary, e.g. through the application''s primary connection.');
+    END IF;
     IF customer_id IS NULL OR product_ids IS NULL THEN
         RAISE EXCEPTION 'customer_id and product_ids must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an empty array when nothing was shown.';
@@ -4765,3 +4778,47 @@ REVOKE ALL ON FUNCTION @extschema@._customer_items_as_of(timestamptz, integer) F
 -- four data sets of tune()'s sweep (docs/quality.md). A row the DBA changed is kept.
 UPDATE @extschema@.variants SET params = '{"measure": "llr", "popularity_weight": 0.4}'
 WHERE name = 'hybrid' AND builtin AND params = '{"measure": "llr", "popularity_weight": 0.2}';
+
+-- ==== issue 14, part 5: hot standbys (sql/parts/experiments.sql, batch.sql, grants.sql) ====
+------------------------------------------------------------------------------
+-- The write-side serving calls refuse to run on a hot standby with 25006, a message naming
+-- the call, a DETAIL saying the server is a standby and a HINT (recommend() on the standby,
+-- logging on the primary). log_exposure(), log_impressions() and erase_customer() are
+-- redefined above with the check (erase_customer() is PL/pgSQL now, same signature, ACL and
+-- comment); recommend_logged() here, with the helper that raises.
+------------------------------------------------------------------------------
+CREATE FUNCTION @extschema@._standby_refusal(caller text, hint text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '%() cannot run on a hot standby', caller
+        USING ERRCODE = 'read_only_sql_transaction',
+              DETAIL = format('This server is a hot standby (pg_is_in_recovery() is true): it is read-only, and %s() writes.', caller),
+              HINT = hint;
+END $$;
+COMMENT ON FUNCTION @extschema@._standby_refusal(text, text) IS
+    'Raise 25006 for a write-side call made on a hot standby: the message names the call, the hint says where to make it.';
+REVOKE ALL ON FUNCTION @extschema@._standby_refusal(text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.recommend_logged(customer_id bigint, k integer DEFAULT 10)
+    RETURNS TABLE (product_id bigint, score double precision, reason text)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    ROWS 10 AS $$
+DECLARE
+    r record;
+    shown bigint[] := '{}';
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('recommend_logged',
+            'Call recommend() on the standby and log_exposure() with the products shown on the primary, e.g. through the application''s primary connection.');
+    END IF;
+    FOR r IN SELECT x.product_id AS p, x.score AS s, x.reason AS why
+             FROM @extschema@.recommend(recommend_logged.customer_id, NULL, recommend_logged.k) x LOOP
+        shown := shown || r.p;
+        product_id := r.p;
+        score := r.s;
+        reason := r.why;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM @extschema@.log_exposure(recommend_logged.customer_id, shown);
+END $$;
+-- ==== end of issue 14, part 5: hot standbys ====

@@ -237,7 +237,8 @@ run_in_worker(CronRequest *req, bool soft)
 	memcpy(shared, req, sizeof(CronRequest));
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* a hot standby reads pg_cron's replicated tables too (health); writes fail there as read-only */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	/* as MODULE_PATHNAME names it: the same file the caller loaded */
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "$libdir/personalize");

@@ -497,6 +497,10 @@ CREATE FUNCTION @extschema@.log_impressions(customer_id bigint, product_ids bigi
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('log_impressions',
+            'Call recommend() on the standby and log_impressions() on the primary, e.g. through the application''s primary connection.');
+    END IF;
     IF customer_id IS NULL OR product_ids IS NULL THEN
         RAISE EXCEPTION 'customer_id and product_ids must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an empty array when nothing was shown.';

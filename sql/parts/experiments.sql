@@ -243,6 +243,22 @@ END $$;
 COMMENT ON FUNCTION @extschema@.stop_experiment(text) IS
     'Stop the running experiment: recommend(customer_id, NULL) serves the default variant again; results stay readable.';
 
+-- Hot standbys (issue 14, part 5): recommend(), similar_items(), recommend_for_items(),
+-- explain() and the views are read-only and answer on a standby; the calls that write
+-- (log_exposure(), recommend_logged(), log_impressions(), erase_customer()) check
+-- pg_is_in_recovery() first and raise this, instead of PostgreSQL's bare "cannot execute
+-- INSERT in a read-only transaction" from deep inside them.
+CREATE FUNCTION @extschema@._standby_refusal(caller text, hint text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION '%() cannot run on a hot standby', caller
+        USING ERRCODE = 'read_only_sql_transaction',
+              DETAIL = format('This server is a hot standby (pg_is_in_recovery() is true): it is read-only, and %s() writes.', caller),
+              HINT = hint;
+END $$;
+COMMENT ON FUNCTION @extschema@._standby_refusal(text, text) IS
+    'Raise 25006 for a write-side call made on a hot standby: the message names the call, the hint says where to make it.';
+
 CREATE FUNCTION @extschema@.log_exposure(customer_id bigint, product_ids bigint[], variant text DEFAULT NULL)
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -253,6 +269,10 @@ DECLARE
     shown text;
     arm_no smallint;
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('log_exposure',
+            'Call recommend() on the standby and log_exposure() on the primary, e.g. through the application''s primary connection.');
+    END IF;
     IF customer_id IS NULL OR product_ids IS NULL THEN
         RAISE EXCEPTION 'customer_id and product_ids must not be null'
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass an empty array when nothing was shown.';
@@ -291,6 +311,10 @@ DECLARE
     r record;
     shown bigint[] := '{}';
 BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('recommend_logged',
+            'Call recommend() on the standby and log_exposure() with the products shown on the primary, e.g. through the application''s primary connection.');
+    END IF;
     FOR r IN SELECT x.product_id AS p, x.score AS s, x.reason AS why
              FROM @extschema@.recommend(recommend_logged.customer_id, NULL, recommend_logged.k) x LOOP
         shown := shown || r.p;

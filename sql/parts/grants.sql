@@ -11,9 +11,14 @@
 -- granted it erases a customer without any privilege on the tables.
 CREATE FUNCTION @extschema@.erase_customer(customer_id bigint)
     RETURNS TABLE (interactions bigint, feedback bigint, customer boolean)
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT f.interactions, f.feedback, f.customer FROM @extschema@.forget_customer(customer_id) f
-$$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        PERFORM @extschema@._standby_refusal('erase_customer',
+            'Erase the customer on the primary, e.g. through the application''s primary connection; the standby follows when it replays the deletion.');
+    END IF;
+    RETURN QUERY SELECT f.interactions, f.feedback, f.customer FROM @extschema@.forget_customer(erase_customer.customer_id) f;
+END $$;
 COMMENT ON FUNCTION @extschema@.erase_customer(bigint) IS
     'forget_customer() run with the owner''s rights (SECURITY DEFINER): the erasure an application role gets by grant_application().';
 
