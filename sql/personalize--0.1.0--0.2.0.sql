@@ -110,7 +110,6 @@ COMMENT ON COLUMN @extschema@.model_deltas.entries IS 'Number of changes in the 
 COMMENT ON COLUMN @extschema@.model_deltas.a IS 'A product (a[i] = b[i]) or the smaller product of a pair.';
 COMMENT ON COLUMN @extschema@.model_deltas.b IS 'The same product, or the larger product of the pair.';
 COMMENT ON COLUMN @extschema@.model_deltas.d IS 'The change of the count (never 0).';
-COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts (pairs with a count).';
 COMMENT ON COLUMN @extschema@.model_stats.pending_changes IS 'Count changes not folded yet (model_deltas entries): what the next fold_deltas() applies.';
 -- ==== end of issue 14: pending count changes ====
 
@@ -3067,7 +3066,7 @@ COMMENT ON COLUMN @extschema@.cooccurrence.customers_a IS 'item_counts.customers
 COMMENT ON COLUMN @extschema@.cooccurrence.customers_b IS 'item_counts.customers of product_b.';
 COMMENT ON COLUMN @extschema@.model_stats.customers IS 'Customers with at least one in-model product.';
 COMMENT ON COLUMN @extschema@.model_stats.products IS 'Products with at least one customer.';
-COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts.';
+COMMENT ON COLUMN @extschema@.model_stats.pairs IS 'Rows of pair_counts (pairs with a count).';
 COMMENT ON COLUMN @extschema@.model_stats.dirty_products IS 'Backlog of the neighbour refresh.';
 COMMENT ON COLUMN @extschema@.model_stats.max_items_per_customer IS 'The cap in force.';
 COMMENT ON COLUMN @extschema@.model_stats.rebuilt_at IS 'Last rebuild().';

@@ -216,6 +216,9 @@ diff "$work/schema_b" "$work/schema_c" > "$work/diff_bc"
 ok $? "schema: restored dump of the updated database = fresh $default"
 [ -s "$work/diff_bc" ] && sed 's/^/#   /' "$work/diff_bc" | head -40
 
+# products are marked dirty when their pending count changes are folded (issue 14): a
+# restore streams the events through the trigger, so fold before comparing the backlog
+for x in "$b" "$c"; do q "$x" -c 'SELECT personalize.fold_deltas()' >/dev/null; done
 fingerprint "$b" > "$work/b"; fingerprint "$c" > "$work/c"
 diff "$work/b" "$work/a_after" > "$work/diff_data_ab"
 ok $? "data and model: updated 0.1.0 = fresh $default"
