@@ -206,7 +206,8 @@ read_products(PairBuild *pb, MemoryContext cxt)
 
 /*
  * The table's size from the budget (what the product arrays and a write batch
- * leave of it), rounded down to a power of 2, but at least 3 entries per
+ * leave of it), rounded down to a power of 2, no larger than all pairs of
+ * products need, but at least 3 entries per
  * product: a pass narrows its range to at most half of a full table, or to its
  * first product (fewer pairs than products), and one history adds fewer pairs
  * than there are products, so every pass moves on.
@@ -218,9 +219,12 @@ size_table(PairBuild *pb, Size budget)
 		REBUILD_WRITE_BATCH * 3 * (sizeof(int64) + sizeof(Datum));
 	Size		room = budget > fixed ? budget - fixed : 0;
 	uint64		need = (uint64) ((3.0 * pb->nproducts + 16) / REBUILD_FILL) + 1;
+	/* no more entries than there are pairs of products */
+	double		pairs = 0.5 * pb->nproducts * ((double) pb->nproducts - 1);
 	uint64		slots = 256;
 
-	while (slots * 2 * sizeof(PairEntry) <= room && slots < (UINT64CONST(1) << 31))
+	while (slots * 2 * sizeof(PairEntry) <= room && slots < (UINT64CONST(1) << 31) &&
+		   slots * REBUILD_FILL < pairs)
 		slots *= 2;
 	if (slots < need)
 	{
@@ -469,9 +473,8 @@ personalize_rebuild_pairs(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	ereport(NOTICE,
-			(errmsg("rebuild: 3/5 pairs: %lld pairs of %u products counted in %d pass%s of at most %llu pairs each",
-					(long long) pb.written, pb.nproducts, pb.pass, pb.pass == 1 ? "" : "es",
-					(unsigned long long) pb.limit)));
+			(errmsg("rebuild: 3/5 pairs: %lld pairs of %u products counted in %d pass%s",
+					(long long) pb.written, pb.nproducts, pb.pass, pb.pass == 1 ? "" : "es")));
 	MemoryContextDelete(cxt);
 	PG_RETURN_INT64(pb.written);
 }

@@ -54,7 +54,7 @@ BEGIN
     IF position(c_call IN def) = 0 THEN
         RAISE EXCEPTION 'rebuild() does not call _rebuild_pairs() as expected';
     END IF;
-    def := replace(replace(def, c_call, sql_join), 'FUNCTION personalize.rebuild(', 'FUNCTION bench.rebuild_sql(');
+    def := replace(replace(replace(def, c_call, sql_join), 'FUNCTION personalize.rebuild(', 'FUNCTION bench.rebuild_sql('), 'rebuild.max_items_per_customer', 'rebuild_sql.max_items_per_customer');
     EXECUTE def;
 END $$;
 SQL
