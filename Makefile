@@ -2,7 +2,7 @@
 EXTENSION   = personalize
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big  = personalize
-OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/fold.o src/trigger.o src/id_guard.o src/variant.o src/recommend.o src/popular.o src/ranking.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o src/lifecycle.o src/cron.o src/echo.o src/health.o src/filters.o src/items.o src/explain.o src/ease_solve.o src/ease.o src/evaluate.o
+OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/model_delta.o src/fold.o src/trigger.o src/id_guard.o src/variant.o src/recommend.o src/popular.o src/ranking.o src/content.o src/experiment.o src/stats.o src/http.o src/openai.o src/lifecycle.o src/cron.o src/echo.o src/health.o src/filters.o src/items.o src/explain.o src/ease_solve.o src/ease.o src/evaluate.o src/rebuild.o
 
 # The install script of the current version is built from one file per concern
 # (sql/parts/, in this order); older versions' install scripts are frozen, and every

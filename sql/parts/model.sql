@@ -322,6 +322,17 @@ CREATE FUNCTION @extschema@._customer_items_as_of(cut timestamptz, cap integer)
           GROUP BY i.customer_id, i.product_id) g
 $$;
 
+-- rebuild()'s pair phase (src/rebuild.c): the pair counts of customer_items' in-model rows,
+-- counted in memory within budget_kb (NULL: maintenance_work_mem), in several passes over
+-- product ranges when they do not fit, written into target sorted by (product_a, product_b).
+-- Takes the target as an argument: the table rebuild() empties first. Runs as its caller.
+CREATE FUNCTION @extschema@._rebuild_pairs(target regclass, budget_kb integer DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'personalize_rebuild_pairs';
+COMMENT ON FUNCTION @extschema@._rebuild_pairs(regclass, integer) IS
+    'Write into target (product_a < product_b, customers) the number of customers whose in-model history holds each pair, counted in memory within budget_kb (NULL: maintenance_work_mem); the pairs written.';
+
 CREATE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
     RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -388,14 +399,8 @@ BEGIN
 
     PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
     phase_at := clock_timestamp();
-    INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
-    SELECT a.product_id, b.product_id, count(*)
-    FROM @extschema@.customer_items a
-    JOIN @extschema@.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
-    WHERE a.in_model AND b.in_model
-    GROUP BY a.product_id, b.product_id
-    ORDER BY a.product_id, b.product_id;  -- the primary key is then built in order, compact
-    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    -- in memory within maintenance_work_mem, written in key order (src/rebuild.c)
+    n_pairs := @extschema@._rebuild_pairs('@extschema@.pair_counts_base');
     RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
 
     PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
