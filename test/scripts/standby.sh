@@ -189,8 +189,10 @@ FROM generate_series(1, 78) c, generate_series(1, 2) i;
 SQL
 catch_up; ok $? "the standby replays the new events within 30 s"
 live="SELECT r::text FROM personalize.recommend(100, 'cooccurrence', 10) WITH ORDINALITY r ORDER BY r.ordinality"
-is "$(qs -c "SELECT (SELECT count(*) FROM personalize.neighbors WHERE product_id = 41) || ' ' || (SELECT count(*) FROM personalize.dirty_products WHERE product_id = 41)")" \
-   "0 1" "on the standby, product 41 is dirty and has no stored list"
+# a product bought for the first time: no stored list, its count changes still pending
+# (model_deltas, issue 14: not folded, so not in dirty_products either)
+is "$(qs -c "SELECT (SELECT count(*) FROM personalize.neighbors WHERE product_id = 41) || ' ' || (SELECT count(*) FROM personalize.item_counts_base WHERE product_id = 41) || ' ' || (SELECT count(*) FROM personalize.item_counts WHERE product_id = 41)")" \
+   "0 0 1" "on the standby, product 41 has no stored list and no folded count, but a count (pending)"
 is "$(qs -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE reason LIKE '%(live)') FROM personalize.recommend(100, 'cooccurrence', 10)")" \
    "10 10" "on the standby, recommend() for a customer of product 41 answers from its live list (10 rows, reason (live))"
 same "$(digest qs "$live")" "$(digest qp "$live")" "the live answer on the standby equals the primary's"
