@@ -34,7 +34,7 @@ GROUP BY a.product_id, b.product_id;
 SQL
 }
 # a table like the stored pair table: the same columns, primary key, product_b index, check
-new_target() { echo "DROP TABLE IF EXISTS $1; CREATE TABLE $1 (LIKE personalize.pair_counts INCLUDING ALL);"; }
+new_target() { echo "DROP TABLE IF EXISTS $1; CREATE TABLE $1 (LIKE personalize.pair_counts_base INCLUDING ALL);"; }
 # "rows in $1, rows in $2, rows of $1 not in $2, rows of $2 not in $1"
 compare() {
   q -c "SELECT (SELECT count(*) FROM $1) || ' ' || (SELECT count(*) FROM $2) || ' ' ||
@@ -121,8 +121,8 @@ timeout_ms=$(( full_ms / 4 ))
 [ "$timeout_ms" -lt 100 ] && timeout_ms=100
 echo "# _rebuild_pairs() on the larger fixture: $full pairs in $full_ms ms; statement_timeout ${timeout_ms} ms"
 t0=$(ms)
-out=$(qv -c "BEGIN" -c "TRUNCATE personalize.pair_counts" -c "SET LOCAL statement_timeout = $timeout_ms" \
-         -c "SELECT personalize._rebuild_pairs('personalize.pair_counts', 2048)" -c "COMMIT")
+out=$(qv -c "BEGIN" -c "TRUNCATE personalize.pair_counts_base" -c "SET LOCAL statement_timeout = $timeout_ms" \
+         -c "SELECT personalize._rebuild_pairs('personalize.pair_counts_base', 2048)" -c "COMMIT")
 took=$(( $(ms) - t0 ))
 like "$out" "ERROR:  57014: canceling statement due to statement timeout" "statement_timeout cancels _rebuild_pairs(): 57014"
 ok $([ "$took" -lt $(( timeout_ms + 3000 )) ] && echo 0 || echo 1) "the cancel ends it within 3 s of the timeout ($took ms, timeout $timeout_ms ms)"
