@@ -67,6 +67,8 @@ COMMENT ON FUNCTION @extschema@.fold_deltas(integer) IS
     'Fold the committed pending count changes (model_deltas) into item_counts_base and pair_counts_base and mark their products dirty; returns how many changes it folded. One fold at a time; event writers never wait for it. budget_kb bounds its memory (NULL: maintenance_work_mem). The refresh runs it first.';
 
 REVOKE ALL ON FUNCTION @extschema@.fold_deltas(integer) FROM PUBLIC;
+-- as a fresh install's REVOKE ALL ON ALL TABLES records them
+REVOKE ALL ON TABLE @extschema@.model_deltas, @extschema@.item_counts, @extschema@.pair_counts FROM PUBLIC;
 
 -- bound to the views now
 CREATE OR REPLACE FUNCTION @extschema@.cooccurrence_count(a bigint, b bigint) RETURNS bigint
