@@ -44,8 +44,8 @@ PG_FUNCTION_INFO_V1(personalize_fold_deltas);
 /* folds of more changes than this report each pass with a NOTICE */
 #define FOLD_NOTICE_ENTRIES 1000000
 
-static SPIPlanPtr plan_append, plan_upsert[2][2], plan_zero[2][2], plan_dirty, plan_list, plan_read,
-			plan_delete;
+static SPIPlanPtr plan_append, plan_add[2][2][2], plan_subtract[2][2], plan_zero[2][2], plan_dirty, plan_list,
+			plan_read, plan_delete, plan_empty;
 
 /* Whether personalize.model_deltas exists (SQL 0.2.0 or later). */
 bool
@@ -109,9 +109,49 @@ append_model_deltas(const DeltaBuffer *pairs, const DeltaBuffer *singles)
 	pfree(d);
 }
 
-/* The upsert of one chunk of pair (or product) changes into the base table (or 0.1.0's table). */
+/* The table of pair (or product) counts: the base (0.2.0) or 0.1.0's table. */
+static const char *
+count_table(bool is_pairs, bool to_base)
+{
+	if (is_pairs)
+		return to_base ? "pair_counts_base" : "pair_counts";
+	return to_base ? "item_counts_base" : "item_counts";
+}
+
+/*
+ * The statement adding positive changes: an upsert, or a plain insert when the
+ * table was empty when the fold began (a first load: no key can exist, and only
+ * the fold writes the table meanwhile). Nothing is returned: a count that grows
+ * from a count >= 0 cannot go below zero or reach it.
+ */
 static SPIPlanPtr
-upsert_plan(bool is_pairs, bool to_base)
+add_plan(bool is_pairs, bool to_base, bool insert_only)
+{
+	Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	char		sql[512];
+
+	if (is_pairs)
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO personalize.%s AS pc (product_a, product_b, customers) "
+				 "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b%s",
+				 count_table(true, to_base),
+				 insert_only ? "" : " ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers");
+	else
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO personalize.%s AS ic (product_id, customers) "
+				 "SELECT u.a, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a%s",
+				 count_table(false, to_base),
+				 insert_only ? "" : " ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers");
+	return spi_prepare_kept(&plan_add[is_pairs][to_base][insert_only], sql, 3, t3);
+}
+
+/*
+ * The statement subtracting: an upsert in key order (the row locks in the
+ * locking order) that returns the new counts; a key without a count gets a
+ * negative one, which the caller reports.
+ */
+static SPIPlanPtr
+subtract_plan(bool is_pairs, bool to_base)
 {
 	Oid			t3[3] = {INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 	char		sql[512];
@@ -122,15 +162,27 @@ upsert_plan(bool is_pairs, bool to_base)
 				 "SELECT u.a, u.b, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a, u.b "
 				 "ON CONFLICT (product_a, product_b) DO UPDATE SET customers = pc.customers + EXCLUDED.customers "
 				 "RETURNING pc.product_a, pc.product_b, pc.customers",
-				 to_base ? "pair_counts_base" : "pair_counts");
+				 count_table(true, to_base));
 	else
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO personalize.%s AS ic (product_id, customers) "
 				 "SELECT u.a, u.d FROM unnest($1, $2, $3) AS u(a, b, d) ORDER BY u.a "
 				 "ON CONFLICT (product_id) DO UPDATE SET customers = ic.customers + EXCLUDED.customers "
 				 "RETURNING ic.product_id, ic.product_id, ic.customers",
-				 to_base ? "item_counts_base" : "item_counts");
-	return spi_prepare_kept(&plan_upsert[is_pairs][to_base], sql, 3, t3);
+				 count_table(false, to_base));
+	return spi_prepare_kept(&plan_subtract[is_pairs][to_base], sql, 3, t3);
+}
+
+/* XX001: the count of key (a, b) would become c; the events and the model disagree. */
+static void
+out_of_step(bool is_pairs, int64 a, int64 b, int64 c)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("personalize model is out of step with interactions"),
+			 errdetail("The %s count of products " INT64_FORMAT " and " INT64_FORMAT " would become " INT64_FORMAT ".",
+					   is_pairs ? "pair" : "product", a, b, c),
+			 errhint("Events were changed while the triggers were off; run SELECT personalize.rebuild().")));
 }
 
 /* Delete the keys whose count reached zero (a[], b[] of n keys). */
@@ -145,11 +197,11 @@ delete_zero_counts(int64 *a, int64 *b, int n, bool is_pairs, bool to_base)
 		snprintf(sql, sizeof(sql),
 				 "DELETE FROM personalize.%s pc USING unnest($1, $2) AS u(a, b) "
 				 "WHERE pc.product_a = u.a AND pc.product_b = u.b AND pc.customers = 0",
-				 to_base ? "pair_counts_base" : "pair_counts");
+				 count_table(true, to_base));
 	else
 		snprintf(sql, sizeof(sql),
 				 "DELETE FROM personalize.%s WHERE product_id = ANY($1) AND customers = 0",
-				 to_base ? "item_counts_base" : "item_counts");
+				 count_table(false, to_base));
 	spi_prepare_kept(&plan_zero[is_pairs][to_base], sql, is_pairs ? 2 : 1, t2);
 	v[0] = int8_array_datum(a, n);
 	v[1] = int8_array_datum(b, n);
@@ -157,44 +209,40 @@ delete_zero_counts(int64 *a, int64 *b, int n, bool is_pairs, bool to_base)
 		elog(ERROR, "personalize: could not delete zero counts");
 }
 
-/*
- * Apply count changes items[0..n) in key order: one upsert that returns the
- * new counts; a count below zero means the model and interactions disagree
- * (an error), a count of zero is deleted.
- */
-static void
-apply_chunk(const Delta *items, int n, bool is_pairs, bool to_base)
+/* Run plan over the changes a[], b[], d[] of n keys; returns the SPI result code. */
+static int
+run_changes(SPIPlanPtr plan, int64 *a, int64 *b, int64 *d, int n)
 {
-	int64	   *a = palloc(sizeof(int64) * n);
-	int64	   *b = palloc(sizeof(int64) * n);
-	int64	   *d = palloc(sizeof(int64) * n);
-	int			nz = 0;
 	Datum		v[3];
+	int			rc;
 
-	for (int i = 0; i < n; i++)
-	{
-		a[i] = items[i].a;
-		b[i] = items[i].b;
-		d[i] = items[i].d;
-	}
 	v[0] = int8_array_datum(a, n);
 	v[1] = int8_array_datum(b, n);
 	v[2] = int8_array_datum(d, n);
-	if (spi_execute_kept(upsert_plan(is_pairs, to_base), v, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "personalize: could not write the counts");
+	rc = spi_execute_kept(plan, v, false, 0);
+	for (int k = 0; k < 3; k++)
+		pfree(DatumGetPointer(v[k]));
+	return rc;
+}
 
-	/* a[] and b[] are free now: they collect the keys whose count fell to zero */
+/*
+ * Subtract the negative changes a[], b[], d[] (n keys): a count below zero is
+ * an error (the key had less, or no count), a count of zero is deleted.
+ */
+static void
+subtract_changes(int64 *a, int64 *b, int64 *d, int n, bool is_pairs, bool to_base)
+{
+	int			nz = 0;
+
+	if (run_changes(subtract_plan(is_pairs, to_base), a, b, d, n) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "personalize: could not write the counts");
+	/* a[], b[] are free now: they collect the keys whose count fell to zero */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		int64		c = spi_int8(i, 3, 0);
 
 		if (c < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("personalize model is out of step with interactions"),
-					 errdetail("The %s count of products " INT64_FORMAT " and " INT64_FORMAT " would become " INT64_FORMAT ".",
-							   is_pairs ? "pair" : "product", spi_int8(i, 1, 0), spi_int8(i, 2, 0), c),
-					 errhint("Events were changed while the triggers were off; run SELECT personalize.rebuild().")));
+			out_of_step(is_pairs, spi_int8(i, 1, 0), spi_int8(i, 2, 0), c);
 		if (c == 0)
 		{
 			a[nz] = spi_int8(i, 1, 0);
@@ -202,10 +250,43 @@ apply_chunk(const Delta *items, int n, bool is_pairs, bool to_base)
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);
-	for (int k = 0; k < 3; k++)
-		pfree(DatumGetPointer(v[k]));
 	if (nz > 0)
 		delete_zero_counts(a, b, nz, is_pairs, to_base);
+}
+
+/*
+ * Apply count changes items[0..n) in key order: the positive ones added (one
+ * upsert, or one insert into a table empty at the start of the fold), the
+ * negative ones subtracted from existing counts.
+ */
+static void
+apply_chunk(const Delta *items, int n, bool is_pairs, bool to_base, bool insert_only)
+{
+	int64	   *a = palloc(sizeof(int64) * n);
+	int64	   *b = palloc(sizeof(int64) * n);
+	int64	   *d = palloc(sizeof(int64) * n);
+	int			npos = 0,
+				nneg = 0;
+
+	/* the positive changes first, then the negative ones, each in key order */
+	for (int i = 0; i < n; i++)
+		npos += items[i].d > 0;
+	for (int i = 0; i < n; i++)
+	{
+		int			k = items[i].d > 0 ? i - nneg : npos + nneg++;
+
+		a[k] = items[i].a;
+		b[k] = items[i].b;
+		d[k] = items[i].d;
+	}
+	if (npos > 0 && run_changes(add_plan(is_pairs, to_base, insert_only), a, b, d, npos) != SPI_OK_INSERT)
+		elog(ERROR, "personalize: could not write the counts");
+	if (nneg > 0)
+	{
+		if (insert_only)
+			out_of_step(is_pairs, a[npos], b[npos], d[npos]);
+		subtract_changes(&a[npos], &b[npos], &d[npos], nneg, is_pairs, to_base);
+	}
 	pfree(a);
 	pfree(b);
 	pfree(d);
@@ -213,13 +294,14 @@ apply_chunk(const Delta *items, int n, bool is_pairs, bool to_base)
 
 /*
  * Apply a merged change buffer to the base tables (to_base) or to 0.1.0's
- * count tables, in chunks of at most FOLD_CHUNK keys in key order.
+ * count tables, in chunks of at most FOLD_CHUNK keys in key order;
+ * insert_only when the table was empty as the fold began.
  */
 void
-apply_count_deltas(const DeltaBuffer *buf, bool is_pairs, bool to_base)
+apply_count_deltas(const DeltaBuffer *buf, bool is_pairs, bool to_base, bool insert_only)
 {
 	for (Size off = 0; off < buf->n; off += FOLD_CHUNK)
-		apply_chunk(&buf->items[off], (int) Min((Size) FOLD_CHUNK, buf->n - off), is_pairs, to_base);
+		apply_chunk(&buf->items[off], (int) Min((Size) FOLD_CHUNK, buf->n - off), is_pairs, to_base, insert_only);
 }
 
 static int
@@ -285,6 +367,8 @@ typedef struct PendingRows
 	int			n;
 	int64		entries;
 	TimestampTz oldest;
+	bool		pairs_empty;	/* the base tables were empty (a first load) */
+	bool		items_empty;
 } PendingRows;
 
 /* Lock model_deltas for this fold and list its rows (no array is read here). */
@@ -311,6 +395,18 @@ list_pending(PendingRows *pr)
 		at = DatumGetTimestampTz(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 		if (at < pr->oldest)
 			pr->oldest = at;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	spi_prepare_kept(&plan_empty,
+					 "SELECT NOT EXISTS (SELECT FROM personalize.pair_counts_base), "
+					 "NOT EXISTS (SELECT FROM personalize.item_counts_base)", 0, NULL);
+	if (spi_execute_kept(plan_empty, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "personalize: could not read the base counts");
+	{
+		bool		isnull;
+
+		pr->pairs_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		pr->items_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -403,8 +499,8 @@ fold_pass(const PendingRows *pr, int part, int parts, Size budget, MemoryContext
 	}
 	delta_buffer_merge(&pairs);
 	delta_buffer_merge(&singles);
-	apply_count_deltas(&pairs, true, true);
-	apply_count_deltas(&singles, false, true);
+	apply_count_deltas(&pairs, true, true, pr->pairs_empty);
+	apply_count_deltas(&singles, false, true, pr->items_empty);
 	mark_products_dirty(&pairs, &singles, pr->oldest);
 	if (pairs.items)
 		pfree(pairs.items);

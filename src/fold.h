@@ -8,7 +8,7 @@
 
 extern bool model_deltas_exist(void);
 extern void append_model_deltas(const DeltaBuffer *pairs, const DeltaBuffer *singles);
-extern void apply_count_deltas(const DeltaBuffer *buf, bool is_pairs, bool to_base);
+extern void apply_count_deltas(const DeltaBuffer *buf, bool is_pairs, bool to_base, bool insert_only);
 extern void mark_products_dirty(const DeltaBuffer *pairs, const DeltaBuffer *singles, TimestampTz since);
 
 #endif							/* PERSONALIZE_FOLD_H */

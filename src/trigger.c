@@ -843,8 +843,8 @@ apply_changes(CustomerItem *changes, int nchanges, bool recompute)
 	else
 	{
 		/* SQL 0.1.0: the count tables directly, as 0.1.0 did */
-		apply_count_deltas(&sw.pairs, true, false);
-		apply_count_deltas(&sw.singles, false, false);
+		apply_count_deltas(&sw.pairs, true, false, false);
+		apply_count_deltas(&sw.singles, false, false, false);
 		write_totals(sw.shard_delta);
 		mark_products_dirty(&sw.pairs, &sw.singles, GetCurrentTransactionStartTimestamp());
 	}

@@ -83,6 +83,12 @@ CREATE INDEX ON bench.or_events (chunk);
 CREATE TABLE bench.snap_pairs AS SELECT * FROM personalize.pair_counts;
 CREATE TABLE bench.snap_items AS SELECT * FROM personalize.item_counts;
 ANALYZE bench.or_events;
+-- the pgbench runs draw ranks: customers in id order, products by sales (rank 1 = the bestseller)
+CREATE TABLE bench.cust AS SELECT row_number() OVER (ORDER BY customer_id) AS rn, customer_id FROM personalize.customers;
+CREATE TABLE bench.prod AS SELECT row_number() OVER (ORDER BY count(*) DESC, product_id) AS rn, product_id
+    FROM bench.or_events GROUP BY product_id;
+ALTER TABLE bench.cust ADD PRIMARY KEY (rn);
+ALTER TABLE bench.prod ADD PRIMARY KEY (rn);
 CREATE PROCEDURE bench.stream(per text) LANGUAGE plpgsql AS $$
 DECLARE
     b bigint;
@@ -115,10 +121,8 @@ SQL
   P -d $db -f "$here/plpgsql_trigger.sql" >/dev/null
 done
 rows=$(Q -d su_new -c 'SELECT count(*) FROM bench.or_events')
-nc=$(Q -d su_new -c 'SELECT max(customer_id) FROM personalize.customers')
-np=$(Q -d su_new -c 'SELECT max(product_id) FROM personalize.products')
-c0=$(Q -d su_new -c 'SELECT min(customer_id) FROM personalize.customers')
-p0=$(Q -d su_new -c 'SELECT min(product_id) FROM personalize.products')
+nc=$(Q -d su_new -c 'SELECT count(*) FROM bench.cust')
+np=$(Q -d su_new -c 'SELECT count(*) FROM bench.prod')
 
 trig() {    # db, C trigger on|off, PL/pgSQL trigger on|off
   P -d "$1" -c "ALTER TABLE personalize.interactions $([ "$2" = on ] && echo ENABLE || echo DISABLE) TRIGGER interactions_model_insert" \
@@ -192,16 +196,16 @@ report "Per invoice: appended / PL/pgSQL = **$(div "${secs[pl.invoice]}" "${secs
 report ""
 
 # 3 to 5: pgbench
-cat > zipf.pgbench <<EOF
-\set c random($c0, $nc)
-\set p random_zipfian($p0, $np, 1.1)
-INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (:c, :p, 'view');
+# (a customer and a product by rank: the same two index look-ups in every mode)
+for kind in zipf uniform; do
+  if [ $kind = zipf ]; then pick="random_zipfian(1, $np, 1.1)"; else pick="random(1, $np)"; fi
+  cat > $kind.pgbench <<EOF
+\\set c random(1, $nc)
+\\set p $pick
+INSERT INTO personalize.interactions (customer_id, product_id, event_type)
+SELECT c.customer_id, p.product_id, 'view' FROM bench.cust c, bench.prod p WHERE c.rn = :c AND p.rn = :p;
 EOF
-cat > uniform.pgbench <<EOF
-\set c random($c0, $nc)
-\set p random($p0, $np)
-INSERT INTO personalize.interactions (customer_id, product_id, event_type) VALUES (:c, :p, 'view');
-EOF
+done
 # run_pgbench <key> <db> <script> <clients>: events/s, deadlocks, lock-wait share
 run_pgbench() {
   local key=$1 db=$2 script=$3 clients=$4 d0 d1 sampler
@@ -213,6 +217,7 @@ run_pgbench() {
   pgbench -n -M prepared -c "$clients" -j "$clients" -T "$duration" -f "$script" "$db" > "log/pgbench_$key.txt" 2>&1 || true
   wait $sampler || true
   d1=$(Q -d "$db" -c "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+  if grep -q 'aborted' "log/pgbench_$key.txt"; then echo "pgbench $key: clients aborted" >&2; grep -m3 -i error "log/pgbench_$key.txt" >&2; fi
   rate[$key]=$(awk '/^tps/ { printf "%.0f", $3; exit }' "log/pgbench_$key.txt")
   rate[$key.deadlocks]=$((d1 - d0))
   rate[$key.lockshare]=$(awk -F'|' '{ w += $1; a += $2 } END { if (a == 0) print "-"; else printf "%.1f %%", 100 * w / a }' "log/locks_$key.txt")
