@@ -15,12 +15,20 @@
  * table is full the pass narrows hi (it deletes the counts of the products
  * at and above the new hi, which a later pass counts again) and goes on: the
  * counts it keeps hold every customer read so far, so they are complete at
- * the end of the read. Then it sorts its entries and writes them in batches,
- * so the target's primary key is built in key order.
+ * the end of the read. Then it sorts its entries and writes them in batches.
+ *
+ * The write: into an empty target (what rebuild() passes: pair_counts_base,
+ * just emptied) straight into the heap, as COPY does (table_multi_insert()
+ * with a BulkInsertState, fillfactor kept, CHECK and NOT NULL constraints
+ * checked per row, no index entries), and at the end every index of the
+ * target built anew from the heap by a sort, as REINDEX does. Into a target
+ * with rows, or one whose INSERTs would do more than store the rows
+ * (triggers, rules, row security, other columns), INSERT statements.
  *
  * Every read shares the caller's snapshot (read-only SPI), so all passes see
- * the same customer_items. An error or a cancel leaves the writes to the
- * caller's transaction, which rolls them back.
+ * the same customer_items. Both writes are WAL-logged and belong to the
+ * caller's transaction: an error or a cancel rolls them back, the index
+ * build's new files included.
  */
 #include "personalize.h"
 
@@ -199,8 +207,8 @@ progress(PairBuild *pb, const char *step, bool force)
 }
 
 /*
- * Would an INSERT into rel only store the rows? A plain table, not a partition, without
- * triggers, rules or row security, whose only columns are the three (none generated), into
+ * Would an INSERT into rel only store the rows? A plain table, not a partition nor another
+ * session's temporary table, without triggers, rules or row security, whose only columns are the three (none generated), into
  * which the caller may INSERT and which the caller may TRUNCATE (so it may lock it as hard).
  */
 static bool
@@ -211,6 +219,7 @@ heap_path_allowed(Relation rel)
 	int			live = 0;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition ||
+		RELATION_IS_OTHER_TEMP(rel) ||
 		rel->trigdesc != NULL || rel->rd_rel->relhasrules || rel->rd_rel->relrowsecurity ||
 		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
 		pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
@@ -337,6 +346,8 @@ heap_writer_close(PairBuild *pb)
 	CommandCounterIncrement();
 	progress(pb, "index", true);
 	(void) reindex_relation(RelationGetRelid(hw->rel), REINDEX_REL_CHECK_CONSTRAINTS, &params);
+	/* a cancel during the last index's load (which does not check) still rolls it all back */
+	CHECK_FOR_INTERRUPTS();
 	table_close(hw->rel, NoLock);
 	pb->heap = NULL;
 	ereport(NOTICE,
