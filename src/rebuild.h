@@ -7,6 +7,8 @@
 
 /* rows per INSERT statement of the write */
 #define REBUILD_WRITE_BATCH 10000
+/* rows per table_multi_insert() of the direct write into an empty target */
+#define REBUILD_HEAP_BATCH 1000
 /* customer_items rows per cursor fetch */
 #define REBUILD_READ_BATCH 10000
 /* share of the hash table's slots filled before a pass narrows its product range */

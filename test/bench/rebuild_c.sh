@@ -1,22 +1,25 @@
 #!/bin/bash
 # rebuild() with its pair phase in C (issue 14, part 4) against the same rebuild() with the
-# SQL self-join it replaced, in one run, on the same data: each phase's seconds (rebuild()'s
+# SQL self-join it replaced (--with-sql) and with _rebuild_pairs() forced onto its INSERT path
+# (a target that is not empty: one sentinel row, deleted after the call), in one run, on the
+# same data: each phase's seconds (rebuild()'s
 # NOTICEs) and the backend's peak memory (/proc/<pid>/status sampled every 0.1 s: VmHWM, the
 # peak resident set including the shared buffers it touched, and the largest RssAnon, its
 # private memory). Both runs of a data set must leave the same pair counts.
-#   test/bench/rebuild_c.sh [--sizes OR,M,L] [--port 5851] [--install DIR] [--out DIR]
+#   test/bench/rebuild_c.sh [--sizes OR,M,L] [--port 5851] [--install DIR] [--out DIR] [--with-sql]
 # The extension is taken from DIR (a private `make install DESTDIR=DIR`, default .inst of the
 # worktree). Cluster settings as test/bench/run.sh. Prints Markdown to stdout and $out/rebuild_c.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-sizes=OR,M port=5851 install=$root/.inst out=$here/out/rebuild_c
+sizes=OR,M port=5851 install=$root/.inst out=$here/out/rebuild_c with_sql=
 while [ $# -gt 0 ]; do
   case $1 in
     --sizes) sizes=$(echo "$2" | tr a-z A-Z); shift 2 ;;
     --port) port=$2; shift 2 ;;
     --install) install=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --with-sql) with_sql=--with-sql; shift ;;
     *) echo "rebuild_c.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +31,7 @@ if [ -z "${BENCH_INSIDE:-}" ]; then
     -o shared_buffers=2GB -o work_mem=64MB -o maintenance_work_mem=1GB \
     -o max_wal_size=8GB -o checkpoint_timeout=30min -o jit=off -o max_connections=20 \
     -o extension_destdir="$install" \
-    bash "$0" --sizes "$sizes" --port "$port" --install "$install" --out "$out"
+    bash "$0" --sizes "$sizes" --port "$port" --install "$install" --out "$out" $with_sql
 fi
 report() { echo "$*" | tee -a "$out/rebuild_c.md"; }
 : > "$out/rebuild_c.md"
@@ -41,8 +44,8 @@ CREATE SCHEMA IF NOT EXISTS bench;
 DO $$
 DECLARE
     def text := pg_get_functiondef('personalize.rebuild(integer)'::regprocedure);
-    c_call text := $c$n_pairs := personalize._rebuild_pairs('personalize.pair_counts');$c$;
-    sql_join text := $j$INSERT INTO personalize.pair_counts (product_a, product_b, customers)
+    c_call text := $c$n_pairs := personalize._rebuild_pairs('personalize.pair_counts_base');$c$;
+    sql_join text := $j$INSERT INTO personalize.pair_counts_base (product_a, product_b, customers)
     SELECT a.product_id, b.product_id, count(*)
     FROM personalize.customer_items a
     JOIN personalize.customer_items b ON b.customer_id = a.customer_id AND b.product_id > a.product_id
@@ -50,12 +53,20 @@ DECLARE
     GROUP BY a.product_id, b.product_id
     ORDER BY a.product_id, b.product_id;
     GET DIAGNOSTICS n_pairs = ROW_COUNT;$j$;
+    -- a target that is not empty (one sentinel row, deleted after the call): the INSERT path
+    spi_call text := $s$INSERT INTO personalize.pair_counts_base VALUES (-9223372036854775808, -9223372036854775807, 1);
+    n_pairs := personalize._rebuild_pairs('personalize.pair_counts_base');
+    DELETE FROM personalize.pair_counts_base WHERE product_a = -9223372036854775808;$s$;
+    f text;
 BEGIN
     IF position(c_call IN def) = 0 THEN
         RAISE EXCEPTION 'rebuild() does not call _rebuild_pairs() as expected';
     END IF;
-    def := replace(replace(replace(def, c_call, sql_join), 'FUNCTION personalize.rebuild(', 'FUNCTION bench.rebuild_sql('), 'rebuild.max_items_per_customer', 'rebuild_sql.max_items_per_customer');
-    EXECUTE def;
+    FOREACH f IN ARRAY ARRAY['sql', 'spi'] LOOP
+        EXECUTE replace(replace(replace(def, c_call, CASE f WHEN 'sql' THEN sql_join ELSE spi_call END),
+                                'FUNCTION personalize.rebuild(', 'FUNCTION bench.rebuild_' || f || '('),
+                        'rebuild.max_items_per_customer', 'rebuild_' || f || '.max_items_per_customer');
+    END LOOP;
 END $$;
 SQL
 }
@@ -100,13 +111,15 @@ for d in ${sizes//,/ }; do
   fi
   old_rebuild "$db"
   sigs=()
-  for fn in bench.rebuild_sql personalize.rebuild; do
+  for fn in ${with_sql:+bench.rebuild_sql} bench.rebuild_spi personalize.rebuild; do
     run_rebuild "$db" "$fn"
     read -r p1 p2 p3 p4 _ <<<"$phase"
-    report "| $d | $([ $fn = personalize.rebuild ] && echo 'C (_rebuild_pairs)' || echo 'SQL self-join') | $p1 | $p2 | $p3 | $p4 | $secs | $hwm_mb | $anon_mb | ${pairs_sig%% *} |"
+    report "| $d | $(case $fn in personalize.rebuild) echo 'C, heap write';; bench.rebuild_spi) echo 'C, INSERT path';; *) echo 'SQL self-join';; esac) | $p1 | $p2 | $p3 | $p4 | $secs | $hwm_mb | $anon_mb | ${pairs_sig%% *} |"
     sigs+=("$pairs_sig")
     grep -h 'pass' "$out/${db}_$fn.log" | sed 's/^/# /' >&2 || true
   done
-  [ "${sigs[0]}" = "${sigs[1]}" ] || report "**$d: the two rebuilds left different pair counts: ${sigs[0]} / ${sigs[1]}**"
+  for sg in "${sigs[@]}"; do
+    [ "$sg" = "${sigs[0]}" ] || report "**$d: the rebuilds left different pair counts: ${sigs[*]}**"
+  done
   [ "$d" = L ] || dropdb "$db"
 done
