@@ -5,7 +5,8 @@
 # the trigger upserts pair_counts / item_counts as 0.1.0 and 0.2.0 before issue 14 did),
 # the PL/pgSQL row trigger of test/bench/plpgsql_trigger.sql and no trigger at all.
 #
-#   test/bench/scaleup.sh [--duration 20] [--out test/bench/out/scaleup] [--port N] [--quick]
+#   test/bench/scaleup.sh [--parts load,pgbench] [--duration 20] [--out test/bench/out/scaleup]
+#                         [--port N] [--quick]
 #
 # On Online Retail (test/load_online_retail.sh), each mode from empty interactions:
 #   1. the file in 5,000-event statements (time order, each committed) + the one refresh
@@ -18,16 +19,19 @@
 #      writers' samples (pg_stat_activity every 0.1 s) waiting on a lock;
 #   5. single-row INSERTs again with fsync=on and synchronous_commit=on.
 # Every loaded model is compared with the loader's (pair and product counts that differ).
+# --parts: load (1, 2) and/or pgbench (3 to 5); both by default.
 # Prints Markdown; raw logs go to --out. --quick: 5 s pgbench runs, for a smoke test.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 duration=20
+parts=load,pgbench
 out=$root/test/bench/out/scaleup
 port=
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
+    --parts) parts=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --quick) duration=5; shift ;;
@@ -49,8 +53,9 @@ if [ -z "${SCALEUP_INSIDE:-}" ]; then
     -o shared_buffers=2GB -o work_mem=64MB -o maintenance_work_mem=1GB \
     -o max_wal_size=8GB -o checkpoint_timeout=30min -o jit=off -o max_connections=30 \
     -o extension_destdir="$out/install" \
-    bash "$0" --duration "$duration" --out "$out" --port "$port"
+    bash "$0" --duration "$duration" --out "$out" --port "$port" --parts "$parts"
 fi
+has() { case ",$parts," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 cd "$out"
 mkdir -p log
@@ -141,6 +146,7 @@ report "- data: Online Retail, $rows purchase events; load average at start $(cu
 report ""
 
 # 1 and 2: Online Retail streamed, and rebuild()
+if has load; then
 for db in su_new su_old; do
   echo "$db: 5,000-event statements" >&2
   fresh $db; trig $db on off; t0=$(now)
@@ -170,6 +176,7 @@ fresh su_new; trig su_new off on; t0=$(now)
 P -d su_new -c "CALL bench.stream('invoice')"
 secs[pl.invoice]=$(since "$t0")
 diff[pl.invoice]=$(Q -d su_new -c 'SELECT bench.model_diff(true)')
+fi
 # back to the full model (for the single-row runs)
 for db in su_new su_old; do
   fresh $db; trig $db off off
@@ -180,6 +187,7 @@ for db in su_new su_old; do
   P -d $db -c 'SELECT bench_plpgsql.init_from_model()' >/dev/null
 done
 
+if has load; then
 report "### Online Retail through the triggers"
 report ""
 report "| write path | 5,000-event statements s | + refresh s | = s | × rebuild() | per invoice s | events/s per invoice | model differs |"
@@ -194,6 +202,8 @@ report ""
 report "rebuild() after a load without triggers: ${secs[su_new.rebuild]} s (0.2.0), ${secs[su_old.rebuild]} s (0.1.0 SQL); the insert itself ${secs[su_new.none]} / ${secs[su_old.none]} s; model differs ${diff[su_new.rebuild]} / ${diff[su_old.rebuild]}."
 report "Per invoice: appended / PL/pgSQL = **$(div "${secs[pl.invoice]}" "${secs[su_new.invoice]}")×** faster; in-place / PL/pgSQL = $(div "${secs[pl.invoice]}" "${secs[su_old.invoice]}")×."
 report ""
+fi
+has pgbench || exit 0
 
 # 3 to 5: pgbench
 # (a customer and a product by rank: the same two index look-ups in every mode)
