@@ -144,14 +144,15 @@ is "$(metric personalize_table_rows_inserted_total table=interactions)" 0 "no ev
 is "$(metric personalize_llm_runs_total kind=refresh)" 0 "an LLM series exists before the first run (0)"
 is "$(firing)" "" "no alert fires in the healthy state"
 
-# N events on 25 products: the event counter says N; the backlog (25 dirty products) is
-# above the role's critical threshold (20)
+# N events on 25 products: the event counter says N; the backlog (the pending count changes
+# of 25 products, issue 14) is above the role's critical threshold (20)
 q -d "$shop" -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type)
                  SELECT 1 + g % 300, 1 + g % 25, 'purchase' FROM generate_series(1, 137) g" >/dev/null
 scrape
 is "$(metric personalize_table_rows_inserted_total table=interactions)" 137 "events ingested: 137"
 is "$(metric personalize_health_value check=neighbor_backlog)" \
-   "$(q -d "$shop" -c 'SELECT count(*) FROM personalize.dirty_products')" "the backlog value is the dirty products' count"
+   "$(q -d "$shop" -c 'SELECT (SELECT count(*) FROM personalize.dirty_products) + (SELECT pending_changes FROM personalize.model_stats)')" \
+   "the backlog value is the dirty products' count plus the pending count changes"
 is "$(metric personalize_health_status check=neighbor_backlog)" 2 "backlog status critical (2)"
 is "$(metric personalize_health_status check=refresh_age)" 2 "no refresh yet while the model has products: critical"
 is "$(firing)" "PersonalizeBacklogHigh PersonalizeRefreshStale" "backlog high and refresh stale fire"

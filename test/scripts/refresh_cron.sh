@@ -20,8 +20,11 @@ INSERT INTO personalize.customers (customer_id) SELECT g FROM generate_series(1,
 INSERT INTO personalize.interactions (customer_id, product_id, event_type)
 SELECT c, 1 + (c * 7 + i * 13) % 300, 'purchase' FROM generate_series(1, 200) c, generate_series(1, 6) i;
 SQL
-dirty=$(q -d postgres -c 'SELECT count(*) FROM personalize.dirty_products')
-tap $([ "$dirty" -gt 100 ] && echo 0 || echo 1) "inserts mark products dirty ($dirty)"
+# the inserts' count changes are pending (issue 14); the products they touch are what the
+# refresh will mark dirty when it folds them, and refresh
+dirty=$(q -d postgres -c 'SELECT count(DISTINCT p) FROM personalize.model_deltas m, unnest(m.a || m.b) AS p')
+tap $([ "$dirty" -gt 100 ] && [ "$(q -d postgres -c 'SELECT count(*) FROM personalize.dirty_products')" = 0 ] && echo 0 || echo 1) \
+  "inserts leave count changes pending on $dirty products (none dirty before the fold)"
 out=$(q -d postgres -c 'CALL personalize.refresh()')
 tap $? "CALL personalize.refresh() runs outside a transaction block ($out)"
 is "$(q -d postgres -c 'SELECT count(*) FROM personalize.dirty_products')" 0 "no dirty product is left"
