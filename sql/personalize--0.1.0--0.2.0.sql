@@ -60,13 +60,13 @@ CREATE VIEW @extschema@.pair_counts AS
     HAVING sum(x.customers) OPERATOR(pg_catalog.<>) 0;
 COMMENT ON VIEW @extschema@.pair_counts IS 'Co-occurrence: distinct customers whose in-model history holds both products (stored once, product_a < product_b), exact at commit (pair_counts_base plus the pending model_deltas).';
 
-CREATE FUNCTION @extschema@.fold_deltas(budget_kb integer DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION @extschema@.fold_deltas(budget_kb integer DEFAULT NULL, wait boolean DEFAULT true) RETURNS bigint
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'personalize_fold_deltas';
-COMMENT ON FUNCTION @extschema@.fold_deltas(integer) IS
-    'Fold the committed pending count changes (model_deltas) into item_counts_base and pair_counts_base and mark their products dirty; returns how many changes it folded. One fold at a time; event writers never wait for it. budget_kb bounds its memory (NULL: maintenance_work_mem). The refresh runs it first.';
+COMMENT ON FUNCTION @extschema@.fold_deltas(integer, boolean) IS
+    'Fold the committed pending count changes (model_deltas) into item_counts_base and pair_counts_base and mark their products dirty; returns how many changes it folded. One fold at a time; event writers never wait for it. budget_kb bounds its memory (NULL: maintenance_work_mem). With wait => false it returns NULL at once when another fold is running. The refresh runs it first.';
 
-REVOKE ALL ON FUNCTION @extschema@.fold_deltas(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.fold_deltas(integer, boolean) FROM PUBLIC;
 -- as a fresh install's REVOKE ALL ON ALL TABLES records them
 REVOKE ALL ON TABLE @extschema@.model_deltas, @extschema@.item_counts, @extschema@.pair_counts FROM PUBLIC;
 
@@ -1362,8 +1362,9 @@ BEGIN
                   HINT = 'Pass NULL to refresh every dirty product.';
     END IF;
     -- the pending count changes first: they mark their products dirty, and the lists are
-    -- computed from the folded counts
-    PERFORM @extschema@.fold_deltas();
+    -- computed from the folded counts. A fold running in another session (a second refresh
+    -- sharing the work) is not waited for: the products it marks dirty are refreshed by it.
+    PERFORM @extschema@.fold_deltas(wait => false);
     IF all_products THEN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id

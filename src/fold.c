@@ -29,7 +29,9 @@
 #include "miscadmin.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "nodes/makefuncs.h"
 #include "storage/itemptr.h"
+#include "storage/lmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -371,10 +373,18 @@ typedef struct PendingRows
 	bool		items_empty;
 } PendingRows;
 
-/* Lock model_deltas for this fold and list its rows (no array is read here). */
-static void
-list_pending(PendingRows *pr)
+/*
+ * Lock model_deltas for this fold and list its rows (no array is read here).
+ * Without wait, false when another fold holds the lock (nothing is listed).
+ */
+static bool
+list_pending(PendingRows *pr, bool wait)
 {
+	if (!wait &&
+		!ConditionalLockRelationOid(RangeVarGetRelid(makeRangeVar("personalize", "model_deltas", -1), NoLock, false),
+									ShareUpdateExclusiveLock))
+		return false;
+	/* with the lock already held, this only checks the caller's privilege */
 	if (SPI_execute("LOCK TABLE personalize.model_deltas IN SHARE UPDATE EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "personalize: could not lock model_deltas");
 	spi_prepare_kept(&plan_list, "SELECT ctid, entries, at FROM personalize.model_deltas", 0, NULL);
@@ -409,6 +419,7 @@ list_pending(PendingRows *pr)
 		pr->items_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
+	return true;
 }
 
 /* tid[] of tids[0..n) */
@@ -529,12 +540,14 @@ delete_folded(const PendingRows *pr)
  * personalize.fold_deltas(budget_kb integer DEFAULT NULL) RETURNS bigint:
  * fold every committed pending change into the base counts; returns how many
  * changes it folded. budget_kb bounds the memory of one pass (NULL:
- * maintenance_work_mem).
+ * maintenance_work_mem). With wait false, returns NULL at once when another
+ * fold is running (the refresh sessions that share the neighbour lists).
  */
 Datum
 personalize_fold_deltas(PG_FUNCTION_ARGS)
 {
 	int			budget_kb = PG_ARGISNULL(0) ? maintenance_work_mem : PG_GETARG_INT32(0);
+	bool		wait = PG_NARGS() < 2 || PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
 	PendingRows pr;
 	Size		budget;
 	int			parts;
@@ -551,7 +564,11 @@ personalize_fold_deltas(PG_FUNCTION_ARGS)
 		elog(ERROR, "personalize: SPI_connect failed");
 	/* SPI calls return to SPI's procedure context: what they allocate lives until SPI_finish */
 	rows_ctx = AllocSetContextCreate(CurrentMemoryContext, "personalize fold rows", ALLOCSET_DEFAULT_SIZES);
-	list_pending(&pr);
+	if (!list_pending(&pr, wait))
+	{
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
 	parts = (int) Min((pr.entries + budget - 1) / budget, 4096);
 	parts = Max(parts, 1);
 	for (int p = 0; p < parts; p++)

@@ -15,6 +15,6 @@ trap 'rm -f "$script"' EXIT
   # a bulk load folds its count changes at once (0.2.0, issue 14): until the refresh does,
   # every reader of the counts would scan the whole pending log
   echo '\echo loader: folding the count changes'
-  echo "DO \$\$ BEGIN IF pg_catalog.to_regprocedure('personalize.fold_deltas(integer)') IS NOT NULL THEN PERFORM personalize.fold_deltas(); END IF; END \$\$;"
+  echo "DO \$\$ BEGIN IF pg_catalog.to_regprocedure('personalize.fold_deltas(integer, boolean)') IS NOT NULL THEN PERFORM personalize.fold_deltas(); END IF; END \$\$;"
 } > "$script"
 gzip -dc "$file" | psql -X -q -1 -v ON_ERROR_STOP=1 -f "$script"

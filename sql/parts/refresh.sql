@@ -146,8 +146,9 @@ BEGIN
                   HINT = 'Pass NULL to refresh every dirty product.';
     END IF;
     -- the pending count changes first: they mark their products dirty, and the lists are
-    -- computed from the folded counts
-    PERFORM @extschema@.fold_deltas();
+    -- computed from the folded counts. A fold running in another session (a second refresh
+    -- sharing the work) is not waited for: the products it marks dirty are refreshed by it.
+    PERFORM @extschema@.fold_deltas(wait => false);
     IF all_products THEN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id

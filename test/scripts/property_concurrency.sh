@@ -292,6 +292,28 @@ tap $([ -n "$victim" ] && grep -q 'canceling statement due to user request' "$wo
   "cancel: a fold cancelled mid-way reports the cancel and leaves every pending change pending ($pending_after)"
 check_exact fold_cancel
 
+# two refreshes at once share the work: the second does not wait for the first's fold
+# (fold_deltas(wait => false) returns NULL while another fold holds the lock) and takes
+# the dirty products the first has not locked
+q -c "INSERT INTO personalize.interactions (customer_id, product_id, event_type)
+      SELECT c, 1 + (c * 7 + g) % 40, 'purchase' FROM generate_series(1, 30) c, generate_series(1, 3) g" >/dev/null
+( q -c 'BEGIN' -c 'SELECT personalize.fold_deltas()' -c 'SELECT pg_sleep(2)' -c 'COMMIT' ) > "$work/fold_hold.out" 2>&1 &
+hold_pid=$!
+for _ in $(seq 1 100); do
+  [ "$(q -c "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+             WHERE c.relname = 'model_deltas' AND l.mode = 'ShareUpdateExclusiveLock' AND l.granted")" = 1 ] && break
+  sleep 0.02
+done
+t0=$(date +%s.%N)
+nowait=$(q -c 'SELECT personalize.fold_deltas(wait => false) IS NULL')
+second=$(q -c 'SELECT personalize.refresh_neighbors() >= 0')
+waited=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print (b - a < 1.5) ? "no" : "yes" }')
+wait "$hold_pid"
+tap $([ "$nowait" = t ] && [ "$second" = t ] && [ "$waited" = no ] && ! grep -q ERROR "$work/fold_hold.out" && echo 0 || echo 1) \
+  "two refreshes: while one session folds, fold_deltas(wait => false) returns NULL and a second refresh_neighbors() does not wait ($nowait, $second, waited: $waited)"
+q -c 'SELECT personalize.refresh_neighbors()' >/dev/null
+check_exact two_refreshes
+
 # REPEATABLE READ against a concurrent delete of a customer's last events: the delete
 # removes the customer's model state row, so the upsert that locks it finds no conflict;
 # the writer must still fail with a serialization error instead of working from its
