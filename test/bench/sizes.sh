@@ -220,7 +220,7 @@ for s in ${sizes//,/ }; do
            (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'personalize' AND c.relkind = 'r' AND c.relname IN
                   ('customer_items', 'customer_state', 'item_counts_base', 'pair_counts_base', 'neighbors', 'dirty_products', 'model_deltas'))")"
-  phases=$(grep -o 'rebuild: [1-4]/5[^(]*([0-9.]* s)' "log/rebuild_$s.log" | sed 's/.*(\([0-9.]*\) s)/\1/' | paste -sd/)
+  phases=$(grep -o 'rebuild: [1-4]/5[^(]*([0-9.]* s)' "log/rebuild_$s.log" | grep -v 'pairs:' | sed 's/.*(\([0-9.]*\) s)/\1/' | paste -sd/)
   echo "$s $events $pairs ${secs[$s.generate]} ${secs[$s.load]} ${secs[$s.fold]} ${secs[$s.lists]} ${secs[$s.rebuild]} ${mem[$s.load]} ${mem[$s.fold]} ${mem[$s.lists]} ${mem[$s.rebuild]} $p50 $p99 $mbytes" >> sizes.dat
   echo "| $s | $events | $pairs | ${secs[$s.generate]} | ${secs[$s.load]} ($(div "$events" "${secs[$s.load]}" %.0f)/s) | ${secs[$s.fold]} | ${secs[$s.lists]} | $(awk -v a="${secs[$s.load]}" -v b="${secs[$s.fold]}" -v c="${secs[$s.lists]}" 'BEGIN { printf "%.1f", a + b + c }') | ${secs[$s.rebuild]} ($phases) | $same | $p50 / $p99 ($calls) |" >> rows.md
   echo "| $s | ${mem[$s.generate]} / ${tmp[$s.generate]} | ${mem[$s.load]} / ${tmp[$s.load]} | ${mem[$s.fold]} / ${tmp[$s.fold]} | ${mem[$s.lists]} / ${tmp[$s.lists]} | ${mem[$s.rebuild]} / ${tmp[$s.rebuild]} | $pending ($deltas_mb MB) | $((ibytes / 1048576)) | $((pbytes / 1048576)) ($(div "$pbytes" "$pairs" %.0f) B/pair) | $((mbytes / 1048576)) |" >> mem.md
