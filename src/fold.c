@@ -537,7 +537,7 @@ delete_folded(const PendingRows *pr)
 }
 
 /*
- * personalize.fold_deltas(budget_kb integer DEFAULT NULL) RETURNS bigint:
+ * personalize.fold_deltas(budget_kb integer DEFAULT NULL, wait boolean DEFAULT true) RETURNS bigint:
  * fold every committed pending change into the base counts; returns how many
  * changes it folded. budget_kb bounds the memory of one pass (NULL:
  * maintenance_work_mem). With wait false, returns NULL at once when another
@@ -547,7 +547,7 @@ Datum
 personalize_fold_deltas(PG_FUNCTION_ARGS)
 {
 	int			budget_kb = PG_ARGISNULL(0) ? maintenance_work_mem : PG_GETARG_INT32(0);
-	bool		wait = PG_NARGS() < 2 || PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
+	bool		wait = PG_ARGISNULL(1) || PG_GETARG_BOOL(1);
 	PendingRows pr;
 	Size		budget;
 	int			parts;
@@ -562,13 +562,13 @@ personalize_fold_deltas(PG_FUNCTION_ARGS)
 	budget = Max((Size) budget_kb * 1024 / sizeof(Delta) / 2, 1024);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "personalize: SPI_connect failed");
-	/* SPI calls return to SPI's procedure context: what they allocate lives until SPI_finish */
-	rows_ctx = AllocSetContextCreate(CurrentMemoryContext, "personalize fold rows", ALLOCSET_DEFAULT_SIZES);
 	if (!list_pending(&pr, wait))
 	{
 		SPI_finish();
 		PG_RETURN_NULL();
 	}
+	/* SPI calls return to SPI's procedure context: what they allocate lives until SPI_finish */
+	rows_ctx = AllocSetContextCreate(CurrentMemoryContext, "personalize fold rows", ALLOCSET_DEFAULT_SIZES);
 	parts = (int) Min((pr.entries + budget - 1) / budget, 4096);
 	parts = Max(parts, 1);
 	for (int p = 0; p < parts; p++)
