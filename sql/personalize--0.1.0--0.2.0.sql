@@ -4834,3 +4834,1270 @@ COMMENT ON FUNCTION @extschema@._rebuild_pairs(regclass, integer) IS
 
 REVOKE ALL ON FUNCTION @extschema@._rebuild_pairs(regclass, integer) FROM PUBLIC;
 -- ==== end of issue 14, part 4 ====
+
+-- ==== issue 15: scale-out (sql/parts/scaleout.sql; refresh.sql, model.sql, ease.sql, evaluate.sql, health.sql, grants.sql) ====
+-- The sharded layout: node roles, the model server's global round over postgres_fdw, the
+-- shards' side of it, events through a router, moving buckets (docs/scaling.md).
+-- The one home of the hash: 8 fixed virtual buckets (a power of two, as PL/Proxy's
+-- partitions; the router's RUN ON hashint8(customer_id) picks the same one).
+CREATE FUNCTION @extschema@.bucket_of(customer_id bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.hashint8(customer_id) OPERATOR(pg_catalog.&) 7;
+COMMENT ON FUNCTION @extschema@.bucket_of(bigint) IS
+    'The virtual bucket (0 to 7) of a customer in a sharded layout: hashint8(customer_id) & 7, the partition the PL/Proxy router runs the customer''s calls on.';
+
+-- This database's place in a layout; no row: a single server. Dumped whole.
+CREATE TABLE @extschema@.node_settings (
+    singleton  boolean PRIMARY KEY DEFAULT true,
+    role       text NOT NULL,
+    node_name  text,
+    changed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT node_settings_singleton CHECK (singleton),
+    CONSTRAINT node_settings_role_check CHECK (role OPERATOR(pg_catalog.=) ANY (ARRAY['single', 'shard', 'model'])),
+    CONSTRAINT node_settings_name_check CHECK (node_name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,30}$')
+);
+COMMENT ON TABLE @extschema@.node_settings IS 'This database''s role in a sharded layout (at most one row; none: a single server): single, shard or model, set by set_node_role(). Dumped.';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.node_settings', '');
+COMMENT ON COLUMN @extschema@.node_settings.singleton IS 'Always true: the table holds at most one row.';
+COMMENT ON COLUMN @extschema@.node_settings.role IS 'single (the default), shard (the customers of some buckets) or model (the model server: catalog, summed counts, lists).';
+COMMENT ON COLUMN @extschema@.node_settings.node_name IS 'This node''s name in the layout (a shard''s name as the model server knows it), or NULL.';
+COMMENT ON COLUMN @extschema@.node_settings.changed_at IS 'When set_node_role() last set it.';
+
+CREATE FUNCTION @extschema@._node_role() RETURNS text
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+    RETURN coalesce((SELECT n.role FROM @extschema@.node_settings n), 'single');
+
+-- The model server's shards: the postgres_fdw server of each and the schema its
+-- tables are imported into (add_shard()). Dumped.
+CREATE TABLE @extschema@.shards (
+    name        text PRIMARY KEY,
+    server      name NOT NULL UNIQUE,
+    schema_name name NOT NULL UNIQUE,
+    added_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT shards_name_check CHECK (name OPERATOR(pg_catalog.~) '^[a-z][a-z0-9_]{0,30}$')
+);
+COMMENT ON TABLE @extschema@.shards IS 'On the model server: one row per shard, its postgres_fdw server and the schema (personalize_shard_<name>) its tables are imported into by add_shard().';
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.shards', '');
+COMMENT ON COLUMN @extschema@.shards.name IS 'The shard''s name (its node_name there).';
+COMMENT ON COLUMN @extschema@.shards.server IS 'The postgres_fdw server that reaches it (with a user mapping for the role running the global round).';
+COMMENT ON COLUMN @extschema@.shards.schema_name IS 'The schema its tables are imported into (personalize_shard_<name>).';
+COMMENT ON COLUMN @extschema@.shards.added_at IS 'When add_shard() registered it.';
+
+-- The heartbeat of the global model: written by every global_refresh() round on the
+-- model server, replicated to the shards, where health shows its age (check global_model).
+CREATE TABLE @extschema@.global_model_state (
+    singleton    boolean PRIMARY KEY DEFAULT true,
+    refreshed_at timestamptz NOT NULL,
+    shards       integer NOT NULL,
+    products     bigint NOT NULL,
+    lists        bigint NOT NULL,
+    popular_as_of timestamptz,
+    CONSTRAINT global_model_state_singleton CHECK (singleton)
+);
+COMMENT ON TABLE @extschema@.global_model_state IS 'The last round of global_refresh() on the model server (when it finished, over how many shards, how many dirty products it summed and lists it stored), replicated to every shard: its age is the lag of the shards'' lists (health check global_model).';
+COMMENT ON COLUMN @extschema@.global_model_state.singleton IS 'Always true: the table holds at most one row.';
+COMMENT ON COLUMN @extschema@.global_model_state.refreshed_at IS 'When the model server''s last global round finished.';
+COMMENT ON COLUMN @extschema@.global_model_state.shards IS 'How many shards it summed.';
+COMMENT ON COLUMN @extschema@.global_model_state.products IS 'How many dirty products it summed over the shards.';
+COMMENT ON COLUMN @extschema@.global_model_state.lists IS 'How many products'' neighbour lists it recomputed.';
+COMMENT ON COLUMN @extschema@.global_model_state.popular_as_of IS 'The end of the window of the popularity list it computed.';
+
+-- The model server's window counts for its popularity list: distinct customers per
+-- product in the window, summed over the shards by the round that computes the list.
+CREATE TABLE @extschema@.global_window_counts (
+    window_end    timestamptz NOT NULL,
+    window_length interval NOT NULL,
+    product_id    bigint NOT NULL,
+    customers     bigint NOT NULL,
+    PRIMARY KEY (window_end, window_length, product_id)
+);
+COMMENT ON TABLE @extschema@.global_window_counts IS 'On the model server: distinct customers per product in the popularity window, summed over the shards by global_refresh() for the list it computes.';
+COMMENT ON COLUMN @extschema@.global_window_counts.window_end IS 'The end of the window (included).';
+COMMENT ON COLUMN @extschema@.global_window_counts.window_length IS 'The length of the window.';
+COMMENT ON COLUMN @extschema@.global_window_counts.product_id IS 'The product.';
+COMMENT ON COLUMN @extschema@.global_window_counts.customers IS 'Distinct customers with an event of the product in the window, summed over the shards.';
+
+-- Distinct customers per product in the popularity window ending at t_end (an event at
+-- t_end only with end_included): from interactions, or on the model server from the
+-- shards' sums that global_refresh() stored for this window.
+CREATE FUNCTION @extschema@._window_customers(t_end timestamptz, window_length interval, end_included boolean)
+    RETURNS TABLE (product_id bigint, customers bigint)
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF @extschema@._node_role() = 'model' THEN
+        RETURN QUERY SELECT g.product_id, g.customers FROM @extschema@.global_window_counts g
+                     WHERE g.window_end = t_end AND g.window_length = _window_customers.window_length;
+    ELSE
+        RETURN QUERY SELECT i.product_id, count(DISTINCT i.customer_id)
+                     FROM @extschema@.interactions i
+                     WHERE i.occurred_at > t_end - _window_customers.window_length
+                       AND (i.occurred_at < t_end OR (end_included AND i.occurred_at = t_end))
+                     GROUP BY i.product_id;
+    END IF;
+END $$;
+
+-- The tables the model server publishes to the shards (publication personalize_global).
+CREATE FUNCTION @extschema@.global_tables() RETURNS SETOF regclass
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t::regclass FROM unnest(ARRAY[
+        '@extschema@.products', '@extschema@.event_types', '@extschema@.variants', '@extschema@.serving_settings',
+        '@extschema@.experiments', '@extschema@.experiment_arms', '@extschema@.flags', '@extschema@.marketing_campaigns',
+        '@extschema@.neighbors', '@extschema@.popular', '@extschema@.popular_scores', '@extschema@.global_model_state']) t
+$$;
+COMMENT ON FUNCTION @extschema@.global_tables() IS
+    'The tables the model server publishes to every shard (CREATE PUBLICATION personalize_global FOR TABLE ...): the catalog, variants, experiments, flags, campaigns, the lists, the popularity list and the heartbeat.';
+
+-- Refuse a call that has no meaning in this database's role.
+CREATE FUNCTION @extschema@._role_refusal(caller text, roles text[], hint text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r text := @extschema@._node_role();
+BEGIN
+    IF r = ANY (roles) THEN
+        RAISE EXCEPTION '% cannot run on a % server of a sharded layout', caller, CASE r WHEN 'model' THEN 'model' ELSE r END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('This database is the %s%s (personalize.node_settings).',
+                                  CASE r WHEN 'model' THEN 'model server' ELSE 'shard' END,
+                                  coalesce(' ' || (SELECT n.node_name FROM @extschema@.node_settings n), '')),
+                  HINT = hint;
+    END IF;
+END $$;
+
+-- Set this database's role. A shard starts empty: no catalog, customers or events of its
+-- own (the subscription fills the published tables; the shipped event types and built-in
+-- variants are replaced by the model server's). The model server holds no events.
+CREATE FUNCTION @extschema@.set_node_role(role text, node_name text DEFAULT NULL) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cur text := @extschema@._node_role();
+    held text;
+BEGIN
+    IF role IS NULL OR role <> ALL (ARRAY['single', 'shard', 'model']) THEN
+        RAISE EXCEPTION 'role must be single, shard or model'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(@extschema@._echo(role), 'NULL')),
+                  HINT = 'See docs/scaling.md.';
+    END IF;
+    IF node_name IS NOT NULL AND node_name !~ '^[a-z][a-z0-9_]{0,30}$' THEN
+        RAISE EXCEPTION 'node_name must be 1 to 31 lower-case letters, digits or underscores, starting with a letter'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', @extschema@._echo(node_name));
+    END IF;
+    LOCK TABLE @extschema@.node_settings IN EXCLUSIVE MODE;
+    IF role <> cur THEN
+        IF role = 'shard' THEN
+            SELECT string_agg(x.what, ', ') INTO held FROM (
+                SELECT 'customers' AS what WHERE EXISTS (SELECT FROM @extschema@.customers)
+                UNION ALL SELECT 'interactions' WHERE EXISTS (SELECT FROM @extschema@.interactions)
+                UNION ALL SELECT 'interactions_archive' WHERE EXISTS (SELECT FROM @extschema@.interactions_archive)
+                UNION ALL SELECT 'products' WHERE EXISTS (SELECT FROM @extschema@.products)
+                UNION ALL SELECT 'variants (not built-in)' WHERE EXISTS (SELECT FROM @extschema@.variants v WHERE NOT v.builtin)
+                UNION ALL SELECT 'experiments' WHERE EXISTS (SELECT FROM @extschema@.experiments)
+                UNION ALL SELECT 'flags' WHERE EXISTS (SELECT FROM @extschema@.flags)
+                UNION ALL SELECT 'marketing_campaigns' WHERE EXISTS (SELECT FROM @extschema@.marketing_campaigns)) x;
+        ELSIF role = 'model' THEN
+            SELECT string_agg(x.what, ', ') INTO held FROM (
+                SELECT 'interactions' AS what WHERE EXISTS (SELECT FROM @extschema@.interactions)
+                UNION ALL SELECT 'interactions_archive' WHERE EXISTS (SELECT FROM @extschema@.interactions_archive)) x;
+        ELSIF EXISTS (SELECT FROM @extschema@.shards)
+              OR EXISTS (SELECT FROM pg_subscription s WHERE s.subdbid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                                                         AND s.subname LIKE 'personalize\_global%') THEN
+            held := 'shards or the personalize_global subscription';
+        END IF;
+        IF held IS NOT NULL THEN
+            RAISE EXCEPTION 'this database cannot become a % server: it holds %', role, held
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('It is a %s server now. Nothing was changed.', cur),
+                      HINT = CASE role WHEN 'shard' THEN 'A shard starts from a fresh CREATE EXTENSION personalize: it gets the catalog, variants and experiments from the model server and its customers through the router or pull_bucket().'
+                                       WHEN 'model' THEN 'The model server holds no events: send them to the shards (docs/scaling.md).'
+                                       ELSE 'Drop the personalize_global subscription or remove the shards first.' END;
+        END IF;
+        IF role = 'shard' THEN
+            -- the shipped rows the model server's copy replaces (the rest is empty, checked above)
+            DELETE FROM @extschema@.popular_scores;
+            DELETE FROM @extschema@.popular;
+            DELETE FROM @extschema@.neighbors;
+            DELETE FROM @extschema@.serving_settings;
+            DELETE FROM @extschema@.variants;
+            DELETE FROM @extschema@.event_types;
+            DELETE FROM @extschema@.global_model_state;
+        END IF;
+    END IF;
+    INSERT INTO @extschema@.node_settings (singleton, role, node_name) VALUES (true, set_node_role.role, set_node_role.node_name)
+    ON CONFLICT (singleton) DO UPDATE SET role = EXCLUDED.role, node_name = EXCLUDED.node_name, changed_at = now();
+    RETURN role;
+END $$;
+COMMENT ON FUNCTION @extschema@.set_node_role(text, text) IS
+    'Make this database a single server, a shard or the model server of a sharded layout (docs/scaling.md). A shard must start empty (its shipped event types and built-in variants are replaced by the model server''s); the model server holds no events.';
+
+-- On a shard: its dirty marks, taken (deleted and returned) once a running fold has
+-- committed the counts behind them: the model server reads this view over postgres_fdw
+-- and pulls those products' counts in a later transaction.
+CREATE FUNCTION @extschema@._take_dirty_products() RETURNS TABLE (product_id bigint, since timestamptz)
+    LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF @extschema@._node_role() <> 'shard' THEN
+        RAISE EXCEPTION 'only the model server takes a shard''s dirty products'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = 'This database is not a shard.';
+    END IF;
+    LOCK TABLE @extschema@.model_deltas IN SHARE UPDATE EXCLUSIVE MODE;
+    RETURN QUERY DELETE FROM @extschema@.dirty_products d RETURNING d.product_id, d.since;
+END $$;
+CREATE VIEW @extschema@._shard_dirty_taken AS SELECT t.product_id, t.since FROM @extschema@._take_dirty_products() t;
+COMMENT ON VIEW @extschema@._shard_dirty_taken IS 'On a shard: reading it takes (deletes and returns) the dirty marks, after any running fold. Read by the model server only.';
+COMMENT ON COLUMN @extschema@._shard_dirty_taken.product_id IS 'A product whose counts changed on this shard since the model server last took its marks.';
+COMMENT ON COLUMN @extschema@._shard_dirty_taken.since IS 'When it was first marked.';
+
+-- On the model server: register a shard reached through a postgres_fdw server.
+CREATE FUNCTION @extschema@.add_shard(name text, server name) RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sch text := 'personalize_shard_' || add_shard.name;
+    r text;
+BEGIN
+    IF @extschema@._node_role() <> 'model' THEN
+        RAISE EXCEPTION 'shards are added on the model server'
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = format('This database is a %s server.', @extschema@._node_role()),
+                  HINT = 'SELECT personalize.set_node_role(''model'') first.';
+    END IF;
+    IF name IS NULL OR name !~ '^[a-z][a-z0-9_]{0,30}$' THEN
+        RAISE EXCEPTION 'a shard''s name must be 1 to 31 lower-case letters, digits or underscores, starting with a letter'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(@extschema@._echo(name), 'NULL'));
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+                   WHERE s.srvname = add_shard.server AND w.fdwname = 'postgres_fdw') THEN
+        RAISE EXCEPTION 'there is no postgres_fdw server %', coalesce(@extschema@._echo(server), 'NULL')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'CREATE SERVER ... FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host ..., port ..., dbname ..., extensions ''personalize'') and a user mapping first.';
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.shards s WHERE s.name = add_shard.name OR s.server = add_shard.server) THEN
+        RAISE EXCEPTION 'shard % or server % is registered already', name, server
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    EXECUTE format('CREATE SCHEMA %I', sch);
+    EXECUTE format('IMPORT FOREIGN SCHEMA @extschema@ LIMIT TO (node_settings, item_counts_base, pair_counts_base, customer_totals, interactions, _shard_dirty_taken) FROM SERVER %I INTO %I',
+                   server, sch);
+    -- the server answers and is a shard
+    EXECUTE format('SELECT n.role FROM %I.node_settings n', sch) INTO r;
+    IF r IS DISTINCT FROM 'shard' THEN
+        RAISE EXCEPTION 'server % is not a personalize shard', server
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its node role is %s.', coalesce(r, 'single (no node_settings row)')),
+                  HINT = 'On the shard: SELECT personalize.set_node_role(''shard'', ''<name>'').';
+    END IF;
+    INSERT INTO @extschema@.shards (name, server, schema_name) VALUES (add_shard.name, add_shard.server, sch);
+    RETURN sch;
+END $$;
+COMMENT ON FUNCTION @extschema@.add_shard(text, name) IS
+    'On the model server: register a shard reached through the given postgres_fdw server (its tables are imported into schema personalize_shard_<name>); the next global_refresh() includes it.';
+
+-- Global round, step 1: one shard's dirty marks into the model server's dirty_products.
+CREATE FUNCTION @extschema@._global_take(shard text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    EXECUTE format('INSERT INTO @extschema@.dirty_products (product_id, since) SELECT t.product_id, t.since FROM %I._shard_dirty_taken t '
+                   'ON CONFLICT (product_id) DO UPDATE SET since = least(@extschema@.dirty_products.since, EXCLUDED.since)',
+                   (SELECT s.schema_name FROM @extschema@.shards s WHERE s.name = shard));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Global round, step 2: the counts of every dirty product summed over the shards (their
+-- folded counts), replacing the model server's rows of those products, and the customer
+-- totals. A changed pair has both its products dirty, so every changed pair is replaced.
+CREATE FUNCTION @extschema@._global_pull() RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s record;
+    chunk bigint[];
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE _g_dirty ON COMMIT DROP AS SELECT d.product_id FROM @extschema@.dirty_products d;
+    CREATE TEMP TABLE _g_pairs (shard text, a bigint, b bigint, customers bigint, PRIMARY KEY (shard, a, b)) ON COMMIT DROP;
+    CREATE TEMP TABLE _g_items (shard text, product_id bigint, customers bigint) ON COMMIT DROP;
+    CREATE TEMP TABLE _g_totals (shard smallint, customers bigint) ON COMMIT DROP;
+    SELECT count(*) INTO n FROM _g_dirty;
+    FOR s IN SELECT * FROM @extschema@.shards ORDER BY name LOOP
+        FOR chunk IN SELECT array_agg(x.product_id) FROM (SELECT g.product_id, (row_number() OVER (ORDER BY g.product_id) - 1) / 1000 AS c
+                                                          FROM _g_dirty g) x GROUP BY x.c LOOP
+            -- a pair of two dirty products in two chunks comes twice: kept once per shard
+            EXECUTE format('INSERT INTO _g_pairs SELECT $2, p.product_a, p.product_b, p.customers FROM %I.pair_counts_base p '
+                           'WHERE p.product_a = ANY ($1) OR p.product_b = ANY ($1) ON CONFLICT DO NOTHING', s.schema_name)
+                USING chunk, s.name;
+            EXECUTE format('INSERT INTO _g_items SELECT $2, i.product_id, i.customers FROM %I.item_counts_base i '
+                           'WHERE i.product_id = ANY ($1)', s.schema_name)
+                USING chunk, s.name;
+        END LOOP;
+        EXECUTE format('INSERT INTO _g_totals SELECT t.shard, t.customers FROM %I.customer_totals t', s.schema_name);
+    END LOOP;
+    DELETE FROM @extschema@.pair_counts_base p USING _g_dirty g WHERE p.product_a = g.product_id;
+    DELETE FROM @extschema@.pair_counts_base p USING _g_dirty g WHERE p.product_b = g.product_id;
+    INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
+    SELECT x.a, x.b, sum(x.customers) FROM _g_pairs x GROUP BY x.a, x.b HAVING sum(x.customers) <> 0 ORDER BY 1, 2;
+    DELETE FROM @extschema@.item_counts_base i USING _g_dirty g WHERE i.product_id = g.product_id;
+    INSERT INTO @extschema@.item_counts_base (product_id, customers)
+    SELECT x.product_id, sum(x.customers) FROM _g_items x GROUP BY x.product_id HAVING sum(x.customers) <> 0 ORDER BY 1;
+    UPDATE @extschema@.customer_totals t
+       SET customers = coalesce((SELECT sum(x.customers) FROM _g_totals x WHERE x.shard = t.shard), 0);
+    RETURN n;
+END $$;
+
+-- Global round, last step: the popularity list from the shards' window counts, and the heartbeat.
+CREATE FUNCTION @extschema@._global_popular(shards integer, products bigint, lists bigint) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t_end timestamptz := coalesce((@extschema@._engine_settings() ->> 'as_of')::timestamptz, now());
+    wl interval := interval '7 days';
+    s record;
+    n bigint;
+BEGIN
+    CREATE TEMP TABLE _g_window (product_id bigint, customers bigint) ON COMMIT DROP;
+    FOR s IN SELECT * FROM @extschema@.shards ORDER BY name LOOP
+        -- grouped on the shard (postgres_fdw pushes the aggregate down)
+        EXECUTE format('INSERT INTO _g_window SELECT i.product_id, count(DISTINCT i.customer_id) FROM %I.interactions i '
+                       'WHERE i.occurred_at > $1 AND i.occurred_at <= $2 GROUP BY i.product_id', s.schema_name)
+            USING t_end - wl, t_end;
+    END LOOP;
+    DELETE FROM @extschema@.global_window_counts;
+    INSERT INTO @extschema@.global_window_counts (window_end, window_length, product_id, customers)
+    SELECT t_end, wl, w.product_id, sum(w.customers) FROM _g_window w GROUP BY w.product_id;
+    PERFORM pg_catalog.set_config('personalize_scaleout.global_round', 'on', true);
+    n := @extschema@.refresh_popular(wl, t_end);
+    PERFORM pg_catalog.set_config('personalize_scaleout.global_round', 'off', true);
+    INSERT INTO @extschema@.global_model_state (singleton, refreshed_at, shards, products, lists, popular_as_of)
+    VALUES (true, clock_timestamp(), _global_popular.shards, _global_popular.products, _global_popular.lists, t_end)
+    ON CONFLICT (singleton) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at, shards = EXCLUDED.shards,
+        products = EXCLUDED.products, lists = EXCLUDED.lists, popular_as_of = EXCLUDED.popular_as_of;
+    RETURN n;
+END $$;
+
+-- One global round on the model server: take every shard's dirty marks (one transaction
+-- per shard), sum those products' counts over the shards (one transaction), compute
+-- their lists exactly as refresh() does (committing every 100 products), then the
+-- popularity list and the heartbeat. A shard that cannot be reached fails the round
+-- (no partial sums): the lists stay as they were, the marks taken stay in dirty_products
+-- for the next round, and the failed run is logged with the error naming the server.
+CREATE PROCEDURE @extschema@.global_refresh(all_products boolean DEFAULT false)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    names text[];
+    sh text;
+    taken bigint := 0;
+    pulled bigint;
+    n bigint;
+    done bigint := 0;
+    popular bigint;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF @extschema@._node_role() OPERATOR(pg_catalog.<>) 'model' THEN
+        RAISE EXCEPTION 'global_refresh() runs on the model server of a sharded layout'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = pg_catalog.format('This database is a %s server.', @extschema@._node_role()),
+                  HINT = 'CALL personalize.refresh() on a single server or a shard.';
+    END IF;
+    SELECT pg_catalog.array_agg(s.name ORDER BY s.name) INTO names FROM @extschema@.shards s;
+    IF names IS NULL THEN
+        RAISE EXCEPTION 'the model server has no shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Add them with personalize.add_shard().';
+    END IF;
+    BEGIN
+        -- one round at a time (a second one returns at once)
+        IF NOT pg_catalog.pg_try_advisory_xact_lock(1885696627, 15) THEN
+            RAISE NOTICE 'global_refresh: another round is running';
+            RETURN;
+        END IF;
+        IF all_products THEN
+            INSERT INTO @extschema@.dirty_products (product_id)
+            SELECT p.product_id FROM @extschema@.products p UNION SELECT i.product_id FROM @extschema@.item_counts_base i
+            ON CONFLICT (product_id) DO NOTHING;
+        END IF;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+    END;
+    IF e_state IS NULL THEN
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    END IF;
+    IF e_state IS NULL THEN
+        FOREACH sh IN ARRAY names LOOP
+            BEGIN
+                n := @extschema@._global_take(sh);
+                taken := taken OPERATOR(pg_catalog.+) n;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                        e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+                e_message := pg_catalog.format('shard %s: %s', sh, e_message);
+            END;
+            EXIT WHEN e_state IS NOT NULL;
+            COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        END LOOP;
+    END IF;
+    IF e_state IS NULL THEN
+        BEGIN
+            pulled := @extschema@._global_pull();
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+        IF e_state IS NULL THEN
+            COMMIT;
+        END IF;
+    END IF;
+    WHILE e_state IS NULL LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        BEGIN
+            n := @extschema@._refresh_neighbors(100, false, false);
+            IF n < 100 THEN
+                popular := @extschema@._global_popular(pg_catalog.cardinality(names), pulled, done + n);
+            END IF;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN e_state IS NOT NULL;
+        done := done + n;
+        EXIT WHEN n < 100;
+        COMMIT;
+    END LOOP;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh', started, done,
+            pg_catalog.jsonb_build_object('global', true, 'shards', pg_catalog.cardinality(names), 'dirty_taken', taken,
+                                          'products_summed', pulled, 'neighbor_lists', done, 'popular', popular),
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The shards keep serving the last lists; the dirty products taken wait in dirty_products for the next round.');
+    END IF;
+END $$;
+COMMENT ON PROCEDURE @extschema@.global_refresh(boolean) IS
+    'On the model server: one round of the global model (what refresh() runs there): take the shards'' dirty products, sum their counts over the shards, compute their lists and the popularity list as a single server does, and write the heartbeat; all products with all_products => true. Logs the run in maintenance_runs (job refresh). CALL it outside a transaction block.';
+
+-- Sending events through the router (or directly): one event, its customer created if new.
+CREATE FUNCTION @extschema@.log_event(customer_id bigint, product_id bigint, event_type text DEFAULT 'view',
+                                      occurred_at timestamptz DEFAULT NULL, quantity integer DEFAULT 1,
+                                      event_key text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM @extschema@._role_refusal('log_event()', ARRAY['model'], 'Send events to the shards, through the router (docs/scaling.md).');
+    IF customer_id IS NULL THEN
+        RAISE EXCEPTION 'customer_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the id of the customer the event belongs to.';
+    END IF;
+    INSERT INTO @extschema@.customers (customer_id) VALUES (log_event.customer_id) ON CONFLICT DO NOTHING;
+    INSERT INTO @extschema@.interactions (customer_id, product_id, event_type, occurred_at, quantity, event_key)
+    VALUES (log_event.customer_id, log_event.product_id, log_event.event_type, coalesce(log_event.occurred_at, now()),
+            log_event.quantity, log_event.event_key)
+    RETURNING interaction_id INTO id;
+    RETURN id;
+END $$;
+COMMENT ON FUNCTION @extschema@.log_event(bigint, bigint, text, timestamptz, integer, text) IS
+    'Record one event (its customer row created if missing) and return its interaction id: the call a PL/Proxy router sends to the customer''s shard. Runs as its caller (INSERT on customers and interactions).';
+
+CREATE FUNCTION @extschema@.delete_events(customer_id bigint, product_id bigint, event_type text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM @extschema@._role_refusal('delete_events()', ARRAY['model'], 'The events live on the shards: call it through the router.');
+    IF customer_id IS NULL OR product_id IS NULL THEN
+        RAISE EXCEPTION 'customer_id and product_id must not be null'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass the customer and the product whose events go.';
+    END IF;
+    DELETE FROM @extschema@.interactions i
+     WHERE i.customer_id = delete_events.customer_id AND i.product_id = delete_events.product_id
+       AND (delete_events.event_type IS NULL OR i.event_type = delete_events.event_type);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.delete_events(bigint, bigint, text) IS
+    'Delete a customer''s events of a product (of one event type, or all): the model subtracts them exactly. Returns how many. Runs as its caller (DELETE on interactions).';
+
+-- Moving a bucket to this shard: copy its customers, their events (in id order, through
+-- the model trigger: the counts follow), feedback and exposures from the source shard's
+-- postgres_fdw server, in one transaction. The router then maps the bucket here and
+-- drop_bucket() erases them on the source (contrib/sharding/personalize-layout move-bucket).
+CREATE FUNCTION @extschema@.pull_bucket(bucket integer, source name)
+    RETURNS TABLE (customers bigint, interactions bigint)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    sch text := '_personalize_pull_' || bucket;
+    n_c bigint;
+    n_i bigint;
+    n_a bigint;
+BEGIN
+    PERFORM @extschema@._role_refusal('pull_bucket()', ARRAY['model', 'single'], 'Buckets move between shards.');
+    IF bucket IS NULL OR bucket < 0 OR bucket > 7 THEN
+        RAISE EXCEPTION 'bucket must be between 0 and 7'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(bucket::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT FROM @extschema@.customers c WHERE @extschema@.bucket_of(c.customer_id) = bucket) THEN
+        RAISE EXCEPTION 'bucket % has customers on this shard already', bucket
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = 'Nothing was copied.',
+                  HINT = 'Pull a bucket into a shard that does not serve it.';
+    END IF;
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', sch);
+    EXECUTE format('CREATE SCHEMA %I', sch);
+    EXECUTE format('IMPORT FOREIGN SCHEMA @extschema@ LIMIT TO (customers, interactions, interactions_archive, customer_feedback, exposures) '
+                   'FROM SERVER %I INTO %I', source, sch);
+    EXECUTE format('SELECT count(*) FROM %I.interactions_archive a WHERE @extschema@.bucket_of(a.customer_id) = $1', sch)
+        INTO n_a USING bucket;
+    IF n_a > 0 THEN
+        RAISE EXCEPTION 'bucket % has % archived events on the source', bucket, n_a
+            USING ERRCODE = 'feature_not_supported', DETAIL = 'pull_bucket() copies interactions, not interactions_archive. Nothing was copied.',
+                  HINT = 'Move the bucket before archiving its events, or restore them into interactions first.';
+    END IF;
+    EXECUTE format('INSERT INTO @extschema@.customers SELECT c.* FROM %I.customers c WHERE @extschema@.bucket_of(c.customer_id) = $1', sch)
+        USING bucket;
+    GET DIAGNOSTICS n_c = ROW_COUNT;
+    -- in the source's id order: each customer's first interactions stay first (the cap rule)
+    EXECUTE format('INSERT INTO @extschema@.interactions (customer_id, product_id, event_type, quantity, occurred_at, event_key) '
+                   'SELECT i.customer_id, i.product_id, i.event_type, i.quantity, i.occurred_at, i.event_key FROM %I.interactions i '
+                   'WHERE @extschema@.bucket_of(i.customer_id) = $1 ORDER BY i.interaction_id', sch)
+        USING bucket;
+    GET DIAGNOSTICS n_i = ROW_COUNT;
+    EXECUTE format('INSERT INTO @extschema@.customer_feedback (customer_id, product_id, rating, comment, created_at) '
+                   'SELECT f.customer_id, f.product_id, f.rating, f.comment, f.created_at FROM %I.customer_feedback f '
+                   'WHERE @extschema@.bucket_of(f.customer_id) = $1 ORDER BY f.feedback_id', sch)
+        USING bucket;
+    EXECUTE format('INSERT INTO @extschema@.exposures (experiment_id, customer_id, variant, arm, product_ids, shown_at) '
+                   'SELECT x.experiment_id, x.customer_id, x.variant, x.arm, x.product_ids, x.shown_at FROM %I.exposures x '
+                   'WHERE @extschema@.bucket_of(x.customer_id) = $1 ORDER BY x.exposure_id', sch)
+        USING bucket;
+    EXECUTE format('DROP SCHEMA %I CASCADE', sch);
+    RETURN QUERY SELECT n_c, n_i;
+END $$;
+COMMENT ON FUNCTION @extschema@.pull_bucket(integer, name) IS
+    'On a shard: copy a bucket''s customers, events (in their order, through the model trigger), feedback and exposures from the source shard''s postgres_fdw server, in one transaction; returns the customers and events copied. Step 2 of moving a bucket (docs/scaling.md).';
+
+CREATE FUNCTION @extschema@.drop_bucket(bucket integer, confirm text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c bigint;
+    n bigint := 0;
+BEGIN
+    PERFORM @extschema@._role_refusal('drop_bucket()', ARRAY['model', 'single'], 'Buckets move between shards.');
+    IF bucket IS NULL OR bucket < 0 OR bucket > 7 THEN
+        RAISE EXCEPTION 'bucket must be between 0 and 7'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(bucket::text, 'NULL'));
+    END IF;
+    IF confirm IS DISTINCT FROM 'moved' THEN
+        RAISE EXCEPTION 'drop_bucket() erases every customer of bucket % on this shard', bucket
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Nothing was erased.',
+                  HINT = 'Once pull_bucket() copied them to their new shard and the router sends the bucket there, call drop_bucket(bucket, confirm => ''moved'').';
+    END IF;
+    FOR c IN SELECT x.customer_id FROM @extschema@.customers x WHERE @extschema@.bucket_of(x.customer_id) = bucket ORDER BY 1 LOOP
+        PERFORM @extschema@.forget_customer(c);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION @extschema@.drop_bucket(integer, text) IS
+    'On a shard: erase every customer of the bucket (forget_customer(): their counts are subtracted exactly) once it has moved; confirm must be ''moved''. Returns how many customers. Step 4 of moving a bucket (docs/scaling.md).';
+
+-- refresh.sql: the popularity window through _window_customers(); a shard only folds; the model server runs the global round
+CREATE OR REPLACE FUNCTION @extschema@._popular_list(t_end timestamptz, window_length interval, item_counts regclass,
+                                          end_included boolean)
+    RETURNS TABLE (rank bigint, product_id bigint, customers bigint, share double precision, source text,
+                   score double precision)
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT z.rank, z.product_id, z.n, z.share, z.source,
+           CASE z.source WHEN 'window' THEN 0.5 + 0.5 * z.share ELSE 0.5 * z.share END
+    FROM (
+        SELECT row_number() OVER (ORDER BY y.src, y.n DESC, y.product_id) AS rank, y.product_id, y.n,
+               y.n::double precision / max(y.n) OVER (PARTITION BY y.src) AS share,
+               CASE y.src WHEN 1 THEN 'window' ELSE 'all_time' END AS source
+        FROM (
+            SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
+            FROM (
+                SELECT 1 AS src, w.product_id, w.n FROM (
+                    SELECT wc.product_id, wc.customers AS n
+                    FROM @extschema@._window_customers(t_end, window_length, end_included) wc
+                    JOIN @extschema@.products p ON p.product_id = wc.product_id AND p.active
+                    ORDER BY n DESC, wc.product_id LIMIT 1000) w
+                UNION ALL
+                SELECT 2, a.product_id, a.customers FROM @extschema@._popular_all_time_of(item_counts, 1000) a
+            ) x
+            ORDER BY x.product_id, x.src
+        ) y
+        ORDER BY 1 LIMIT 1000
+    ) z
+$$;
+CREATE OR REPLACE FUNCTION @extschema@._refresh_neighbors(max_products integer, all_products boolean, log_run boolean)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    measures text[];
+    batch bigint[];
+    done bigint := 0;
+    started timestamptz := clock_timestamp();
+    last_notice timestamptz := clock_timestamp();
+    skipped jsonb;
+BEGIN
+    IF max_products IS NOT NULL AND max_products < 1 THEN
+        RAISE EXCEPTION 'max_products must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_products),
+                  HINT = 'Pass NULL to refresh every dirty product.';
+    END IF;
+    -- the pending count changes first: they mark their products dirty, and the lists are
+    -- computed from the folded counts. A fold running in another session (a second refresh
+    -- sharing the work) is not waited for: the products it marks dirty are refreshed by it.
+    PERFORM @extschema@.fold_deltas(wait => false);
+    -- on a shard the lists come from the model server, which takes the dirty marks (after a
+    -- rebuild(), every product: the products whose count fell to 0 here included)
+    IF @extschema@._node_role() = 'shard' THEN
+        IF all_products THEN
+            INSERT INTO @extschema@.dirty_products (product_id)
+            SELECT p.product_id FROM @extschema@.products p ORDER BY p.product_id
+            ON CONFLICT (product_id) DO NOTHING;
+        END IF;
+        RETURN 0;
+    END IF;
+    IF all_products THEN
+        INSERT INTO @extschema@.dirty_products (product_id)
+        SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id
+        ON CONFLICT (product_id) DO NOTHING;
+        -- the 'content' lists (embed_products) do not depend on co-occurrence, and the 'ease'
+        -- lists are replaced only by refresh_ease(): kept
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
+          AND NOT EXISTS (SELECT FROM @extschema@.item_counts_base i WHERE i.product_id = n.product_id);
+    END IF;
+    -- an invalid variant row is skipped (refresh() and a logged run say so), never the others
+    IF log_run THEN
+        skipped := @extschema@._variant_problems(true);
+    END IF;
+    -- a variant of measure ease needs the 'llr' lists (its fallback); refresh_ease() builds its own
+    SELECT array_agg(DISTINCT CASE WHEN m = 'ease' THEN 'llr' ELSE m END ORDER BY CASE WHEN m = 'ease' THEN 'llr' ELSE m END)
+      INTO measures
+    FROM (SELECT CASE WHEN @extschema@._variant_problem(v.name, v.algorithm, v.params) IS NULL
+                      THEN @extschema@._validate_variant(v.name, v.algorithm, v.params) END AS m
+          FROM @extschema@.variants v) s
+    WHERE m IS NOT NULL;
+    LOOP
+        WITH d AS (
+            DELETE FROM @extschema@.dirty_products dp
+            WHERE dp.product_id IN (SELECT x.product_id FROM @extschema@.dirty_products x
+                                    ORDER BY x.product_id
+                                    LIMIT least(500, coalesce(max_products - done, 500))
+                                    FOR UPDATE SKIP LOCKED)
+            RETURNING dp.product_id)
+        SELECT array_agg(d.product_id ORDER BY d.product_id) INTO batch FROM d;
+        EXIT WHEN batch IS NULL;
+
+        DELETE FROM @extschema@.neighbors n
+        WHERE n.product_id = ANY (batch) AND n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+        IF measures IS NOT NULL THEN
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT c.measure, c.product_id, c.neighbor_ids, c.scores, c.counts
+            FROM @extschema@._neighbor_lists('@extschema@.pair_counts_base', '@extschema@.item_counts_base',
+                (SELECT coalesce(sum(t.customers), 0)::bigint FROM @extschema@.customer_totals t), measures, batch) c;
+        END IF;
+        done := done + cardinality(batch);
+        IF clock_timestamp() - last_notice > interval '5 seconds' THEN
+            RAISE NOTICE 'refresh_neighbors: % products refreshed, % still dirty', done,
+                (SELECT count(*) FROM @extschema@.dirty_products);
+            last_notice := clock_timestamp();
+        END IF;
+        EXIT WHEN max_products IS NOT NULL AND done >= max_products;
+    END LOOP;
+    IF log_run THEN
+        INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+        VALUES ('refresh_neighbors', started, done, jsonb_build_object('measures', measures, 'all_products', all_products,
+                                  'k', (@extschema@._engine_settings() ->> 'neighbors_k')::integer)
+                || CASE WHEN jsonb_array_length(skipped) > 0 THEN jsonb_build_object('skipped_variants', skipped)
+                        ELSE '{}' END);
+    END IF;
+    RETURN done;
+END $$;
+CREATE OR REPLACE FUNCTION @extschema@.refresh_popular(window_length interval DEFAULT '7 days', as_of timestamptz DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t_end timestamptz := coalesce(as_of, (@extschema@._engine_settings() ->> 'as_of')::timestamptz, now());
+    started timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    IF window_length IS NULL OR window_length <= interval '0' THEN
+        RAISE EXCEPTION 'window_length must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(window_length::text, 'NULL')),
+                  HINT = 'For example interval ''7 days''.';
+    END IF;
+    -- in a sharded layout the model server computes it, inside its global round
+    PERFORM @extschema@._role_refusal('refresh_popular()', ARRAY['shard'],
+        'The popularity list comes from the model server (its refresh()).');
+    IF @extschema@._node_role() = 'model' AND current_setting('personalize_scaleout.global_round', true) IS DISTINCT FROM 'on' THEN
+        PERFORM @extschema@._role_refusal('refresh_popular() outside global_refresh()', ARRAY['model'],
+            'CALL personalize.refresh() (the global round) on the model server.');
+    END IF;
+    -- one refresh at a time (readers keep reading the old list until we commit)
+    PERFORM @extschema@.fold_deltas();
+    LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
+    DELETE FROM @extschema@.popular;
+    DELETE FROM @extschema@.popular_scores;
+    WITH l AS MATERIALIZED (SELECT * FROM @extschema@._popular_list(t_end, window_length, '@extschema@.item_counts_base', true)),
+         stored AS (
+            INSERT INTO @extschema@.popular (rank, product_id, customers, share, source, window_start, window_end)
+            SELECT l.rank, l.product_id, l.customers, l.share, l.source, t_end - window_length, t_end FROM l
+            RETURNING 1)
+    INSERT INTO @extschema@.popular_scores (product_ids, scores, window_days)
+    SELECT coalesce(array_agg(l.product_id ORDER BY l.rank), '{}'), coalesce(array_agg(l.score ORDER BY l.rank), '{}'),
+           extract(epoch FROM window_length)::double precision / 86400
+    FROM l;
+    SELECT count(*) INTO n FROM @extschema@.popular;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('refresh_popular', started, n, jsonb_build_object('window', window_length, 'as_of', t_end));
+    RETURN n;
+END $$;
+CREATE OR REPLACE PROCEDURE @extschema@.refresh()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    n bigint;
+    done bigint := 0;
+    popular bigint;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+    skipped jsonb;
+    role text := @extschema@._node_role();
+BEGIN
+    -- the model server of a sharded layout runs the global round
+    IF role OPERATOR(pg_catalog.=) 'model' THEN
+        CALL @extschema@.global_refresh();
+        RETURN;
+    END IF;
+    LOOP
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        BEGIN
+            IF skipped IS NULL THEN
+                skipped := @extschema@._variant_problems(true);
+            END IF;
+            n := @extschema@._refresh_neighbors(100, false, false);
+            -- a shard only folds (its lists and popularity come from the model server)
+            IF n < 100 AND role OPERATOR(pg_catalog.<>) 'shard' THEN
+                popular := @extschema@.refresh_popular();
+            END IF;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+        EXIT WHEN e_state IS NOT NULL;
+        done := done + n;
+        EXIT WHEN n < 100;
+        COMMIT;
+    END LOOP;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh', started, done, pg_catalog.jsonb_build_object('neighbor_lists', done, 'popular', popular)
+                OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.jsonb_array_length(skipped) OPERATOR(pg_catalog.>) 0
+                                             THEN pg_catalog.jsonb_build_object('skipped_variants', skipped) ELSE '{}' END,
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The lists refreshed before the error are kept; the next run continues with the rest.');
+    END IF;
+END $$;
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. On a shard it only folds the pending count changes; on the model server it runs global_refresh(). Logs every run, a failed one with its error, in maintenance_runs. CALL it outside a transaction block.';
+
+-- model.sql: rebuild() refuses on the model server and keeps a shard's lists
+CREATE OR REPLACE FUNCTION @extschema@.rebuild(max_items_per_customer integer DEFAULT NULL)
+    RETURNS TABLE (customers bigint, products bigint, pairs bigint, seconds double precision)
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cap integer;
+    started timestamptz := clock_timestamp();
+    phase_at timestamptz;
+    n_customers bigint;
+    n_products bigint;
+    n_pairs bigint;
+    n_lists bigint;
+BEGIN
+    IF max_items_per_customer IS NOT NULL AND (max_items_per_customer < 2 OR max_items_per_customer > 10000) THEN
+        RAISE EXCEPTION 'max_items_per_customer must be between 2 and 10000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
+                  HINT = 'Pass NULL to keep the current value.';
+    END IF;
+    -- the model server's counts are the shards' sums, not its own events
+    PERFORM @extschema@._role_refusal('rebuild()', ARRAY['model'],
+        'Rebuild on the shards, then CALL personalize.global_refresh(all_products => true) here.');
+    -- every lock it needs, up front and each for a bounded time (55P03 after
+    -- personalize.model_lock_wait): SHARE on interactions (writers of events wait until
+    -- the rebuild commits), ACCESS EXCLUSIVE on the tables it empties (recommend() waits
+    -- too from here), EXCLUSIVE on the ones it updates in place and on popular
+    -- (refresh_popular), so that no statement below waits on a lock
+    PERFORM @extschema@._lock_bounded('rebuild()',
+        ARRAY['@extschema@.interactions', '@extschema@.interactions_archive', '@extschema@.customer_items', '@extschema@.customer_state',
+              '@extschema@.item_counts_base', '@extschema@.pair_counts_base', '@extschema@.model_deltas',
+              '@extschema@.dirty_products', '@extschema@.customer_totals', '@extschema@.model_settings',
+              '@extschema@.popular']::regclass[],
+        ARRAY['SHARE', 'SHARE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE',
+              'ACCESS EXCLUSIVE', 'ACCESS EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE', 'EXCLUSIVE']);
+    UPDATE @extschema@.model_settings s
+       SET max_items_per_customer = coalesce(rebuild.max_items_per_customer, s.max_items_per_customer),
+           rebuilt_at = now()
+    RETURNING s.max_items_per_customer INTO cap;
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 1/5 customer items', true);
+    phase_at := clock_timestamp();
+    TRUNCATE @extschema@.customer_items, @extschema@.customer_state, @extschema@.item_counts_base,
+             @extschema@.pair_counts_base, @extschema@.model_deltas, @extschema@.dirty_products;
+    -- the 'content' lists come from embeddings (embed_products), not from the events, and the
+    -- 'ease' lists are replaced only by refresh_ease() (served until then)
+    -- (on a shard the lists are the model server's: kept, every product is marked dirty below)
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
+       AND @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard';
+    INSERT INTO @extschema@.customer_items
+        (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
+    SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    RAISE NOTICE 'rebuild: 1/5 customer items: % rows (% s)', n_customers,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 2/5 customers and products', true);
+    phase_at := clock_timestamp();
+    INSERT INTO @extschema@.customer_state (customer_id, items, model_items, max_model_first_id)
+    SELECT ci.customer_id, count(*), count(*) FILTER (WHERE ci.in_model),
+           max(ci.first_interaction_id) FILTER (WHERE ci.in_model)
+    FROM @extschema@.customer_items ci GROUP BY ci.customer_id;
+    GET DIAGNOSTICS n_customers = ROW_COUNT;
+    INSERT INTO @extschema@.item_counts_base (product_id, customers)
+    SELECT ci.product_id, count(*) FROM @extschema@.customer_items ci WHERE ci.in_model GROUP BY ci.product_id;
+    GET DIAGNOSTICS n_products = ROW_COUNT;
+    UPDATE @extschema@.customer_totals t SET customers = coalesce(
+        (SELECT count(*) FROM @extschema@.customer_state s
+         WHERE s.model_items > 0 AND ((s.customer_id % 16) + 16) % 16 = t.shard), 0);
+    RAISE NOTICE 'rebuild: 2/5 % customers, % products (% s)', n_customers, n_products,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 3/5 pairs', true);
+    phase_at := clock_timestamp();
+    -- in memory within maintenance_work_mem, written in key order (src/rebuild.c)
+    n_pairs := @extschema@._rebuild_pairs('@extschema@.pair_counts_base');
+    RAISE NOTICE 'rebuild: 3/5 % pairs (% s)', n_pairs, round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 4/5 neighbour lists', true);
+    phase_at := clock_timestamp();
+    n_lists := @extschema@.refresh_neighbors(NULL, true);
+    RAISE NOTICE 'rebuild: 4/5 neighbour lists for % products (% s)', n_lists,
+        round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
+
+    PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
+    IF @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard' THEN
+        PERFORM @extschema@.refresh_popular();
+    END IF;
+    RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
+
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)
+    VALUES ('rebuild', started, n_pairs, jsonb_build_object('customers', n_customers, 'products', n_products,
+            'pairs', n_pairs, 'max_items_per_customer', cap));
+    RETURN QUERY SELECT n_customers, n_products, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
+END $$;
+
+-- ease.sql: refresh_ease() refuses on a shard
+CREATE OR REPLACE PROCEDURE @extschema@.refresh_ease()
+    LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := pg_catalog.clock_timestamp();
+    s jsonb;
+    n_lists bigint := 0;
+    scale double precision;
+    e_state text;
+    e_message text;
+    e_detail text;
+    e_hint text;
+BEGIN
+    -- a shard's counts are its customers' only: the model server solves EASE on the sums
+    PERFORM @extschema@._role_refusal('refresh_ease()', ARRAY['shard'],
+        'CALL personalize.refresh_ease() on the model server: its ''ease'' lists reach the shards with the others.');
+    -- the model from the folded counts; committed at once, so that the minute's refresh
+    -- never waits for the solve (its own fold would wait for this one's lock)
+    PERFORM @extschema@.fold_deltas();
+    COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    BEGIN
+        s := @extschema@._engine_settings();
+        IF to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+            DROP TABLE pg_temp.personalize_ease_lists;
+        END IF;
+        CREATE TEMPORARY TABLE personalize_ease_lists AS
+            SELECT l.product_id, l.neighbor_ids, l.scores, l.counts, l.scale
+            FROM @extschema@._ease_scaled_lists('@extschema@.item_counts_base', '@extschema@.pair_counts_base',
+                                         (s ->> 'ease_products')::integer, (s ->> 'ease_lambda')::double precision,
+                                         (s ->> 'ease_k')::integer) l;
+        GET DIAGNOSTICS n_lists = ROW_COUNT;
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+    END;
+    IF e_state IS NULL THEN
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.set_config('application_name', 'personalize.refresh_ease: publish', true);
+        BEGIN
+            SELECT l.scale INTO scale FROM pg_temp.personalize_ease_lists l LIMIT 1;
+            DELETE FROM @extschema@.neighbors n WHERE n.measure = 'ease';
+            INSERT INTO @extschema@.neighbors (measure, product_id, neighbor_ids, scores, counts)
+            SELECT 'ease', l.product_id, l.neighbor_ids, l.scores, l.counts
+            FROM pg_temp.personalize_ease_lists l ORDER BY l.product_id;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
+                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
+        END;
+    END IF;
+    IF pg_catalog.to_regclass('pg_temp.personalize_ease_lists') IS NOT NULL THEN
+        DROP TABLE pg_temp.personalize_ease_lists;
+    END IF;
+    INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
+    VALUES ('refresh_ease', started, CASE WHEN e_state IS NULL THEN n_lists ELSE 0 END,
+            pg_catalog.jsonb_build_object('products', (s ->> 'ease_products')::integer,
+                                          'lambda', (s ->> 'ease_lambda')::double precision,
+                                          'k', (s ->> 'ease_k')::integer, 'scale', scale),
+            CASE WHEN e_state IS NULL THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN e_state IS NOT NULL THEN e_state || ': ' || e_message END);
+    COMMIT;
+    IF e_state IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = e_state, MESSAGE = e_message,
+            DETAIL = coalesce(nullif(e_detail, ''), 'Recorded in personalize.maintenance_runs.'),
+            HINT = coalesce(nullif(e_hint, ''), 'The previous ''ease'' lists are still served; the next run builds them anew.');
+    END IF;
+    RAISE NOTICE 'refresh_ease: % lists stored in % s', n_lists,
+        round(extract(epoch FROM pg_catalog.clock_timestamp() - started)::numeric, 1);
+END $$;
+
+-- evaluate.sql: evaluate() and tune() refuse on a shard and on the model server
+CREATE OR REPLACE FUNCTION @extschema@._evaluation_check(cut timestamptz, k integer) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- it needs every event in one database: a shard holds some customers', the model server none
+    PERFORM @extschema@._role_refusal('evaluate() and tune()', ARRAY['shard', 'model'],
+        'Evaluate on a single server holding every event, e.g. a restored copy of the shards'' events (docs/scaling.md).');
+    IF cut IS NULL THEN
+        RAISE EXCEPTION 'cut must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'The cut splits the events: the model learns from those before it and is scored on the purchases after it.';
+    END IF;
+    IF NOT isfinite(cut) THEN
+        RAISE EXCEPTION 'cut must be a finite time'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', cut),
+                  HINT = 'For example now() - interval ''30 days''.';
+    END IF;
+    IF k IS NULL OR k < 1 OR k > 1000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(k::text, 'NULL')),
+                  HINT = 'k is the length of the scored lists, as in recommend().';
+    END IF;
+END $$;
+
+-- health.sql: check global_model; no popular_age on a shard
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+CREATE OR REPLACE VIEW @extschema@.health AS
+WITH s AS MATERIALIZED (
+    SELECT (h ->> 'refresh_warn')::numeric AS r_warn, (h ->> 'refresh_critical')::numeric AS r_crit,
+           (h ->> 'backlog_warn')::numeric AS b_warn, (h ->> 'backlog_critical')::numeric AS b_crit,
+           (h ->> 'llm_warn')::numeric AS l_warn, (h ->> 'llm_critical')::numeric AS l_crit,
+           ARRAY(SELECT DISTINCT pg_catalog.lower(pg_catalog.btrim(x))
+                 FROM pg_catalog.unnest(pg_catalog.string_to_array(h ->> 'expected_jobs', ',')) x
+                 WHERE pg_catalog.btrim(x) OPERATOR(pg_catalog.<>) '') AS expected,
+           EXISTS (SELECT FROM @extschema@.item_counts_base LIMIT 1)
+               OR EXISTS (SELECT FROM @extschema@.model_deltas LIMIT 1) AS has_model
+    FROM (SELECT @extschema@._health_settings() AS h) z
+), refresh AS (
+    -- the last successful refresh() or rebuild()
+    SELECT max(x.finished_at) AS t FROM (
+        (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+         WHERE m.job = 'refresh' AND m.status = 'succeeded' ORDER BY m.run_id DESC LIMIT 1)
+        UNION ALL
+        (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+         WHERE m.job = 'rebuild' AND m.status = 'succeeded' ORDER BY m.run_id DESC LIMIT 1)) x
+), failure AS (
+    -- the newest failed run of any job, and whether a later run of that job went well
+    SELECT f.*, f.run_id = (SELECT m.run_id FROM @extschema@.maintenance_runs m WHERE m.job = f.job
+                            ORDER BY m.run_id DESC LIMIT 1) AS is_current
+    FROM (SELECT 'maintenance_runs' AS tbl, m.run_id, m.job, m.job AS kind, m.finished_at, m.error
+          FROM @extschema@.maintenance_runs m WHERE m.status <> 'succeeded' ORDER BY m.run_id DESC LIMIT 1) f
+    UNION ALL
+    SELECT f.*, f.run_id = (SELECT r.run_id FROM @extschema@.llm_runs r WHERE r.kind = f.kind
+                            ORDER BY r.run_id DESC LIMIT 1)
+    FROM (SELECT 'llm_runs' AS tbl, r.run_id, 'llm_' || r.kind AS job, r.kind, coalesce(r.finished_at, r.started_at) AS finished_at,
+                 r.status || ': ' || coalesce(r.error, 'no error recorded') AS error
+          FROM @extschema@.llm_runs r WHERE r.status <> ALL (ARRAY['running', 'completed'])
+          ORDER BY r.run_id DESC LIMIT 1) f
+), backlog AS (
+    SELECT (SELECT count(*) FROM (SELECT FROM @extschema@.dirty_products LIMIT 100001) d) AS n_dirty,
+           -- changes not folded yet: their products are not in dirty_products until the refresh
+           -- folds them (a heap scan of model_deltas, no array read)
+           (SELECT coalesce(sum(m.entries), 0) FROM @extschema@.model_deltas m) AS n_pending,
+           -- a pending change (not folded yet) is backlog too
+           (SELECT least(min(d.since), (SELECT min(m.at) FROM @extschema@.model_deltas m))
+            FROM @extschema@.dirty_products d) AS oldest
+), llm AS (
+    SELECT k.kind, r.*
+    FROM unnest(ARRAY['refresh', 'batch_submit', 'batch_poll', 'embed']) AS k(kind),
+         LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at, x.error FROM @extschema@.llm_runs x
+                  WHERE x.kind = k.kind ORDER BY x.run_id DESC LIMIT 1) r
+), cron AS (
+    SELECT @extschema@._health_cron_jobs() AS c
+), jobs AS (
+    -- each expected job and each personalize job of this database that exists
+    SELECT w.what, w.what = ANY (s.expected) AS expected, j.job
+    FROM s, cron,
+         LATERAL (SELECT e AS what FROM unnest(s.expected) e
+                  UNION
+                  SELECT substring(x ->> 'job' FROM '^personalize-(.*)@[^@]*$')
+                  FROM jsonb_array_elements(cron.c -> 'jobs') x) w
+         LEFT JOIN LATERAL (SELECT x AS job FROM jsonb_array_elements(cron.c -> 'jobs') x
+                            WHERE x ->> 'job' = 'personalize-' || w.what || '@' || current_database()) j ON true
+    WHERE cron.c ->> 'state' = 'ok' AND w.what IS NOT NULL
+), srm AS (
+    -- experiment_results' sample-ratio check for the running experiment, from its
+    -- exposures only (each customer in the arm of their first exposure, as there)
+    SELECT e.name, p.p
+    FROM @extschema@.experiments e,
+         LATERAL (
+             SELECT @extschema@._chisq_sf(least(sum((a.n - a.n_total * a.weight::numeric / a.w_total) ^ 2
+                        / nullif(a.n_total * a.weight::numeric / a.w_total, 0)), 1e300)::float8, count(*) - 1) AS p
+             FROM (SELECT ea.arm, ea.weight, coalesce(c.n, 0) AS n,
+                          sum(coalesce(c.n, 0)) OVER () AS n_total, sum(ea.weight::numeric) OVER () AS w_total
+                   FROM @extschema@.experiment_arms ea
+                   LEFT JOIN (SELECT pc.arm, count(*) AS n
+                              FROM (SELECT min(x.arm) AS arm FROM @extschema@.exposures x
+                                    WHERE x.experiment_id = e.experiment_id AND x.arm IS NOT NULL
+                                    GROUP BY x.customer_id) pc
+                              GROUP BY pc.arm) c ON c.arm = ea.arm
+                   WHERE ea.experiment_id = e.experiment_id) a
+             HAVING min(a.n_total) > 0) p
+    WHERE e.status = 'running'
+)
+SELECT c."check", c.status, c.value, c.detail FROM (
+    SELECT 1 AS ord, 'refresh_age' AS "check",
+           CASE WHEN r.t IS NULL THEN CASE WHEN s.has_model THEN 'critical' ELSE 'ok' END
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END AS status,
+           a.v AS value,
+           CASE WHEN r.t IS NULL AND s.has_model THEN 'no successful refresh() recorded: the neighbour lists are not refreshed'
+                WHEN r.t IS NULL THEN 'no successful refresh() recorded yet (no events either)'
+                ELSE format('the last successful refresh() or rebuild() finished at %s', r.t) END AS detail
+    FROM s, refresh r, LATERAL (SELECT round(extract(epoch FROM now() - r.t), 1) AS v) a
+    UNION ALL
+    SELECT 2, 'last_job_error',
+           CASE WHEN f.run_id IS NULL OR NOT f.is_current THEN 'ok' ELSE 'warn' END,
+           round(extract(epoch FROM now() - f.finished_at), 1),
+           CASE WHEN f.run_id IS NULL THEN 'no failed run recorded'
+                ELSE format('%s run %s (%s) at %s: %s%s', f.job, f.run_id, f.tbl, f.finished_at, f.error,
+                            CASE WHEN f.is_current THEN '' ELSE '; a later run of that job succeeded' END) END
+    FROM (SELECT 1) one
+    LEFT JOIN (SELECT * FROM failure ORDER BY finished_at DESC LIMIT 1) f ON true
+    UNION ALL
+    SELECT 3, 'neighbor_backlog',
+           CASE WHEN s.b_crit > 0 AND b.n >= s.b_crit THEN 'critical'
+                WHEN s.b_warn > 0 AND b.n >= s.b_warn THEN 'warn' ELSE 'ok' END,
+           b.n,
+           format('%s%s products wait for their neighbour lists to be refreshed, and %s count changes to be folded',
+                  CASE WHEN b.n_dirty > 100000 THEN 'more than ' ELSE '' END, least(b.n_dirty, 100000), b.n_pending)
+    FROM s, (SELECT x.*, x.n_dirty + x.n_pending AS n FROM backlog x) b
+    UNION ALL
+    SELECT 4, 'neighbor_backlog_age',
+           CASE WHEN b.oldest IS NULL THEN 'ok'
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END,
+           coalesce(a.v, 0),
+           CASE WHEN b.oldest IS NULL THEN 'no product waits'
+                ELSE format('the oldest dirty product waits since %s', b.oldest) END
+    FROM s, backlog b, LATERAL (SELECT round(extract(epoch FROM now() - b.oldest), 1) AS v) a
+    UNION ALL
+    SELECT 5, 'popular_age',
+           CASE WHEN p.t IS NULL THEN CASE WHEN s.has_model THEN 'warn' ELSE 'ok' END
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn' ELSE 'ok' END,
+           a.v,
+           CASE WHEN p.t IS NULL THEN 'no popularity list computed yet (recommend() serves the all-time bestsellers live)'
+                ELSE format('the popularity list was computed at %s', p.t) END
+    FROM s,
+         LATERAL (SELECT max(m.finished_at) AS t FROM (SELECT m.finished_at FROM @extschema@.maintenance_runs m
+                  WHERE m.job = 'refresh_popular' ORDER BY m.run_id DESC LIMIT 1) m) p,
+         LATERAL (SELECT round(extract(epoch FROM now() - p.t), 1) AS v) a
+    -- a shard's popularity list is the model server's (check global_model)
+    WHERE NOT EXISTS (SELECT FROM @extschema@.node_settings n WHERE n.role = 'shard')
+    UNION ALL
+    SELECT 6, 'llm_' || l.kind,
+           CASE WHEN l.status = 'running' THEN 'ok'
+                WHEN l.status <> 'completed' THEN 'warn'
+                WHEN l.kind = 'batch_poll' THEN 'ok'
+                WHEN s.l_crit > 0 AND a.v >= s.l_crit THEN 'critical'
+                WHEN s.l_warn > 0 AND a.v >= s.l_warn THEN 'warn' ELSE 'ok' END,
+           a.v,
+           format('the last %s run (%s) %s at %s%s', l.kind, l.run_id,
+                  CASE l.status WHEN 'running' THEN 'started' ELSE l.status END,
+                  coalesce(l.finished_at, l.started_at), ': ' || l.error)
+    FROM s, llm l, LATERAL (SELECT round(extract(epoch FROM now() - coalesce(l.finished_at, l.started_at)), 1) AS v) a
+    UNION ALL
+    SELECT 7, 'cron',
+           CASE WHEN cron.c ->> 'state' = 'error' THEN 'critical'
+                WHEN cardinality(s.expected) = 0 THEN 'ok' ELSE 'critical' END,
+           NULL,
+           CASE cron.c ->> 'state'
+               WHEN 'not_loaded' THEN 'pg_cron is not loaded (cron.database_name is not set)'
+               WHEN 'not_installed' THEN format('pg_cron is not installed in database %s', cron.c ->> 'cron_database')
+               ELSE format('cannot read the pg_cron jobs in database %s: %s', cron.c ->> 'cron_database', cron.c ->> 'error') END
+               || CASE WHEN cardinality(s.expected) > 0
+                       THEN format('; expected jobs: %s (personalize.health_expected_jobs)', array_to_string(s.expected, ', '))
+                       ELSE '' END
+    FROM s, cron WHERE cron.c ->> 'state' <> 'ok'
+    UNION ALL
+    SELECT 8, 'cron_job:' || j.what,
+           CASE WHEN j.job IS NULL OR NOT (j.job ->> 'active')::boolean
+                THEN CASE WHEN j.expected THEN 'critical' ELSE 'warn' END
+                WHEN j.job ->> 'status' = 'failed' THEN 'warn' ELSE 'ok' END,
+           round(extract(epoch FROM now() - (j.job ->> 'end_time')::timestamptz), 1),
+           format('job personalize-%s@%s ', j.what, current_database())
+           || CASE WHEN j.job IS NULL THEN 'does not exist (expected by personalize.health_expected_jobs)'
+                   ELSE format('(%s, scheduled by %s) is %s; its last run %s', j.job ->> 'schedule', j.job ->> 'username',
+                               CASE WHEN (j.job ->> 'active')::boolean THEN 'active' ELSE 'NOT active' END,
+                               CASE WHEN j.job ->> 'status' IS NULL THEN 'has not finished yet (none recorded)'
+                                    ELSE format('%s at %s%s', j.job ->> 'status', j.job ->> 'end_time',
+                                                CASE WHEN j.job ->> 'status' = 'failed'
+                                                     THEN ': ' || (j.job ->> 'message') ELSE '' END) END) END
+    FROM jobs j
+    UNION ALL
+    SELECT 9, 'variants',
+           CASE WHEN v.n > 0 THEN 'critical' ELSE 'ok' END,
+           v.n,
+           CASE WHEN v.n = 0 THEN 'every variant is valid'
+                ELSE format('invalid variants (skipped by the refresh, refused by recommend()): %s', v.names) END
+    FROM (SELECT count(*) AS n, string_agg(format('%s (%s)', x.name, x.problem), '; ' ORDER BY x.name) AS names
+          FROM (SELECT v.name, @extschema@._variant_problem(v.name, v.algorithm, v.params) AS problem
+                FROM @extschema@.variants v) x
+          WHERE x.problem IS NOT NULL) v
+    UNION ALL
+    SELECT 10, 'experiment_srm',
+           CASE WHEN x.p < 0.001 THEN 'warn' ELSE 'ok' END,
+           round(x.p::numeric, 6),
+           CASE WHEN x.name IS NULL THEN 'no experiment is running'
+                WHEN x.p IS NULL THEN format('experiment %s: no exposure yet', x.name)
+                WHEN x.p < 0.001 THEN format('experiment %s: sample ratio mismatch (p = %s < 0.001): the arms do not get the traffic their weights say; see experiment_results', x.name, round(x.p::numeric, 6))
+                ELSE format('experiment %s: the arms'' traffic matches their weights (p = %s)', x.name, round(x.p::numeric, 6)) END
+    FROM (SELECT 1) one
+    LEFT JOIN (SELECT e.name, m.p FROM @extschema@.experiments e LEFT JOIN srm m ON m.name = e.name
+               WHERE e.status = 'running') x ON true
+    UNION ALL
+    SELECT 11, 'pair_store', 'ok',
+           CASE WHEN c.reltuples >= 0 THEN c.reltuples::numeric END,
+           CASE WHEN c.reltuples >= 0 THEN format('%s pairs in pair_counts (estimate from pg_class.reltuples)', c.reltuples::bigint)
+                ELSE 'pair_counts is not analyzed yet (no estimate)' END
+           || format(', %s on disk with its indexes', pg_size_pretty(pg_total_relation_size(c.oid)))
+    FROM pg_class c WHERE c.oid = '@extschema@.pair_counts_base'::regclass
+    UNION ALL
+    -- a sharded layout (issue 15): the age of the model server's last global round as this
+    -- shard (or the model server) has it, and on a shard the subscription that brings it
+    SELECT 12, 'global_model',
+           CASE WHEN g.refreshed_at IS NULL THEN 'critical'
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn'
+                WHEN n.role = 'shard' AND (sub.n = 0 OR sub.running < sub.n) THEN 'warn' ELSE 'ok' END,
+           a.v,
+           CASE WHEN g.refreshed_at IS NULL THEN format('no global round of the model server has reached this %s yet',
+                                                        CASE n.role WHEN 'shard' THEN 'shard' ELSE 'model server' END)
+                ELSE format('the model server''s last global round finished at %s (%s shards, %s dirty products summed, %s lists)',
+                            g.refreshed_at, g.shards, g.products, g.lists) END
+           || CASE WHEN n.role <> 'shard' THEN ''
+                   WHEN sub.n = 0 THEN '; this shard has no personalize_global subscription'
+                   WHEN sub.running < sub.n THEN '; the personalize_global subscription''s worker is not running (the model server is unreachable?)'
+                   ELSE '; the personalize_global subscription''s worker is running' END
+    FROM s, @extschema@.node_settings n
+         LEFT JOIN @extschema@.global_model_state g ON true,
+         LATERAL (SELECT round(extract(epoch FROM now() - g.refreshed_at), 1) AS v) a,
+         LATERAL (SELECT count(*) AS n, count(st.pid) AS running
+                  FROM pg_subscription sb
+                  LEFT JOIN pg_stat_subscription st ON st.subid = sb.oid AND st.relid IS NULL
+                  WHERE sb.subdbid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                    AND sb.subname LIKE 'personalize\_global%') sub
+    WHERE n.role <> 'single'
+) c
+ORDER BY c.ord, c."check";
+COMMENT ON VIEW @extschema@.health IS
+    'One row per health check (refresh age, last job error, neighbour-list backlog and its age, popularity list age, OpenAI runs, pg_cron jobs, invalid variants, sample-ratio mismatch, pair store size, and in a sharded layout the global model''s age): status ok, warn or critical. Granted to nobody by default; see docs/reference.md, "Health".';
+COMMENT ON COLUMN @extschema@.health."check" IS 'What is checked (refresh_age, last_job_error, neighbor_backlog, neighbor_backlog_age, popular_age, llm_<kind>, cron, cron_job:<job>, variants, experiment_srm, pair_store, global_model).';
+SELECT pg_catalog.set_config('search_path', '@extschema@, pg_temp', true);
+
+-- grants.sql: log_event() in the application's grant set
+CREATE OR REPLACE FUNCTION @extschema@._grant_set(grant_set text)
+    RETURNS TABLE (object_type text, object text, privileges text)
+    LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.object_type, s.object, s.privileges FROM (VALUES
+        ('application', 'table', '@extschema@.products', 'SELECT'),
+        ('application', 'table', '@extschema@.event_types', 'SELECT'),
+        ('application', 'table', '@extschema@.marketing_campaigns', 'SELECT'),
+        ('application', 'table', '@extschema@.customers', 'SELECT, INSERT, UPDATE'),
+        ('application', 'table', '@extschema@.interactions', 'SELECT, INSERT'),
+        ('application', 'table', '@extschema@.customer_feedback', 'SELECT, INSERT'),
+        ('application', 'function', '@extschema@.recommend(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_served(bigint, text, integer, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
+        ('application', 'function', '@extschema@.similar_items(bigint, integer, text, bigint[], text[], text[], numeric, numeric, jsonb)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_for_items(bigint[], integer, text, bigint, bigint[], text[], text[], numeric, numeric, jsonb, text[])', 'EXECUTE'),
+        ('application', 'function', '@extschema@.recommend_logged(bigint, integer)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_exposure(bigint, bigint[], text)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.assigned_variant(text, bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.flag_enabled(text, bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.erase_customer(bigint)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_impressions(bigint, bigint[], text, text)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_event(bigint, bigint, text, timestamptz, integer, text)', 'EXECUTE'),
+        ('monitoring', 'table', '@extschema@.health', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.model_stats', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.maintenance_runs', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.llm_runs', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.llm_batches', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.ingest_batches', 'SELECT'),
+        ('monitoring', 'table', '@extschema@.batch_recommendation_runs', 'SELECT'),
+        ('bi', 'table', '@extschema@.products', 'SELECT'),
+        ('bi', 'table', '@extschema@.event_types', 'SELECT'),
+        ('bi', 'table', '@extschema@.marketing_campaigns', 'SELECT'),
+        ('bi', 'table', '@extschema@.variants', 'SELECT'),
+        ('bi', 'table', '@extschema@.popular', 'SELECT'),
+        ('bi', 'table', '@extschema@.neighbor_list', 'SELECT'),
+        ('bi', 'table', '@extschema@.cooccurrence', 'SELECT'),
+        ('bi', 'table', '@extschema@.model_stats', 'SELECT'),
+        ('bi', 'table', '@extschema@.experiment_results', 'SELECT'),
+        ('bi', 'table', '@extschema@.batch_recommendations', 'SELECT'),
+        ('bi', 'table', '@extschema@.batch_recommendations_named', 'SELECT'),
+        ('bi', 'table', '@extschema@.impressions', 'SELECT'),
+        ('bi', 'table', '@extschema@.impression_ctr', 'SELECT')
+    ) AS s(grant_set, object_type, object, privileges)
+    WHERE s.grant_set = _grant_set.grant_set
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@.bucket_of(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._node_role() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._window_customers(timestamptz, interval, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.global_tables() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._role_refusal(text, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.set_node_role(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._take_dirty_products() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.add_shard(text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._global_take(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._global_pull() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._global_popular(integer, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.global_refresh(boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.log_event(bigint, bigint, text, timestamptz, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.delete_events(bigint, bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.pull_bucket(integer, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.drop_bucket(integer, text) FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.node_settings, @extschema@.shards, @extschema@.global_model_state,
+    @extschema@.global_window_counts, @extschema@._shard_dirty_taken FROM PUBLIC;
+-- ==== end of issue 15 ====

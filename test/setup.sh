@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(make gcc gzip ca-certificates postgresql-15 postgresql-server-dev-15 postgresql-15-cron
-          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
+          postgresql-15-pgtap postgresql-15-plproxy libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev
           postgresql-contrib gnuplot-nox python3 python3-yaml curl nodejs
           prometheus-postgres-exporter libopenblas0-serial libopenblas-serial-dev python3-numpy)
 missing=()

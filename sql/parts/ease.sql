@@ -51,6 +51,9 @@ DECLARE
     e_detail text;
     e_hint text;
 BEGIN
+    -- a shard's counts are its customers' only: the model server solves EASE on the sums
+    PERFORM @extschema@._role_refusal('refresh_ease()', ARRAY['shard'],
+        'CALL personalize.refresh_ease() on the model server: its ''ease'' lists reach the shards with the others.');
     -- the model from the folded counts; committed at once, so that the minute's refresh
     -- never waits for the solve (its own fold would wait for this one's lock)
     PERFORM @extschema@.fold_deltas();

@@ -31,6 +31,9 @@ END $$;
 CREATE FUNCTION @extschema@._evaluation_check(cut timestamptz, k integer) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- it needs every event in one database: a shard holds some customers', the model server none
+    PERFORM @extschema@._role_refusal('evaluate() and tune()', ARRAY['shard', 'model'],
+        'Evaluate on a single server holding every event, e.g. a restored copy of the shards'' events (docs/scaling.md).');
     IF cut IS NULL THEN
         RAISE EXCEPTION 'cut must not be null'
             USING ERRCODE = 'null_value_not_allowed',

@@ -44,6 +44,7 @@ CREATE FUNCTION @extschema@._grant_set(grant_set text)
         ('application', 'function', '@extschema@.flag_enabled(text, bigint)', 'EXECUTE'),
         ('application', 'function', '@extschema@.erase_customer(bigint)', 'EXECUTE'),
         ('application', 'function', '@extschema@.log_impressions(bigint, bigint[], text, text)', 'EXECUTE'),
+        ('application', 'function', '@extschema@.log_event(bigint, bigint, text, timestamptz, integer, text)', 'EXECUTE'),
         ('monitoring', 'table', '@extschema@.health', 'SELECT'),
         ('monitoring', 'table', '@extschema@.model_stats', 'SELECT'),
         ('monitoring', 'table', '@extschema@.maintenance_runs', 'SELECT'),

@@ -156,6 +156,8 @@ SELECT c."check", c.status, c.value, c.detail FROM (
          LATERAL (SELECT max(m.finished_at) AS t FROM (SELECT m.finished_at FROM @extschema@.maintenance_runs m
                   WHERE m.job = 'refresh_popular' ORDER BY m.run_id DESC LIMIT 1) m) p,
          LATERAL (SELECT round(extract(epoch FROM now() - p.t), 1) AS v) a
+    -- a shard's popularity list is the model server's (check global_model)
+    WHERE NOT EXISTS (SELECT FROM @extschema@.node_settings n WHERE n.role = 'shard')
     UNION ALL
     SELECT 6, 'llm_' || l.kind,
            CASE WHEN l.status = 'running' THEN 'ok'
@@ -224,11 +226,37 @@ SELECT c."check", c.status, c.value, c.detail FROM (
                 ELSE 'pair_counts is not analyzed yet (no estimate)' END
            || format(', %s on disk with its indexes', pg_size_pretty(pg_total_relation_size(c.oid)))
     FROM pg_class c WHERE c.oid = '@extschema@.pair_counts_base'::regclass
+    UNION ALL
+    -- a sharded layout (issue 15): the age of the model server's last global round as this
+    -- shard (or the model server) has it, and on a shard the subscription that brings it
+    SELECT 12, 'global_model',
+           CASE WHEN g.refreshed_at IS NULL THEN 'critical'
+                WHEN s.r_crit > 0 AND a.v >= s.r_crit THEN 'critical'
+                WHEN s.r_warn > 0 AND a.v >= s.r_warn THEN 'warn'
+                WHEN n.role = 'shard' AND (sub.n = 0 OR sub.running < sub.n) THEN 'warn' ELSE 'ok' END,
+           a.v,
+           CASE WHEN g.refreshed_at IS NULL THEN format('no global round of the model server has reached this %s yet',
+                                                        CASE n.role WHEN 'shard' THEN 'shard' ELSE 'model server' END)
+                ELSE format('the model server''s last global round finished at %s (%s shards, %s dirty products summed, %s lists)',
+                            g.refreshed_at, g.shards, g.products, g.lists) END
+           || CASE WHEN n.role <> 'shard' THEN ''
+                   WHEN sub.n = 0 THEN '; this shard has no personalize_global subscription'
+                   WHEN sub.running < sub.n THEN '; the personalize_global subscription''s worker is not running (the model server is unreachable?)'
+                   ELSE '; the personalize_global subscription''s worker is running' END
+    FROM s, @extschema@.node_settings n
+         LEFT JOIN @extschema@.global_model_state g ON true,
+         LATERAL (SELECT round(extract(epoch FROM now() - g.refreshed_at), 1) AS v) a,
+         LATERAL (SELECT count(*) AS n, count(st.pid) AS running
+                  FROM pg_subscription sb
+                  LEFT JOIN pg_stat_subscription st ON st.subid = sb.oid AND st.relid IS NULL
+                  WHERE sb.subdbid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                    AND sb.subname LIKE 'personalize\_global%') sub
+    WHERE n.role <> 'single'
 ) c
 ORDER BY c.ord, c."check";
 COMMENT ON VIEW @extschema@.health IS
-    'One row per health check (refresh age, last job error, neighbour-list backlog and its age, popularity list age, OpenAI runs, pg_cron jobs, invalid variants, sample-ratio mismatch, pair store size): status ok, warn or critical. Granted to nobody by default; see docs/reference.md, "Health".';
-COMMENT ON COLUMN @extschema@.health."check" IS 'What is checked (refresh_age, last_job_error, neighbor_backlog, neighbor_backlog_age, popular_age, llm_<kind>, cron, cron_job:<job>, variants, experiment_srm, pair_store).';
+    'One row per health check (refresh age, last job error, neighbour-list backlog and its age, popularity list age, OpenAI runs, pg_cron jobs, invalid variants, sample-ratio mismatch, pair store size, and in a sharded layout the global model''s age): status ok, warn or critical. Granted to nobody by default; see docs/reference.md, "Health".';
+COMMENT ON COLUMN @extschema@.health."check" IS 'What is checked (refresh_age, last_job_error, neighbor_backlog, neighbor_backlog_age, popular_age, llm_<kind>, cron, cron_job:<job>, variants, experiment_srm, pair_store, global_model).';
 COMMENT ON COLUMN @extschema@.health.status IS 'ok, warn or critical, against the personalize.health_* settings.';
 COMMENT ON COLUMN @extschema@.health.value IS 'The measured number: seconds for ages, products for the backlog, a count, a p-value or pairs; NULL when there is none.';
 COMMENT ON COLUMN @extschema@.health.detail IS 'The finding in words, naming what is at fault.';

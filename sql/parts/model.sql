@@ -350,6 +350,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', max_items_per_customer),
                   HINT = 'Pass NULL to keep the current value.';
     END IF;
+    -- the model server's counts are the shards' sums, not its own events
+    PERFORM @extschema@._role_refusal('rebuild()', ARRAY['model'],
+        'Rebuild on the shards, then CALL personalize.global_refresh(all_products => true) here.');
     -- every lock it needs, up front and each for a bounded time (55P03 after
     -- personalize.model_lock_wait): SHARE on interactions (writers of events wait until
     -- the rebuild commits), ACCESS EXCLUSIVE on the tables it empties (recommend() waits
@@ -373,7 +376,9 @@ BEGIN
              @extschema@.pair_counts_base, @extschema@.model_deltas, @extschema@.dirty_products;
     -- the 'content' lists come from embeddings (embed_products), not from the events, and the
     -- 'ease' lists are replaced only by refresh_ease() (served until then)
-    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+    -- (on a shard the lists are the model server's: kept, every product is marked dirty below)
+    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
+       AND @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard';
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);
@@ -410,7 +415,9 @@ BEGIN
         round(extract(epoch FROM clock_timestamp() - phase_at)::numeric, 1);
 
     PERFORM set_config('application_name', 'personalize.rebuild: 5/5 popularity', true);
-    PERFORM @extschema@.refresh_popular();
+    IF @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard' THEN
+        PERFORM @extschema@.refresh_popular();
+    END IF;
     RAISE NOTICE 'rebuild: 5/5 done in % s', round(extract(epoch FROM clock_timestamp() - started)::numeric, 1);
 
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details)

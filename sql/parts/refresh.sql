@@ -92,8 +92,9 @@ CREATE FUNCTION @extschema@._popular_all_time(n integer)
 $$;
 
 -- The popularity list as of t_end: the products bought by the most distinct customers in
--- the window ending at t_end (interactions; an event at t_end itself only with
--- end_included: evaluate() counts it after its cut), then the all-time bestsellers of the given
+-- the window ending at t_end (_window_customers(): interactions, on the model server the
+-- shards' sums; an event at t_end itself only with end_included: evaluate() counts it after
+-- its cut), then the all-time bestsellers of the given
 -- product count table; at most 1,000, each with its rank, share of the top one in its
 -- part, and the score recommend() gives it (0.5 + 0.5 * share in the window, 0.5 * share
 -- all-time). refresh_popular() stores it; evaluate() builds it as of its cut.
@@ -112,12 +113,10 @@ CREATE FUNCTION @extschema@._popular_list(t_end timestamptz, window_length inter
             SELECT DISTINCT ON (x.product_id) x.src, x.product_id, x.n
             FROM (
                 SELECT 1 AS src, w.product_id, w.n FROM (
-                    SELECT i.product_id, count(DISTINCT i.customer_id) AS n
-                    FROM @extschema@.interactions i
-                    JOIN @extschema@.products p ON p.product_id = i.product_id AND p.active
-                    WHERE i.occurred_at > t_end - window_length
-                      AND (i.occurred_at < t_end OR (end_included AND i.occurred_at = t_end))
-                    GROUP BY i.product_id ORDER BY n DESC, i.product_id LIMIT 1000) w
+                    SELECT wc.product_id, wc.customers AS n
+                    FROM @extschema@._window_customers(t_end, window_length, end_included) wc
+                    JOIN @extschema@.products p ON p.product_id = wc.product_id AND p.active
+                    ORDER BY n DESC, wc.product_id LIMIT 1000) w
                 UNION ALL
                 SELECT 2, a.product_id, a.customers FROM @extschema@._popular_all_time_of(item_counts, 1000) a
             ) x
@@ -149,6 +148,16 @@ BEGIN
     -- computed from the folded counts. A fold running in another session (a second refresh
     -- sharing the work) is not waited for: the products it marks dirty are refreshed by it.
     PERFORM @extschema@.fold_deltas(wait => false);
+    -- on a shard the lists come from the model server, which takes the dirty marks (after a
+    -- rebuild(), every product: the products whose count fell to 0 here included)
+    IF @extschema@._node_role() = 'shard' THEN
+        IF all_products THEN
+            INSERT INTO @extschema@.dirty_products (product_id)
+            SELECT p.product_id FROM @extschema@.products p ORDER BY p.product_id
+            ON CONFLICT (product_id) DO NOTHING;
+        END IF;
+        RETURN 0;
+    END IF;
     IF all_products THEN
         INSERT INTO @extschema@.dirty_products (product_id)
         SELECT product_id FROM @extschema@.item_counts_base ORDER BY product_id
@@ -227,6 +236,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', coalesce(window_length::text, 'NULL')),
                   HINT = 'For example interval ''7 days''.';
     END IF;
+    -- in a sharded layout the model server computes it, inside its global round
+    PERFORM @extschema@._role_refusal('refresh_popular()', ARRAY['shard'],
+        'The popularity list comes from the model server (its refresh()).');
+    IF @extschema@._node_role() = 'model' AND current_setting('personalize_scaleout.global_round', true) IS DISTINCT FROM 'on' THEN
+        PERFORM @extschema@._role_refusal('refresh_popular() outside global_refresh()', ARRAY['model'],
+            'CALL personalize.refresh() (the global round) on the model server.');
+    END IF;
     -- one refresh at a time (readers keep reading the old list until we commit)
     PERFORM @extschema@.fold_deltas();
     LOCK TABLE @extschema@.popular IN EXCLUSIVE MODE;
@@ -269,7 +285,13 @@ DECLARE
     e_detail text;
     e_hint text;
     skipped jsonb;
+    role text := @extschema@._node_role();
 BEGIN
+    -- the model server of a sharded layout runs the global round
+    IF role OPERATOR(pg_catalog.=) 'model' THEN
+        CALL @extschema@.global_refresh();
+        RETURN;
+    END IF;
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         BEGIN
@@ -277,7 +299,8 @@ BEGIN
                 skipped := @extschema@._variant_problems(true);
             END IF;
             n := @extschema@._refresh_neighbors(100, false, false);
-            IF n < 100 THEN
+            -- a shard only folds (its lists and popularity come from the model server)
+            IF n < 100 AND role OPERATOR(pg_catalog.<>) 'shard' THEN
                 popular := @extschema@.refresh_popular();
             END IF;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
@@ -302,4 +325,4 @@ BEGIN
             HINT = coalesce(nullif(e_hint, ''), 'The lists refreshed before the error are kept; the next run continues with the rest.');
     END IF;
 END $$;
-COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. Logs every run, a failed one with its error, in maintenance_runs. CALL it outside a transaction block.';
+COMMENT ON PROCEDURE @extschema@.refresh() IS 'Refresh dirty neighbour lists (committing every 100 products) and the popularity list; what the scheduled job runs. On a shard it only folds the pending count changes; on the model server it runs global_refresh(). Logs every run, a failed one with its error, in maintenance_runs. CALL it outside a transaction block.';
