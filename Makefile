@@ -8,7 +8,7 @@ OBJS        = src/personalize.o src/guc.o src/spiutil.o src/similarity.o src/mod
 # (sql/parts/, in this order); older versions' install scripts are frozen, and every
 # step between versions has its update script (sql/personalize--A--B.sql).
 SQL_PARTS   = $(addprefix sql/parts/, header.sql catalog.sql model.sql variants.sql serving.sql \
-                scaleout.sql refresh.sql scheduling.sql ease.sql experiments.sql cold_start.sql lifecycle.sql health.sql \
+                scaleout.sql refresh.sql scheduling.sql ease.sql experiments.sql shard_guard.sql cold_start.sql lifecycle.sql health.sql \
                 ingest.sql retention.sql batch.sql evaluate.sql grants.sql comments.sql privileges.sql)
 DATA_built  = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA        = sql/personalize--0.1.0.sql sql/personalize--0.1.0--0.2.0.sql

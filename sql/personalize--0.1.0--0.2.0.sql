@@ -5408,6 +5408,48 @@ END $$;
 COMMENT ON FUNCTION @extschema@.drop_bucket(integer, text) IS
     'On a shard: erase every customer of the bucket (forget_customer(): their counts are subtracted exactly) once it has moved; confirm must be ''moved''. Returns how many customers. Step 4 of moving a bucket (docs/scaling.md).';
 
+
+-- On a shard the published tables are the model server's: a local change would diverge
+-- from it (and a later replicated row could collide with it, stopping the subscription).
+-- A statement trigger refuses writes there; logical replication's apply does not fire it
+-- (it runs with session_replication_role = replica), and elsewhere it only reads the role.
+CREATE FUNCTION @extschema@._shard_write_guard() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF @extschema@._node_role() = 'shard' THEN
+        RAISE EXCEPTION '%.% is written on the model server in a sharded layout', TG_TABLE_SCHEMA, TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('This database is shard %s: the table comes from the model server by logical replication (publication personalize_global).',
+                                  coalesce((SELECT n.node_name FROM @extschema@.node_settings n), '(unnamed)')),
+                  HINT = 'Make the change on the model server (docs/scaling.md).';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER products_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.products
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER event_types_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.event_types
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER variants_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.variants
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER serving_settings_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.serving_settings
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER experiments_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.experiments
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER experiment_arms_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.experiment_arms
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER flags_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.flags
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER marketing_campaigns_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.marketing_campaigns
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER neighbors_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.neighbors
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER popular_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.popular
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER popular_scores_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.popular_scores
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+CREATE TRIGGER global_model_state_shard_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.global_model_state
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._shard_write_guard();
+
 -- refresh.sql: the popularity window through _window_customers(); a shard only folds; the model server runs the global round
 CREATE OR REPLACE FUNCTION @extschema@._popular_list(t_end timestamptz, window_length interval, item_counts regclass,
                                           end_included boolean)
@@ -5661,8 +5703,9 @@ BEGIN
     -- the 'content' lists come from embeddings (embed_products), not from the events, and the
     -- 'ease' lists are replaced only by refresh_ease() (served until then)
     -- (on a shard the lists are the model server's: kept, every product is marked dirty below)
-    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
-       AND @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard';
+    IF @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard' THEN
+        DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+    END IF;
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);
@@ -6098,6 +6141,7 @@ REVOKE ALL ON FUNCTION @extschema@.log_event(bigint, bigint, text, timestamptz, 
 REVOKE ALL ON FUNCTION @extschema@.delete_events(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.pull_bucket(integer, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.drop_bucket(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._shard_write_guard() FROM PUBLIC;
 REVOKE ALL ON TABLE @extschema@.node_settings, @extschema@.shards, @extschema@.global_model_state,
     @extschema@.global_window_counts, @extschema@._shard_dirty_taken FROM PUBLIC;
 -- ==== end of issue 15 ====

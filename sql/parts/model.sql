@@ -377,8 +377,9 @@ BEGIN
     -- the 'content' lists come from embeddings (embed_products), not from the events, and the
     -- 'ease' lists are replaced only by refresh_ease() (served until then)
     -- (on a shard the lists are the model server's: kept, every product is marked dirty below)
-    DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease'])
-       AND @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard';
+    IF @extschema@._node_role() OPERATOR(pg_catalog.<>) 'shard' THEN
+        DELETE FROM @extschema@.neighbors n WHERE n.measure OPERATOR(pg_catalog.<>) ALL (ARRAY['content', 'ease']);
+    END IF;
     INSERT INTO @extschema@.customer_items
         (customer_id, product_id, events, purchases, weight, first_interaction_id, last_at, in_model)
     SELECT * FROM @extschema@._customer_items_as_of(NULL, cap);

@@ -580,3 +580,4 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.drop_bucket(integer, text) IS
     'On a shard: erase every customer of the bucket (forget_customer(): their counts are subtracted exactly) once it has moved; confirm must be ''moved''. Returns how many customers. Step 4 of moving a bucket (docs/scaling.md).';
+

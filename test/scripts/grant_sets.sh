@@ -53,7 +53,8 @@ function personalize.log_exposure(bigint, bigint[], text) EXECUTE
 function personalize.assigned_variant(text, bigint) EXECUTE
 function personalize.flag_enabled(text, bigint) EXECUTE
 function personalize.erase_customer(bigint) EXECUTE
-function personalize.log_impressions(bigint, bigint[], text, text) EXECUTE"
+function personalize.log_impressions(bigint, bigint[], text, text) EXECUTE
+function personalize.log_event(bigint, bigint, text, timestamptz, integer, text) EXECUTE"
 mon_set="table personalize.health SELECT
 table personalize.model_stats SELECT
 table personalize.maintenance_runs SELECT
@@ -81,7 +82,7 @@ done
 
 out=$(q -c "SELECT count(*) FROM personalize.grant_application('$app')" -c "SELECT count(*) FROM personalize.grant_monitoring('$mon')" \
         -c "SELECT count(*) FROM personalize.grant_bi('$bi')" -c "SELECT count(*) FROM personalize.grant_bi('$bi')")
-is "$(echo $out)" "16 7 13 13" "the owner grants the three sets (a second grant_bi() is a no-op that says the same)"
+is "$(echo $out)" "17 7 13 13" "the owner grants the three sets (a second grant_bi() is a no-op that says the same)"
 is "$(tcp "$nogrant" -c "SELECT personalize.grant_application('$nogrant')" | grep -o 'permission denied for function grant_application')" \
    "permission denied for function grant_application" "a role without the grant cannot grant itself a set"
 
@@ -213,7 +214,7 @@ is "$(q -c "SELECT string_agg(format('%s.%s', s.object, a.attname), ', ' ORDER B
 
 # revoke_all() takes a set back; the roles then read nothing
 out=$(q -c "SELECT personalize.revoke_all('$app'), personalize.revoke_all('$mon'), personalize.revoke_all('$bi')")
-is "$out" "20|7|13" "revoke_all() removes each role's privileges (20, 7, 13: one per table privilege and function)"
+is "$out" "21|7|13" "revoke_all() removes each role's privileges (21, 7, 13: one per table privilege and function)"
 for r in "$app recommend(1)" "$mon health" "$bi neighbor_list"; do
   set -- $r
   out=$(tcp "$1" -v VERBOSITY=sqlstate -c "SELECT count(*) FROM personalize.$2")

@@ -79,6 +79,28 @@ for s in s1 s2; do
   ok $? "the catalog and the variants defined on the model server reach $s (logical replication)"
 done
 
+# each node refuses what has no meaning in its role, with 55000, changing nothing
+state() { echo "$(qs s1 -c 'SELECT count(*) FROM personalize.products')/$(qs s1 -c 'SELECT count(*) FROM personalize.variants')"; }
+before=$(state)
+refuse() {   # $1 node function, $2 SQL, $3 what
+  local out; out=$("$1" -v VERBOSITY=verbose -c "$2" 2>&1 >/dev/null)
+  [[ $out == *"ERROR:  55000"* && $out == *HINT* ]]; ok $? "$3 refused with 55000 and a hint"
+  [[ $out == *"ERROR:  55000"* ]] || printf '#   %s\n' "$(echo "$out" | head -n 2)"
+}
+qs1() { qs s1 "$@"; }
+refuse qs1 "INSERT INTO personalize.products (product_id, name) VALUES (999, 'local')" "on a shard, a local write to a published table (products)"
+refuse qs1 "SELECT personalize.create_variant('local_v', 'popular')" "on a shard, create_variant()"
+refuse qs1 "SELECT personalize.refresh_popular()" "on a shard, refresh_popular()"
+refuse qs1 "CALL personalize.refresh_ease()" "on a shard, refresh_ease()"
+refuse qs1 "SELECT * FROM personalize.evaluate(now())" "on a shard, evaluate()"
+refuse qm "SELECT * FROM personalize.rebuild()" "on the model server, rebuild()"
+refuse qm "SELECT personalize.log_event(1, 1, 'view')" "on the model server, log_event()"
+refuse qm "SELECT personalize.set_node_role('shard')" "set_node_role('shard') on a database holding a catalog"
+refuse qsg "CALL personalize.global_refresh()" "on a single server, global_refresh()"
+out=$(qs s1 -v VERBOSITY=verbose -c "SELECT personalize.drop_bucket(0, 'yes')" 2>&1 >/dev/null)
+[[ $out == *"ERROR:  22023"* ]]; ok $? "drop_bucket() without confirm => 'moved' is refused with 22023"
+is "$(state)|$(qm -c 'SELECT role FROM personalize.node_settings')" "$before|model" "the refusals changed nothing"
+
 # the events: per customer a fixed sequence of inserts, deletes and an erasure, the customers
 # dealt to three sessions; the same three files go to the router and to the single server
 python3 - "$shc_work" <<'PYEOF'
