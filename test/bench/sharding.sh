@@ -105,7 +105,7 @@ conn() { echo "host=127.0.0.1 port=${shc_port[$1]} dbname=$2 user=postgres"; }
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "" || b == "") print "-"; else printf "%.2f", a / b }'; }
-sum() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s }'; }
+sum() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.3f", s }'; }
 maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # timed VAR cluster db sql...: runs it, VAR = seconds (psql's connection included, ~10 ms)
@@ -283,7 +283,7 @@ if has B; then
   # shellcheck disable=SC2086 # the lists of times are words
   {
     s_first=${T[single.first]} s_full=$(median ${full[single]}) s_inc=$(median ${inc[single]})
-    s_fold_all=$(awk -v a="${T[single.fold]}" -v b="${T[single.first]}" 'BEGIN { printf "%.2f", a + b }')
+    s_fold_all=$(awk -v a="${T[single.fold]}" -v b="${T[single.first]}" 'BEGIN { printf "%.3f", a + b }')
     report "### B. The global round as shards grow (1, 2, 3 shards) against a single server's refresh()"
     report ""
     stamp ""
@@ -302,9 +302,9 @@ if has B; then
     done
     report ""
     report "Fold + first round together: single server $s_fold_all s$(for L in "${layouts[@]}"; do printf '; %s shard(s) %s s (%s×; the folds in parallel, as on separate machines: %s s, %s×)' "$L" \
-      "$(awk -v a="${T[n$L.fold]}" -v b="${T[n$L.first]}" 'BEGIN { printf "%.2f", a + b }')" \
+      "$(awk -v a="${T[n$L.fold]}" -v b="${T[n$L.first]}" 'BEGIN { printf "%.3f", a + b }')" \
       "$(div "$(awk -v a="${T[n$L.fold]}" -v b="${T[n$L.first]}" 'BEGIN { print a + b }')" "$s_fold_all")" \
-      "$(awk -v a="${T[n$L.fold_max]}" -v b="${T[n$L.first]}" 'BEGIN { printf "%.2f", a + b }')" \
+      "$(awk -v a="${T[n$L.fold_max]}" -v b="${T[n$L.first]}" 'BEGIN { printf "%.3f", a + b }')" \
       "$(div "$(awk -v a="${T[n$L.fold_max]}" -v b="${T[n$L.first]}" 'BEGIN { print a + b }')" "$s_fold_all")"; done)."
     report ""
     report "Incremental: $rounds rounds, each after $step more events (1%) sent to every layout and the single server; medians. _fold_: the shards' CALL personalize.refresh() summed (the single server: fold_deltas()); _round_: the model server's CALL personalize.refresh() (the single server: CALL refresh()). The rows: the last round's maintenance_runs.details."
