@@ -277,7 +277,9 @@ END $$;
 
 -- Global round, step 2: the counts of every dirty product summed over the shards (their
 -- folded counts), replacing the model server's rows of those products, and the customer
--- totals. A changed pair has both its products dirty, so every changed pair is replaced.
+-- totals. A pair changes only with both its products marked dirty (the fold marks both), so
+-- the pairs replaced are those of two dirty products: read from each shard by their smaller
+-- product, 1,000 dirty products per query, each pair once; the others are kept.
 CREATE FUNCTION @extschema@._global_pull() RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -286,25 +288,30 @@ DECLARE
     n bigint;
 BEGIN
     CREATE TEMP TABLE _g_dirty ON COMMIT DROP AS SELECT d.product_id FROM @extschema@.dirty_products d;
-    CREATE TEMP TABLE _g_pairs (shard text, a bigint, b bigint, customers bigint, PRIMARY KEY (shard, a, b)) ON COMMIT DROP;
-    CREATE TEMP TABLE _g_items (shard text, product_id bigint, customers bigint) ON COMMIT DROP;
+    ALTER TABLE _g_dirty ADD PRIMARY KEY (product_id);
+    ANALYZE _g_dirty;
+    CREATE TEMP TABLE _g_pairs (a bigint, b bigint, customers bigint) ON COMMIT DROP;
+    CREATE TEMP TABLE _g_items (product_id bigint, customers bigint) ON COMMIT DROP;
     CREATE TEMP TABLE _g_totals (shard smallint, customers bigint) ON COMMIT DROP;
     SELECT count(*) INTO n FROM _g_dirty;
     FOR s IN SELECT * FROM @extschema@.shards ORDER BY name LOOP
         FOR chunk IN SELECT array_agg(x.product_id) FROM (SELECT g.product_id, (row_number() OVER (ORDER BY g.product_id) - 1) / 1000 AS c
                                                           FROM _g_dirty g) x GROUP BY x.c LOOP
-            -- a pair of two dirty products in two chunks comes twice: kept once per shard
-            EXECUTE format('INSERT INTO _g_pairs SELECT $2, p.product_a, p.product_b, p.customers FROM %I.pair_counts_base p '
-                           'WHERE p.product_a = ANY ($1) OR p.product_b = ANY ($1) ON CONFLICT DO NOTHING', s.schema_name)
-                USING chunk, s.name;
-            EXECUTE format('INSERT INTO _g_items SELECT $2, i.product_id, i.customers FROM %I.item_counts_base i '
+            EXECUTE format('INSERT INTO _g_pairs SELECT p.product_a, p.product_b, p.customers FROM %I.pair_counts_base p '
+                           'WHERE p.product_a = ANY ($1)', s.schema_name)
+                USING chunk;
+            EXECUTE format('INSERT INTO _g_items SELECT i.product_id, i.customers FROM %I.item_counts_base i '
                            'WHERE i.product_id = ANY ($1)', s.schema_name)
-                USING chunk, s.name;
+                USING chunk;
         END LOOP;
         EXECUTE format('INSERT INTO _g_totals SELECT t.shard, t.customers FROM %I.customer_totals t', s.schema_name);
     END LOOP;
-    DELETE FROM @extschema@.pair_counts_base p USING _g_dirty g WHERE p.product_a = g.product_id;
-    DELETE FROM @extschema@.pair_counts_base p USING _g_dirty g WHERE p.product_b = g.product_id;
+    -- only the pairs of two dirty products (the others came along with their first product)
+    DELETE FROM _g_pairs x WHERE NOT EXISTS (SELECT FROM _g_dirty g WHERE g.product_id = x.b);
+    ANALYZE _g_pairs;
+    ANALYZE _g_items;
+    DELETE FROM @extschema@.pair_counts_base p USING _g_dirty ga, _g_dirty gb
+     WHERE p.product_a = ga.product_id AND p.product_b = gb.product_id;
     INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
     SELECT x.a, x.b, sum(x.customers) FROM _g_pairs x GROUP BY x.a, x.b HAVING sum(x.customers) <> 0 ORDER BY 1, 2;
     DELETE FROM @extschema@.item_counts_base i USING _g_dirty g WHERE i.product_id = g.product_id;
