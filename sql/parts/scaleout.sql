@@ -248,6 +248,9 @@ BEGIN
     EXECUTE format('CREATE SCHEMA %I', sch);
     EXECUTE format('IMPORT FOREIGN SCHEMA @extschema@ LIMIT TO (node_settings, item_counts_base, pair_counts_base, customer_totals, interactions, _shard_dirty_taken) FROM SERVER %I INTO %I',
                    server, sch);
+    -- a round reads a dirty product's pairs in one go: 10,000 rows per fetch, not 100
+    EXECUTE format('ALTER FOREIGN TABLE %I.pair_counts_base OPTIONS (ADD fetch_size %L)', sch, '10000');
+    EXECUTE format('ALTER FOREIGN TABLE %I.item_counts_base OPTIONS (ADD fetch_size %L)', sch, '10000');
     -- the server answers and is a shard
     EXECUTE format('SELECT n.role FROM %I.node_settings n', sch) INTO r;
     IF r IS DISTINCT FROM 'shard' THEN
@@ -357,12 +360,15 @@ END $$;
 -- popularity list and the heartbeat. A shard that cannot be reached fails the round
 -- (no partial sums): the lists stay as they were, the marks taken stay in dirty_products
 -- for the next round, and the failed run is logged with the error naming the server.
+-- One step per transaction, each under the same error handler (a procedure that commits
+-- cannot commit inside one); one round at a time (a session lock, released at the end).
 CREATE PROCEDURE @extschema@.global_refresh(all_products boolean DEFAULT false)
     LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz := clock_timestamp();
     names text[];
-    sh text;
+    step text := 'start';
+    i integer := 1;
     taken bigint := 0;
     pulled bigint;
     n bigint;
@@ -385,67 +391,50 @@ BEGIN
         RAISE EXCEPTION 'the model server has no shards'
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Add them with personalize.add_shard().';
     END IF;
-    BEGIN
-        -- one round at a time (a second one returns at once)
-        IF NOT pg_catalog.pg_try_advisory_xact_lock(1885696627, 15) THEN
-            RAISE NOTICE 'global_refresh: another round is running';
-            RETURN;
-        END IF;
-        IF all_products THEN
-            INSERT INTO @extschema@.dirty_products (product_id)
-            SELECT p.product_id FROM @extschema@.products p UNION SELECT i.product_id FROM @extschema@.item_counts_base i
-            ON CONFLICT (product_id) DO NOTHING;
-        END IF;
-    EXCEPTION WHEN OTHERS OR query_canceled THEN
-        GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                                e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-    END;
-    IF e_state IS NULL THEN
-        COMMIT;
+    IF NOT pg_catalog.pg_try_advisory_lock(1885696627, 15) THEN
+        RAISE NOTICE 'global_refresh: another round is running';
+        RETURN;
+    END IF;
+    LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    END IF;
-    IF e_state IS NULL THEN
-        FOREACH sh IN ARRAY names LOOP
-            BEGIN
-                n := @extschema@._global_take(sh);
-                taken := taken OPERATOR(pg_catalog.+) n;
-            EXCEPTION WHEN OTHERS OR query_canceled THEN
-                GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                                        e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-                e_message := pg_catalog.format('shard %s: %s', sh, e_message);
-            END;
-            EXIT WHEN e_state IS NOT NULL;
-            COMMIT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        END LOOP;
-    END IF;
-    IF e_state IS NULL THEN
         BEGIN
-            pulled := @extschema@._global_pull();
+            CASE step
+            WHEN 'start' THEN
+                IF all_products THEN
+                    INSERT INTO @extschema@.dirty_products (product_id)
+                    SELECT p.product_id FROM @extschema@.products p UNION SELECT c.product_id FROM @extschema@.item_counts_base c
+                    ON CONFLICT (product_id) DO NOTHING;
+                END IF;
+                step := 'take';
+            WHEN 'take' THEN
+                taken := taken + @extschema@._global_take(names[i]);
+                i := i + 1;
+                IF i > pg_catalog.cardinality(names) THEN
+                    step := 'pull';
+                END IF;
+            WHEN 'pull' THEN
+                pulled := @extschema@._global_pull();
+                step := 'lists';
+            ELSE
+                n := @extschema@._refresh_neighbors(100, false, false);
+                done := done + n;
+                IF n < 100 THEN
+                    popular := @extschema@._global_popular(pg_catalog.cardinality(names), pulled, done);
+                    step := 'done';
+                END IF;
+            END CASE;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
                                     e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
-        END;
-        IF e_state IS NULL THEN
-            COMMIT;
-        END IF;
-    END IF;
-    WHILE e_state IS NULL LOOP
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        BEGIN
-            n := @extschema@._refresh_neighbors(100, false, false);
-            IF n < 100 THEN
-                popular := @extschema@._global_popular(pg_catalog.cardinality(names), pulled, done + n);
+            IF step = 'take' THEN
+                e_message := pg_catalog.format('shard %s: %s', names[i], e_message);
             END IF;
-        EXCEPTION WHEN OTHERS OR query_canceled THEN
-            GET STACKED DIAGNOSTICS e_state = RETURNED_SQLSTATE, e_message = MESSAGE_TEXT,
-                                    e_detail = PG_EXCEPTION_DETAIL, e_hint = PG_EXCEPTION_HINT;
         END;
         EXIT WHEN e_state IS NOT NULL;
-        done := done + n;
-        EXIT WHEN n < 100;
         COMMIT;
+        EXIT WHEN step = 'done';
     END LOOP;
+    PERFORM pg_catalog.pg_advisory_unlock(1885696627, 15);
     INSERT INTO @extschema@.maintenance_runs (job, started_at, items, details, status, error)
     VALUES ('refresh', started, done,
             pg_catalog.jsonb_build_object('global', true, 'shards', pg_catalog.cardinality(names), 'dirty_taken', taken,

@@ -27,7 +27,7 @@
 # except to read its extension_destdir. Bounded waits; every cluster is stopped on exit.
 # About 60-90 s. TAP output.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 . test/shard_clusters.sh
 n=0
 trap shc_stop EXIT
@@ -100,6 +100,14 @@ refuse qsg "CALL personalize.global_refresh()" "on a single server, global_refre
 out=$(qs s1 -v VERBOSITY=verbose -c "SELECT personalize.drop_bucket(0, 'yes')" 2>&1 >/dev/null)
 [[ $out == *"ERROR:  22023"* ]]; ok $? "drop_bucket() without confirm => 'moved' is refused with 22023"
 is "$(state)|$(qm -c 'SELECT role FROM personalize.node_settings')" "$before|model" "the refusals changed nothing"
+
+# one round at a time: while another session holds the round's lock, a second one returns at once
+qm -c 'SELECT pg_advisory_lock(1885696627, 15)' -c 'SELECT pg_sleep(4)' >/dev/null 2>&1 & holder=$!
+sleep 1
+t0=$SECONDS
+out=$(qm -c 'CALL personalize.refresh()' 2>&1)
+[[ $out == *"another round is running"* && $((SECONDS - t0)) -lt 3 ]]; ok $? "a second global round returns at once with a NOTICE while one runs"
+wait $holder
 
 # the events: per customer a fixed sequence of inserts, deletes and an erasure, the customers
 # dealt to three sessions; the same three files go to the router and to the single server
