@@ -281,7 +281,7 @@ END $$;
 -- Global round, step 2: the counts of every dirty product summed over the shards (their
 -- folded counts), replacing the model server's rows of those products, and the customer
 -- totals. A pair changes only with both its products marked dirty (the fold marks both), so
--- the pairs replaced are those of two dirty products: read from each shard by their smaller
+-- the pairs written are those of two dirty products: read from each shard by their smaller
 -- product, 1,000 dirty products per query, each pair once; the others are kept.
 CREATE FUNCTION @extschema@._global_pull() RETURNS bigint
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -309,14 +309,24 @@ BEGIN
         END LOOP;
         EXECUTE format('INSERT INTO _g_totals SELECT t.shard, t.customers FROM %I.customer_totals t', s.schema_name);
     END LOOP;
-    -- only the pairs of two dirty products (the others came along with their first product)
-    DELETE FROM _g_pairs x WHERE NOT EXISTS (SELECT FROM _g_dirty g WHERE g.product_id = x.b);
-    ANALYZE _g_pairs;
-    ANALYZE _g_items;
+    -- the sums of the pairs of two dirty products (the others came along with their first
+    -- product and are kept), then only what changed is written, as the fold does: a pair
+    -- no shard has any more goes, a changed count is updated in place (HOT: fillfactor 70),
+    -- a new pair is inserted in key order
+    CREATE TEMP TABLE _g_sum ON COMMIT DROP AS
+        SELECT x.a, x.b, sum(x.customers)::bigint AS customers FROM _g_pairs x
+        WHERE EXISTS (SELECT FROM _g_dirty g WHERE g.product_id = x.b)
+        GROUP BY x.a, x.b HAVING sum(x.customers) <> 0;
+    ANALYZE _g_sum;
     DELETE FROM @extschema@.pair_counts_base p USING _g_dirty ga, _g_dirty gb
-     WHERE p.product_a = ga.product_id AND p.product_b = gb.product_id;
+     WHERE p.product_a = ga.product_id AND p.product_b = gb.product_id
+       AND NOT EXISTS (SELECT FROM _g_sum x WHERE x.a = p.product_a AND x.b = p.product_b);
+    UPDATE @extschema@.pair_counts_base p SET customers = x.customers FROM _g_sum x
+     WHERE p.product_a = x.a AND p.product_b = x.b AND p.customers <> x.customers;
     INSERT INTO @extschema@.pair_counts_base (product_a, product_b, customers)
-    SELECT x.a, x.b, sum(x.customers) FROM _g_pairs x GROUP BY x.a, x.b HAVING sum(x.customers) <> 0 ORDER BY 1, 2;
+    SELECT x.a, x.b, x.customers FROM _g_sum x
+    WHERE NOT EXISTS (SELECT FROM @extschema@.pair_counts_base p WHERE p.product_a = x.a AND p.product_b = x.b)
+    ORDER BY 1, 2;
     DELETE FROM @extschema@.item_counts_base i USING _g_dirty g WHERE i.product_id = g.product_id;
     INSERT INTO @extschema@.item_counts_base (product_id, customers)
     SELECT x.product_id, sum(x.customers) FROM _g_items x GROUP BY x.product_id HAVING sum(x.customers) <> 0 ORDER BY 1;
