@@ -4952,13 +4952,13 @@ CREATE FUNCTION @extschema@._role_refusal(caller text, roles text[], hint text) 
     LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r text := @extschema@._node_role();
+    what text := CASE r WHEN 'model' THEN 'the model server' WHEN 'shard' THEN 'a shard' ELSE 'a single server' END;
 BEGIN
     IF r = ANY (roles) THEN
-        RAISE EXCEPTION '% cannot run on a % server of a sharded layout', caller, CASE r WHEN 'model' THEN 'model' ELSE r END
+        RAISE EXCEPTION '% cannot run on %', caller, what
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('This database is the %s%s (personalize.node_settings).',
-                                  CASE r WHEN 'model' THEN 'model server' ELSE 'shard' END,
-                                  coalesce(' ' || (SELECT n.node_name FROM @extschema@.node_settings n), '')),
+                  DETAIL = format('This database is %s%s (personalize.node_settings).', what,
+                                  coalesce(' named ' || (SELECT n.node_name FROM @extschema@.node_settings n), '')),
                   HINT = hint;
     END IF;
 END $$;
